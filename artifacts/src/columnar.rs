@@ -1,0 +1,235 @@
+//! Columnar files meant for memory mapping: one uncompressed Arrow IPC file
+//! per array, one record batch, one non-null primitive column, buffers
+//! 64-byte aligned.
+//!
+//! - `edge_index`: int64, `2·E` values, row-major `[2, E]` (all source rows,
+//!   then all target columns), so the whole file body is one contiguous
+//!   tensor.
+//! - `edge_attr`: float32, `E` values.
+//!
+//! Opening maps the file, verifies its hash, and decodes it with arrow's
+//! [`FileDecoder`] with alignment required, so the returned slice points into
+//! the mapping: a misaligned file is an error, never a silent copy.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::types::{Float32Type, Int64Type};
+use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
+use arrow_buffer::{Buffer, ScalarBuffer};
+use arrow_ipc::reader::{FileDecoder, read_footer_length};
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow_ipc::{MetadataVersion, root_as_footer};
+use arrow_schema::{Field, Schema};
+
+use crate::error::{Result, StoreError};
+use crate::store::{ObjectId, Store};
+
+/// Metadata key under which a columnar file records its kind and shape.
+pub const META_KEY: &str = "textgcn";
+
+/// A primitive column mapped from a store object, without copying.
+#[derive(Debug)]
+pub struct MappedColumn<T: ArrowPrimitiveType> {
+    id: ObjectId,
+    values: ScalarBuffer<T::Native>,
+    mapping: Range<usize>,
+    meta: serde_json::Value,
+}
+
+impl<T: ArrowPrimitiveType> Clone for MappedColumn<T> {
+    fn clone(&self) -> Self {
+        MappedColumn { id: self.id.clone(), values: self.values.clone(), mapping: self.mapping.clone(), meta: self.meta.clone() }
+    }
+}
+
+impl<T: ArrowPrimitiveType> MappedColumn<T> {
+    /// The values, pointing into the file mapping.
+    pub fn values(&self) -> &[T::Native] {
+        &self.values
+    }
+    /// The object this column was mapped from.
+    pub fn id(&self) -> &ObjectId {
+        &self.id
+    }
+    /// Address range of the whole file mapping.
+    pub fn mapping_range(&self) -> Range<usize> {
+        self.mapping.clone()
+    }
+    /// Whether the values lie inside the mapping (always true: checked at
+    /// open). Exposed so tests and the trainer can assert zero-copy.
+    pub fn is_zero_copy(&self) -> bool {
+        let p = self.values.as_ptr() as usize;
+        let end = p + std::mem::size_of_val(self.values());
+        self.mapping.start <= p && end <= self.mapping.end
+    }
+    /// The JSON metadata stored with the column (kind, shape, ...).
+    pub fn meta(&self) -> &serde_json::Value {
+        &self.meta
+    }
+}
+
+/// Publishes `values` as a single-column IPC file. `meta` must be a JSON
+/// object with at least `"kind"`; it is stored as one schema metadata entry
+/// (a single key keeps the bytes deterministic).
+pub fn publish_column<T: ArrowPrimitiveType>(store: &Store, field: &str, values: Vec<T::Native>, meta: serde_json::Value) -> Result<ObjectId> {
+    let array = PrimitiveArray::<T>::new(ScalarBuffer::from(values), None);
+    let meta_s = serde_json::to_string(&meta).expect("json");
+    let schema = Arc::new(Schema::new_with_metadata(
+        vec![Field::new(field, T::DATA_TYPE, false)],
+        [(META_KEY.to_owned(), meta_s)].into_iter().collect::<std::collections::HashMap<_, _>>(),
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).map_err(|e| StoreError::Format {
+        id: String::from("(new)"),
+        kind: "column",
+        detail: e.to_string(),
+    })?;
+    let opts = IpcWriteOptions::try_new(64, false, MetadataVersion::V5).expect("valid IPC options");
+    store.publish(|w| {
+        let mut fw = FileWriter::try_new_with_options(w, &schema, opts).map_err(std::io::Error::other)?;
+        fw.write(&batch).map_err(std::io::Error::other)?;
+        fw.finish().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+}
+
+/// Maps, verifies and decodes a column published by [`publish_column`].
+/// `kind` is checked against the stored metadata.
+pub fn open_column<T: ArrowPrimitiveType>(store: &Store, id: &ObjectId, kind: &'static str) -> Result<MappedColumn<T>> {
+    let map = store.map_verified(id)?;
+    let mapping = {
+        let p = map.as_ptr() as usize;
+        p..p + map.len()
+    };
+    let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind, detail };
+    let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+    if buffer.len() < 10 + 8 {
+        return Err(fmt(format!("file of {} bytes is too short for Arrow IPC", buffer.len())));
+    }
+    let trailer_start = buffer.len() - 10;
+    let trailer: [u8; 10] = buffer[trailer_start..].try_into().expect("10 bytes");
+    let footer_len = read_footer_length(trailer).map_err(|e| fmt(e.to_string()))?;
+    if footer_len > trailer_start {
+        return Err(fmt("footer length exceeds file".into()));
+    }
+    let footer = root_as_footer(&buffer[trailer_start - footer_len..trailer_start]).map_err(|e| fmt(format!("bad footer: {e}")))?;
+    let schema = footer.schema().ok_or_else(|| fmt("no schema".into()))?;
+    let schema = Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| fmt(e.to_string()))?);
+    if schema.fields().len() != 1 || schema.field(0).data_type() != &T::DATA_TYPE {
+        return Err(fmt(format!("expected one {} column, found schema {schema}", T::DATA_TYPE)));
+    }
+    let meta: serde_json::Value = schema
+        .metadata()
+        .get(META_KEY)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| fmt(format!("missing `{META_KEY}` metadata")))?;
+    if meta.get("kind").and_then(|k| k.as_str()) != Some(kind) {
+        return Err(fmt(format!("metadata says kind {:?}", meta.get("kind"))));
+    }
+    let blocks: Vec<arrow_ipc::Block> = footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default();
+    if blocks.len() != 1 {
+        return Err(fmt(format!("expected exactly one record batch, found {}", blocks.len())));
+    }
+    let block = &blocks[0];
+    let block_len = block.bodyLength() as usize + block.metaDataLength() as usize;
+    let off = block.offset() as usize;
+    if block.offset() < 0 || off.checked_add(block_len).is_none_or(|end| end > trailer_start) {
+        return Err(fmt("record batch block lies outside the file".into()));
+    }
+    let decoder = FileDecoder::new(schema, footer.version()).with_require_alignment(true);
+    let data = buffer.slice_with_length(off, block_len);
+    let batch = decoder
+        .read_record_batch(block, &data)
+        .map_err(|e| fmt(e.to_string()))?
+        .ok_or_else(|| fmt("empty record batch message".into()))?;
+    let col = batch.column(0);
+    if col.null_count() != 0 {
+        return Err(fmt("column has nulls".into()));
+    }
+    let arr = col.as_any().downcast_ref::<PrimitiveArray<T>>().ok_or_else(|| fmt("column has wrong type".into()))?;
+    let out = MappedColumn { id: id.clone(), values: arr.values().clone(), mapping, meta };
+    if !out.is_zero_copy() {
+        return Err(fmt("decoded values do not point into the mapping".into()));
+    }
+    Ok(out)
+}
+
+/// The normalised adjacency's index: `[2, E]` int64, rows then columns.
+#[derive(Clone, Debug)]
+pub struct EdgeIndex {
+    col: MappedColumn<Int64Type>,
+    num_edges: usize,
+    num_nodes: usize,
+}
+
+impl EdgeIndex {
+    /// Publishes `data` (`2·E` values: rows, then columns) for a graph of
+    /// `num_nodes` nodes.
+    pub fn publish(store: &Store, data: Vec<i64>, num_nodes: usize) -> Result<ObjectId> {
+        assert!(data.len() % 2 == 0, "edge_index holds rows then columns");
+        let e = data.len() / 2;
+        publish_column::<Int64Type>(store, "edge_index", data, serde_json::json!({"kind": "edge_index", "shape": [2, e], "num_nodes": num_nodes}))
+    }
+    /// Maps and verifies an `edge_index` object.
+    pub fn open(store: &Store, id: &ObjectId) -> Result<Self> {
+        let col = open_column::<Int64Type>(store, id, "edge_index")?;
+        let bad = |d: String| StoreError::Format { id: id.to_string(), kind: "edge_index", detail: d };
+        let n = col.values().len();
+        let shape_e = col.meta()["shape"][1].as_u64().ok_or_else(|| bad("no shape".into()))? as usize;
+        let num_nodes = col.meta()["num_nodes"].as_u64().ok_or_else(|| bad("no num_nodes".into()))? as usize;
+        if n != 2 * shape_e {
+            return Err(bad(format!("shape says {shape_e} edges, data holds {n} values")));
+        }
+        Ok(EdgeIndex { col, num_edges: shape_e, num_nodes })
+    }
+    /// Number of edges E.
+    pub fn num_edges(&self) -> usize {
+        self.num_edges
+    }
+    /// Number of nodes N.
+    pub fn num_nodes(&self) -> usize {
+        self.num_nodes
+    }
+    /// All `2·E` values (the `[2, E]` tensor's storage).
+    pub fn data(&self) -> &[i64] {
+        self.col.values()
+    }
+    /// Source rows.
+    pub fn rows(&self) -> &[i64] {
+        &self.data()[..self.num_edges]
+    }
+    /// Target columns.
+    pub fn cols(&self) -> &[i64] {
+        &self.data()[self.num_edges..]
+    }
+    /// The underlying mapped column.
+    pub fn column(&self) -> &MappedColumn<Int64Type> {
+        &self.col
+    }
+}
+
+/// The normalised adjacency's weights: float32 `[E]`.
+#[derive(Clone, Debug)]
+pub struct EdgeAttr {
+    col: MappedColumn<Float32Type>,
+}
+
+impl EdgeAttr {
+    /// Publishes `E` weights.
+    pub fn publish(store: &Store, data: Vec<f32>) -> Result<ObjectId> {
+        let e = data.len();
+        publish_column::<Float32Type>(store, "edge_attr", data, serde_json::json!({"kind": "edge_attr", "shape": [e]}))
+    }
+    /// Maps and verifies an `edge_attr` object.
+    pub fn open(store: &Store, id: &ObjectId) -> Result<Self> {
+        Ok(EdgeAttr { col: open_column::<Float32Type>(store, id, "edge_attr")? })
+    }
+    /// The weights, pointing into the mapping.
+    pub fn values(&self) -> &[f32] {
+        self.col.values()
+    }
+    /// The underlying mapped column.
+    pub fn column(&self) -> &MappedColumn<Float32Type> {
+        &self.col
+    }
+}

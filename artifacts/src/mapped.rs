@@ -1,0 +1,39 @@
+//! The one place in the store with `unsafe`: memory maps, and the
+//! fail-point self-kill.
+//!
+//! # Invariants
+//! A mapping is only ever made of a *published object* (or, in `verify`, of a
+//! file about to be hashed). Published objects are:
+//! - immutable: written once to a temporary file, fsynced, then renamed into
+//!   place; no code path opens a published path for writing, and the file
+//!   mode is read-only (0444);
+//! - never truncated: `gc` and corruption repair only *unlink* names, which
+//!   leaves existing mappings valid (the inode lives until the last map goes).
+//!
+//! Hence the bytes behind a [`Mmap`] never change while it is alive, which
+//! is what `memmap2::Mmap::map` requires of its caller. An outside actor that
+//! truncates an object file in place (not something this project does) could
+//! still cause SIGBUS on access; every open re-hashes the whole file first,
+//! so such damage done *before* an open is reported as corruption.
+
+use std::fs::File;
+use std::io;
+
+pub use memmap2::Mmap;
+
+/// Maps a whole file read-only. An empty file gives an empty mapping.
+pub(crate) fn map_readonly(file: &File) -> io::Result<Mmap> {
+    // SAFETY: see the module invariants: published objects are never modified
+    // or truncated in place while mapped.
+    unsafe { Mmap::map(file) }
+}
+
+/// Kills the current process with SIGKILL (used by fail-points to simulate
+/// a crash at an exact step). Never returns.
+pub(crate) fn kill_self() -> ! {
+    // SAFETY: raise(3) has no memory-safety preconditions.
+    unsafe {
+        libc::raise(libc::SIGKILL);
+    }
+    std::process::abort()
+}

@@ -1,0 +1,51 @@
+//! Tables at rest as Parquet, written deterministically: a fixed
+//! `created_by`, no timestamps, no library versions, Snappy compression,
+//! one row group.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Result, StoreError};
+use crate::store::{ObjectId, Store};
+
+/// Publishes a record batch as a Parquet object.
+pub fn publish_table(store: &Store, batch: &RecordBatch) -> Result<ObjectId> {
+    let props = WriterProperties::builder()
+        .set_created_by("textgcn".to_owned())
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(usize::MAX))
+        .build();
+    store.publish(|w| {
+        let mut aw = ArrowWriter::try_new(w, batch.schema(), Some(props)).map_err(std::io::Error::other)?;
+        aw.write(batch).map_err(std::io::Error::other)?;
+        aw.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+}
+
+/// Reads a Parquet object (verified) into one record batch.
+pub fn read_table(store: &Store, id: &ObjectId) -> Result<RecordBatch> {
+    let bytes = store.read_verified(id)?;
+    let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind: "Parquet table", detail };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
+    let schema: Arc<arrow_schema::Schema> = builder.schema().clone();
+    let reader = builder.with_batch_size(1 << 30).build().map_err(|e| fmt(e.to_string()))?;
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b.map_err(|e| fmt(e.to_string()))?);
+    }
+    arrow_select_concat(&schema, &batches).map_err(fmt)
+}
+
+fn arrow_select_concat(schema: &Arc<arrow_schema::Schema>, batches: &[RecordBatch]) -> std::result::Result<RecordBatch, String> {
+    match batches.len() {
+        0 => Ok(RecordBatch::new_empty(schema.clone())),
+        1 => Ok(batches[0].clone()),
+        n => Err(format!("expected one batch, found {n}")),
+    }
+}

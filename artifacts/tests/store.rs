@@ -1,0 +1,291 @@
+//! Store tests: zero-copy round trip, corruption detection, kill safety,
+//! concurrent publishers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use textgcn_artifacts::*;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store"), OpenMode::Write).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn ten_million_edges_round_trip_zero_copy() {
+    let (_d, store) = temp_store();
+    let e = 10_000_000usize;
+    let n = 1_000_003i64;
+    let mut idx = Vec::with_capacity(2 * e);
+    idx.extend((0..e as i64).map(|i| i % n));
+    idx.extend((0..e as i64).map(|i| (i * 7919) % n));
+    let attr: Vec<f32> = (0..e).map(|i| (i as f32).sqrt() * 0.5).collect();
+    let idx_id = EdgeIndex::publish(&store, idx.clone(), n as usize).unwrap();
+    let attr_id = EdgeAttr::publish(&store, attr.clone()).unwrap();
+
+    let ei = EdgeIndex::open(&store, &idx_id).unwrap();
+    let ea = EdgeAttr::open(&store, &attr_id).unwrap();
+    assert_eq!(ei.num_edges(), e);
+    assert_eq!(ei.num_nodes(), n as usize);
+    assert!(ei.data() == &idx[..], "edge_index values differ");
+    assert!(ea.values() == &attr[..], "edge_attr values differ");
+    // Zero-copy: the slices point into the file mappings.
+    for (ptr, len, range) in [
+        (ei.data().as_ptr() as usize, ei.data().len() * 8, ei.column().mapping_range()),
+        (ea.values().as_ptr() as usize, ea.values().len() * 4, ea.column().mapping_range()),
+    ] {
+        assert!(range.start <= ptr && ptr + len <= range.end, "slice {ptr:#x}+{len} outside mapping {range:?}");
+    }
+    assert_eq!(ei.data().as_ptr() as usize % 64, 0, "64-byte aligned");
+    // Published objects are read-only.
+    let mode = fs::metadata(store.object_path(&idx_id)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o222, 0, "published object is writable: {mode:o}");
+    // Same bytes -> same id, no second copy.
+    assert_eq!(EdgeAttr::publish(&store, attr).unwrap(), attr_id);
+}
+
+fn small_objects(store: &Store) -> (ObjectId, ObjectId) {
+    let a = EdgeIndex::publish(store, (0..2000).collect(), 1000).unwrap();
+    let b = EdgeAttr::publish(store, (0..1000).map(|i| i as f32).collect()).unwrap();
+    (a, b)
+}
+
+fn damage(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(path).unwrap();
+    f(&mut bytes);
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(path, bytes).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o444)).unwrap();
+}
+
+fn assert_corrupt_named(err: StoreError, id: &ObjectId) {
+    match &err {
+        StoreError::Corrupt { id: got, expected, actual, .. } => {
+            assert_eq!(got, id.as_str());
+            assert_eq!(expected, id.as_str());
+            assert_ne!(actual, expected);
+            let msg = err.to_string();
+            assert!(msg.contains(id.as_str()) && msg.contains(actual.as_str()), "{msg}");
+        }
+        other => panic!("expected Corrupt for {id}, got {other:?}"),
+    }
+}
+
+#[test]
+fn flipped_truncated_and_swapped_objects_are_detected() {
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage); 3] = [
+        ("flip", |b| {
+            let i = b.len() / 2;
+            b[i] ^= 0x01
+        }),
+        ("truncate", |b| b.truncate(b.len() - 7)),
+        ("extend", |b| b.push(0)),
+    ];
+    for (what, f) in cases {
+        let (_d, store) = temp_store();
+        let (a, _b) = small_objects(&store);
+        damage(&store.object_path(&a), f);
+        let rep = store.verify().unwrap();
+        assert_eq!(rep.problems.len(), 1, "{what}: {:?}", rep.problems);
+        assert_corrupt_named(rep.problems.into_iter().next().unwrap(), &a);
+        assert_corrupt_named(EdgeIndex::open(&store, &a).unwrap_err(), &a);
+    }
+    // Swap: two valid objects exchanged.
+    let (_d, store) = temp_store();
+    let (a, b) = small_objects(&store);
+    let (pa, pb) = (store.object_path(&a), store.object_path(&b));
+    let tmp = pa.with_extension("x");
+    fs::rename(&pa, &tmp).unwrap();
+    fs::rename(&pb, &pa).unwrap();
+    fs::rename(&tmp, &pb).unwrap();
+    let rep = store.verify().unwrap();
+    assert_eq!(rep.problems.len(), 2);
+    assert_corrupt_named(EdgeIndex::open(&store, &a).unwrap_err(), &a);
+    assert_corrupt_named(EdgeAttr::open(&store, &b).unwrap_err(), &b);
+}
+
+#[test]
+fn a_valid_object_of_the_wrong_kind_is_a_format_error() {
+    let (_d, store) = temp_store();
+    let (_a, b) = small_objects(&store);
+    match EdgeIndex::open(&store, &b) {
+        Err(StoreError::Format { id, .. }) => assert_eq!(id, b.as_str()),
+        other => panic!("expected Format error, got {other:?}"),
+    }
+    let junk = store.publish_bytes(b"not arrow at all").unwrap();
+    assert!(matches!(EdgeAttr::open(&store, &junk), Err(StoreError::Format { .. })));
+}
+
+const CHILD_ENV: &str = "TEXTGCN_TEST_CHILD_STORE";
+
+/// Child body: publishes objects of random sizes in a loop until killed.
+/// Runs only when spawned by the kill test.
+#[test]
+#[ignore = "helper process for kill tests"]
+fn child_publisher() {
+    let Ok(root) = std::env::var(CHILD_ENV) else { return };
+    let store = Store::open(&root, OpenMode::Write).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(std::process::id() as u64);
+    let seed: u64 = std::env::var("TEXTGCN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    for k in 0.. {
+        let len = rng.random_range(1..400_000usize);
+        let v: Vec<f32> = (0..len).map(|i| (i as u64 ^ seed ^ k) as f32).collect();
+        EdgeAttr::publish(&store, v).unwrap();
+    }
+}
+
+fn spawn_child(root: &Path, seed: u64, failpoint: Option<&str>) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", "child_publisher", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, root)
+        .env("TEXTGCN_TEST_SEED", seed.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(fp) = failpoint {
+        cmd.env("TEXTGCN_FAILPOINT", fp);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn tmp_entries(root: &Path) -> usize {
+    fs::read_dir(root.join("tmp")).unwrap().count()
+}
+
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_wrong_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().join("store");
+    Store::open(&root, OpenMode::Write).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut leftovers_seen = 0;
+    let kills = 60;
+    for i in 0..kills {
+        // Every 4th run stops at a named fail-point instead of a random time.
+        let fp = ["after-temp-write", "after-fsync", "after-rename"];
+        let mut child = if i % 4 == 3 {
+            spawn_child(&root, i, Some(fp[(i as usize / 4) % 3]))
+        } else {
+            spawn_child(&root, i, None)
+        };
+        if i % 4 != 3 {
+            std::thread::sleep(Duration::from_millis(rng.random_range(20..250)));
+            child.kill().unwrap(); // SIGKILL
+        }
+        child.wait().unwrap();
+        if tmp_entries(&root) > 0 {
+            leftovers_seen += 1;
+        }
+        // The next open sweeps temp files of the dead writer ...
+        let store = Store::open(&root, OpenMode::Write).unwrap();
+        assert_eq!(tmp_entries(&root), 0, "run {i}: temp files left after reopening");
+        // ... and every object under a final name has the right content.
+        let rep = store.verify().unwrap();
+        assert!(rep.problems.is_empty(), "run {i}: {:?}", rep.problems);
+    }
+    let store = Store::open(&root, OpenMode::Read).unwrap();
+    let rep = store.verify().unwrap();
+    assert!(rep.objects_checked > kills as usize, "children published too little: {}", rep.objects_checked);
+    // Sanity: the kills did interrupt publishes at least sometimes.
+    assert!(leftovers_seen > 0, "no kill ever interrupted a publish");
+}
+
+const STAGE_ENV: &str = "TEXTGCN_TEST_STAGE_STORE";
+
+#[test]
+#[ignore = "helper process for the concurrent stage test"]
+fn child_stage_builder() {
+    let Ok(root) = std::env::var(STAGE_ENV) else { return };
+    let store = Store::open(&root, OpenMode::Write).unwrap();
+    let inputs: BTreeMap<String, String> = [("corpus".to_owned(), "abc".to_owned())].into();
+    let (rec, outcome) = store
+        .get_or_build("graph", 1, serde_json::json!({"window": 20}), inputs, |s| {
+            // Count builds, and stay inside long enough for the other process to queue.
+            let count = Path::new(&root).join("builds");
+            fs::OpenOptions::new().create(true).append(true).open(&count).unwrap();
+            let mut f = fs::OpenOptions::new().append(true).open(&count).unwrap();
+            std::io::Write::write_all(&mut f, b"x").unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let id = EdgeAttr::publish(s, (0..100_000).map(|i| i as f32).collect())?;
+            Ok::<_, StoreError>(Built { outputs: [("edge_attr".to_owned(), id)].into(), summary: serde_json::json!({}) })
+        })
+        .unwrap();
+    println!("OUTCOME {outcome:?} {}", rec.outputs["edge_attr"]);
+}
+
+#[test]
+fn two_processes_building_the_same_stage_both_succeed_with_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    Store::open(&root, OpenMode::Write).unwrap();
+    let spawn = || {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "child_stage_builder", "--nocapture", "--test-threads=1"])
+            .env(STAGE_ENV, &root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&oa, &ob] {
+        assert!(o.status.success(), "child failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    }
+    let outs: Vec<String> = [oa, ob].iter().map(|o| String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.find("OUTCOME").map(|i| l[i..].to_owned())).expect("child printed its outcome")).collect();
+    assert!(outs.iter().any(|l| l.contains("Built")) && outs.iter().any(|l| l.contains("Fresh")), "{outs:?}");
+    assert_eq!(outs[0].split(' ').nth(2), outs[1].split(' ').nth(2));
+    assert_eq!(fs::read(root.join("builds")).unwrap().len(), 1, "stage built more than once");
+    let store = Store::open(&root, OpenMode::Read).unwrap();
+    let rep = store.verify().unwrap();
+    assert_eq!(rep.objects_checked, 1, "expected exactly one object");
+    assert_eq!(rep.records_checked, 1);
+    assert!(rep.problems.is_empty());
+}
+
+#[test]
+fn records_refs_and_gc() {
+    let (_d, store) = temp_store();
+    let (a, b) = small_objects(&store);
+    let rec = |fp: &str, id: &ObjectId| StageRecord {
+        stage: "s".into(),
+        fingerprint: fp.into(),
+        code_version: 1,
+        params: serde_json::json!({}),
+        inputs: BTreeMap::new(),
+        outputs: [("o".to_owned(), id.clone())].into(),
+        summary: serde_json::json!({}),
+    };
+    let fpa = fingerprint("s", 1, &serde_json::json!({"k": 1}), &BTreeMap::new());
+    let fpb = fingerprint("s", 1, &serde_json::json!({"k": 2}), &BTreeMap::new());
+    assert_ne!(fpa, fpb);
+    store.put_record(&rec(&fpa, &a)).unwrap();
+    store.put_record(&rec(&fpb, &b)).unwrap();
+    assert_eq!(store.get_record(&fpa).unwrap().unwrap().outputs["o"], a);
+    store.put_ref(&Ref { name: "R8".into(), stages: vec![("s".into(), fpa.clone())] }).unwrap();
+    assert!(matches!(store.put_ref(&Ref { name: "../x".into(), stages: vec![] }), Err(StoreError::BadRefName(_))));
+    assert!(matches!(store.get_ref("nope"), Err(StoreError::NoSuchRef { .. })));
+    drop(store);
+    let store = Store::open(_d.path().join("store"), OpenMode::Read).unwrap();
+    let rep = store.gc().unwrap();
+    assert_eq!((rep.objects_removed, rep.records_removed, rep.objects_kept), (1, 1, 1));
+    assert!(store.has_object(&a) && !store.has_object(&b));
+    assert!(store.get_record(&fpb).unwrap().is_none());
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
+#[test]
+fn a_corrupt_existing_object_is_replaced_by_a_new_publish() {
+    let (_d, store) = temp_store();
+    let (_a, b) = small_objects(&store);
+    damage(&store.object_path(&b), |v| v[100] ^= 0xff);
+    let again = EdgeAttr::publish(&store, (0..1000).map(|i| i as f32).collect()).unwrap();
+    assert_eq!(again, b);
+    assert!(EdgeAttr::open(&store, &b).is_ok());
+}

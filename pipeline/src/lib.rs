@@ -1,1 +1,35 @@
-//! p
+//! # textgcn-pipeline
+//!
+//! Turns a text corpus into the artifacts the trainer maps: ingest → tokenize
+//! → vocab → graph → splits, each a cached stage in the artifact store
+//! (`textgcn-artifacts`), faithful to the reference TextGCN code by default.
+//! This crate never links libtorch.
+//!
+//! - [`config`]: the TOML run config, validated before any work.
+//! - [`ingest`]: corpus readers with positioned errors.
+//! - [`clean`]: the reference cleaning rules and a Unicode tokenizer.
+//! - [`vocab`]: the frequency/stop-word filter with deterministic ids.
+//! - [`graph`]: PMI + TF-IDF edges and the normalised adjacency.
+//! - [`splits`]: seeded train/validation/test node sets.
+//! - [`stages`]: fingerprints, freshness, build and status.
+//! - [`tables`]: Parquet tables of the pipeline.
+
+pub mod clean;
+pub mod config;
+pub mod graph;
+pub mod ingest;
+pub mod splits;
+pub mod stages;
+pub mod tables;
+pub mod vocab;
+
+/// The default store directory, relative to the working directory.
+pub const DEFAULT_STORE: &str = ".textgcn-store";
+
+/// Resolves the store location: `--store`, else `TEXTGCN_STORE`, else
+/// [`DEFAULT_STORE`].
+pub fn store_dir(flag: Option<&std::path::Path>) -> std::path::PathBuf {
+    flag.map(Into::into)
+        .or_else(|| std::env::var_os("TEXTGCN_STORE").map(Into::into))
+        .unwrap_or_else(|| DEFAULT_STORE.into())
+}

@@ -1,0 +1,505 @@
+//! Run configuration: one TOML file per dataset, one section per stage.
+//!
+//! Parsing follows ripgrep's low/high split: serde reads the file into
+//! [`Config`] with unknown keys denied, then [`Config::validate`] checks
+//! ranges. Both happen before any stage runs, and every error names the file,
+//! line and key path (with the nearest valid key for a typo).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A whole run config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Dataset name; also the name of the store ref that points at the build.
+    pub name: String,
+    /// Data directory that corpus paths are relative to. Overrides
+    /// `TEXTGCN_DATA_DIR` when set; relative to the config file's directory.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Reading the corpus.
+    pub ingest: IngestConfig,
+    /// Cleaning and tokenizing.
+    #[serde(default)]
+    pub tokenize: TokenizeConfig,
+    /// Vocabulary filter.
+    #[serde(default)]
+    pub vocab: VocabConfig,
+    /// Graph construction.
+    #[serde(default)]
+    pub graph: GraphConfig,
+    /// Train/validation/test splits.
+    #[serde(default)]
+    pub splits: SplitsConfig,
+    /// Training (read by the trainer; validated here so typos fail early).
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// Corpus file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// The original TextGCN layout: a corpus file (one document per line)
+    /// and a meta file (`name<TAB>split<TAB>label`).
+    Textgcn,
+}
+
+/// Text encoding of the corpus file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    /// Strict UTF-8: an invalid byte is an error naming file, line and offset.
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// Latin-1: every byte is a character; never fails (the reference).
+    #[serde(rename = "latin-1")]
+    Latin1,
+    /// UTF-8 with invalid bytes replaced by U+FFFD; replacements are counted.
+    #[serde(rename = "utf-8-lossy")]
+    Utf8Lossy,
+}
+
+/// `[ingest]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// File format.
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Corpus file, relative to the data directory.
+    pub corpus: PathBuf,
+    /// Meta file (`textgcn` format), relative to the data directory.
+    pub meta: Option<PathBuf>,
+    /// Encoding of the corpus file.
+    #[serde(default = "default_encoding")]
+    pub encoding: Encoding,
+    /// Keep documents that are blank in the raw corpus (default: error).
+    #[serde(default)]
+    pub keep_blank_documents: bool,
+}
+
+/// Tokenizer rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rules {
+    /// The reference `clean_str` rules, exactly.
+    Reference,
+    /// A plain Unicode-aware word tokenizer (alphanumeric runs).
+    Unicode,
+}
+
+/// `[tokenize]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeConfig {
+    /// Which rules.
+    #[serde(default = "default_rules")]
+    pub rules: Rules,
+    /// Lower-case tokens.
+    #[serde(default = "yes")]
+    pub lowercase: bool,
+}
+
+/// `[vocab]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VocabConfig {
+    /// Drop words with fewer occurrences than this (corpus-wide).
+    #[serde(default = "default_min_freq")]
+    pub min_freq: u64,
+    /// `"nltk-english"` (built in), `"none"`, or a file of one word per line
+    /// (relative to the data directory).
+    #[serde(default = "default_stopwords")]
+    pub stopwords: String,
+    /// Keep at most this many words (the most frequent).
+    #[serde(default)]
+    pub max_size: Option<usize>,
+}
+
+/// How word co-occurrence is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cooccurrence {
+    /// The reference code: every pair of positions in a window counts.
+    PositionPairs,
+    /// The paper: the number of windows containing both words.
+    Windows,
+}
+
+/// `[graph]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConfig {
+    /// Sliding window size.
+    #[serde(default = "default_window")]
+    pub window_size: usize,
+    /// Co-occurrence counting semantics.
+    #[serde(default = "default_cooc")]
+    pub cooccurrence: Cooccurrence,
+}
+
+/// `[splits]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitsConfig {
+    /// Seed of the shuffles.
+    #[serde(default)]
+    pub seed: u64,
+    /// Fraction of the training documents held out for validation.
+    #[serde(default = "default_val")]
+    pub val_fraction: f64,
+    /// Train/validation/test fractions for corpora without a split column.
+    #[serde(default = "default_random_split")]
+    pub random_split: [f64; 3],
+}
+
+/// `[train]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Hidden layer size.
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+    /// Dropout on the hidden layer.
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+    /// Adam learning rate.
+    #[serde(default = "default_lr")]
+    pub learning_rate: f64,
+    /// L2 weight decay on the first layer's weights.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Maximum epochs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Early-stopping window (0 disables).
+    #[serde(default = "default_early")]
+    pub early_stopping: usize,
+    /// Seed of the initialisation and dropout.
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu`, `cuda` or `auto`.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_format() -> Format {
+    Format::Textgcn
+}
+fn default_encoding() -> Encoding {
+    Encoding::Latin1
+}
+fn default_rules() -> Rules {
+    Rules::Reference
+}
+fn yes() -> bool {
+    true
+}
+fn default_min_freq() -> u64 {
+    5
+}
+fn default_stopwords() -> String {
+    "nltk-english".into()
+}
+fn default_window() -> usize {
+    20
+}
+fn default_cooc() -> Cooccurrence {
+    Cooccurrence::PositionPairs
+}
+fn default_val() -> f64 {
+    0.1
+}
+fn default_random_split() -> [f64; 3] {
+    [0.8, 0.1, 0.1]
+}
+fn default_hidden() -> usize {
+    200
+}
+fn default_dropout() -> f64 {
+    0.5
+}
+fn default_lr() -> f64 {
+    0.02
+}
+fn default_epochs() -> usize {
+    200
+}
+fn default_early() -> usize {
+    10
+}
+fn default_device() -> String {
+    "auto".into()
+}
+
+impl Default for TokenizeConfig {
+    fn default() -> Self {
+        TokenizeConfig { rules: default_rules(), lowercase: true }
+    }
+}
+impl Default for VocabConfig {
+    fn default() -> Self {
+        VocabConfig { min_freq: default_min_freq(), stopwords: default_stopwords(), max_size: None }
+    }
+}
+impl Default for GraphConfig {
+    fn default() -> Self {
+        GraphConfig { window_size: default_window(), cooccurrence: default_cooc() }
+    }
+}
+impl Default for SplitsConfig {
+    fn default() -> Self {
+        SplitsConfig { seed: 0, val_fraction: default_val(), random_split: default_random_split() }
+    }
+}
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            hidden: default_hidden(),
+            dropout: default_dropout(),
+            learning_rate: default_lr(),
+            weight_decay: 0.0,
+            epochs: default_epochs(),
+            early_stopping: default_early(),
+            seed: 0,
+            device: default_device(),
+        }
+    }
+}
+
+/// A config error: where and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The config file.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong, naming the key path.
+    pub message: String,
+}
+
+/// A validated config plus where it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The config.
+    pub config: Config,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The resolved data directory.
+    pub data_dir: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Resolves a path relative to the data directory.
+    pub fn data_path(&self, rel: &Path) -> PathBuf {
+        self.data_dir.join(rel)
+    }
+}
+
+/// Reads, parses and validates a config file, resolving the data directory
+/// (config `data_dir`, else `TEXTGCN_DATA_DIR`, else `data/`).
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError { path: path.into(), line: None, message: format!("cannot read config: {e}") })?;
+    let config = parse(&text, path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let data_dir = match &config.data_dir {
+        Some(d) => base.join(d),
+        None => std::env::var_os("TEXTGCN_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
+    };
+    let loaded = LoadedConfig { config, path: path.into(), data_dir };
+    loaded.check_files()?;
+    Ok(loaded)
+}
+
+/// Parses and validates config text (`path` only names it in errors).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let key = e.span().map(|s| key_path_at(text, s.start)).unwrap_or_default();
+        let mut message = e.message().trim().to_owned();
+        if let Some(hint) = did_you_mean(&message) {
+            message.push_str(&format!("; did you mean `{hint}`?"));
+        }
+        let message = if key.is_empty() { message } else { format!("key `{key}`: {message}") };
+        ConfigError { path: path.into(), line, message }
+    })?;
+    config.validate().map_err(|(key, msg)| ConfigError { path: path.into(), line: find_key_line(text, &key), message: format!("key `{key}`: {msg}") })?;
+    Ok(config)
+}
+
+impl Config {
+    /// Range and consistency checks; returns the offending key path.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: String| Err((k.to_owned(), m));
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || self.name.starts_with('.') {
+            return err("name", format!("{:?} must be letters, digits, '-', '_' or '.'", self.name));
+        }
+        if self.ingest.format == Format::Textgcn && self.ingest.meta.is_none() {
+            return err("ingest.meta", "the textgcn format needs a meta file".into());
+        }
+        if self.vocab.min_freq == 0 {
+            return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());
+        }
+        if self.vocab.max_size == Some(0) {
+            return err("vocab.max_size", "must be at least 1".into());
+        }
+        if self.graph.window_size == 0 {
+            return err("graph.window_size", "must be at least 1".into());
+        }
+        let v = self.splits.val_fraction;
+        if !(0.0..1.0).contains(&v) {
+            return err("splits.val_fraction", format!("{v} is out of range [0, 1)"));
+        }
+        let r = self.splits.random_split;
+        if r.iter().any(|x| !(0.0..=1.0).contains(x)) || (r.iter().sum::<f64>() - 1.0).abs() > 1e-9 || r[0] == 0.0 {
+            return err("splits.random_split", format!("{r:?} must be three fractions in [0, 1] summing to 1, with a non-zero train part"));
+        }
+        let t = &self.train;
+        if t.hidden == 0 {
+            return err("train.hidden", "must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&t.dropout) {
+            return err("train.dropout", format!("{} is out of range [0, 1)", t.dropout));
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return err("train.learning_rate", format!("{} must be positive", t.learning_rate));
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return err("train.weight_decay", format!("{} must be non-negative", t.weight_decay));
+        }
+        if t.epochs == 0 {
+            return err("train.epochs", "must be at least 1".into());
+        }
+        if !matches!(t.device.as_str(), "cpu" | "cuda" | "auto") {
+            return err("train.device", format!("unknown device {:?}; expected one of `cpu`, `cuda`, `auto`", t.device));
+        }
+        Ok(())
+    }
+}
+
+impl LoadedConfig {
+    fn check_files(&self) -> Result<(), ConfigError> {
+        let ing = &self.config.ingest;
+        let mut files = vec![("ingest.corpus", ing.corpus.clone())];
+        if let Some(m) = &ing.meta {
+            files.push(("ingest.meta", m.clone()));
+        }
+        let sw = &self.config.vocab.stopwords;
+        if sw != "nltk-english" && sw != "none" {
+            files.push(("vocab.stopwords", PathBuf::from(sw)));
+        }
+        for (key, rel) in files {
+            let p = self.data_path(&rel);
+            if !p.is_file() {
+                return Err(ConfigError {
+                    path: self.path.clone(),
+                    line: None,
+                    message: format!("key `{key}`: file {} not found (data directory {}; set TEXTGCN_DATA_DIR or `data_dir`)", p.display(), self.data_dir.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The dotted key path at a byte offset: the enclosing `[table]` plus the
+/// key on that line.
+fn key_path_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let line = text[line_start..line_end].trim();
+    let mut table = String::new();
+    for l in text[..line_start].lines() {
+        let l = l.trim();
+        if l.starts_with('[') && l.ends_with(']') {
+            table = l.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        }
+    }
+    if line.starts_with('[') {
+        return line.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+    }
+    let key = line.split('=').next().unwrap_or("").trim();
+    match (table.is_empty(), key.is_empty()) {
+        (_, true) => table,
+        (true, false) => key.to_owned(),
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let (table, leaf) = match key.rsplit_once('.') {
+        Some((t, l)) => (t, l),
+        None => ("", key),
+    };
+    let mut cur = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            cur = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        } else if cur == table && t.split('=').next().map(str::trim) == Some(leaf) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// From a serde message "unknown field `x`, expected one of `a`, `b`" (or
+/// "unknown variant"), the closest expected name.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (bad, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(bad, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "name = \"R8\"\n[ingest]\ncorpus = \"R8/R8.txt\"\nmeta = \"R8/R8.meta.txt\"\n[graph]\nwindow_size = 20\n";
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("c.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_reference() {
+        let c = parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(c.vocab.min_freq, 5);
+        assert_eq!(c.graph.window_size, 20);
+        assert_eq!(c.tokenize.rules, Rules::Reference);
+        assert_eq!(c.ingest.encoding, Encoding::Latin1);
+        assert_eq!(c.train.hidden, 200);
+        assert_eq!(c.train.learning_rate, 0.02);
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_suggestion() {
+        let e = err(&GOOD.replace("window_size = 20", "windw_size = 20"));
+        assert!(e.starts_with("c.toml:6: key `graph.windw_size`"), "{e}");
+        assert!(e.contains("did you mean `window_size`?"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_range_and_enum() {
+        let e = err(&GOOD.replace("window_size = 20", "window_size = \"20\""));
+        assert!(e.contains("graph.window_size") && e.contains(":6"), "{e}");
+        let e = err(&GOOD.replace("window_size = 20", "window_size = 0"));
+        assert_eq!(e, "c.toml:6: key `graph.window_size`: must be at least 1");
+        let e = err(&format!("{GOOD}[vocab]\nmin_freq = -1\n"));
+        assert!(e.contains("vocab.min_freq"), "{e}");
+        let e = err(&format!("{GOOD}[splits]\nval_fraction = 1.0\n"));
+        assert!(e.contains("splits.val_fraction") && e.contains("out of range"), "{e}");
+        let e = err(&format!("{GOOD}[tokenize]\nrules = \"referense\"\n"));
+        assert!(e.contains("tokenize.rules") && e.contains("did you mean `reference`?"), "{e}");
+    }
+}

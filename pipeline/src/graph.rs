@@ -1,0 +1,498 @@
+//! The TextGCN graph: PMI word-word edges, TF-IDF doc-word edges, self
+//! loops, and the normalisation `Â = D^-1/2 (A + I) D^-1/2`.
+//!
+//! Nodes are the documents in corpus order (`0..D`), then the words in
+//! vocabulary order (`D..D+V`). The output is sorted row-major and
+//! coalesced: `edge_index` holds all rows, then all columns.
+//!
+//! # How co-occurrence is counted fast
+//! With the reference's semantics (every position pair `p < q` of a window
+//! counts once per window), a pair of positions `(p, q)` with `q - p < W`
+//! contributes the number of windows that contain both, computed in O(1).
+//! So a document of length `L` costs O(L·W), not O(L·W²). Rows are built
+//! word by word over the word's occurrences into a dense accumulator with a
+//! bitmap of touched columns, in parallel over words: no hash map, no sort,
+//! and each row comes out sorted.
+
+use rayon::prelude::*;
+
+use crate::config::Cooccurrence;
+
+/// Counts that describe a built graph.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GraphStats {
+    /// Documents.
+    pub num_docs: usize,
+    /// Words.
+    pub num_words: usize,
+    /// Nodes (documents + words).
+    pub num_nodes: usize,
+    /// Non-zeros of `A + I`.
+    pub num_edges: usize,
+    /// Sliding windows (`#W`).
+    pub windows: u64,
+    /// Unordered word pairs with PMI > 0.
+    pub word_pairs: usize,
+    /// Document-word pairs with non-zero TF-IDF.
+    pub doc_word_pairs: usize,
+}
+
+/// A built graph, ready to publish.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// `2·E` int64: rows, then columns.
+    pub edge_index: Vec<i64>,
+    /// `E` float32 weights of `Â`.
+    pub edge_attr: Vec<f32>,
+    /// Counts.
+    pub stats: GraphStats,
+}
+
+/// Sparse rows being built: concatenated columns and weights plus lengths.
+#[derive(Default)]
+struct Rows {
+    cols: Vec<u32>,
+    w: Vec<f64>,
+    lens: Vec<u32>,
+}
+
+/// Number of windows of a document of length `len` (an empty or short
+/// document is one window, as in the reference).
+fn windows_of(len: usize, w: usize) -> usize {
+    if len <= w { 1 } else { len - w + 1 }
+}
+
+/// Builds the normalised graph from id-encoded documents.
+pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence) -> Graph {
+    assert!(window >= 1);
+    let nd = offsets.len() - 1;
+    let nv = num_words;
+    let doc_len = |d: usize| offsets[d + 1] - offsets[d];
+
+    // Inverted index: occurrences (global token positions) of every word,
+    // ascending, hence grouped by document.
+    let mut starts = vec![0usize; nv + 1];
+    for &t in ids {
+        starts[t as usize + 1] += 1;
+    }
+    for i in 0..nv {
+        starts[i + 1] += starts[i];
+    }
+    let mut fill = starts.clone();
+    let mut occ = vec![0u32; ids.len()];
+    let mut doc_of = vec![0u32; ids.len()];
+    for d in 0..nd {
+        for g in offsets[d]..offsets[d + 1] {
+            let t = ids[g] as usize;
+            occ[fill[t]] = g as u32;
+            fill[t] += 1;
+            doc_of[g] = d as u32;
+        }
+    }
+    drop(fill);
+    let occ_of = |i: usize| &occ[starts[i]..starts[i + 1]];
+
+    // #W and #W(i): windows containing word i, counted once per window.
+    let num_windows: u64 = (0..nd).map(|d| windows_of(doc_len(d), window) as u64).sum();
+    let wfreq: Vec<u64> = (0..nv)
+        .into_par_iter()
+        .map(|i| {
+            let mut f = 0u64;
+            let mut last_doc = u32::MAX;
+            let mut prev_hi: Option<usize> = None;
+            for &g in occ_of(i) {
+                let d = doc_of[g as usize];
+                let l = doc_len(d as usize);
+                let p = g as usize - offsets[d as usize];
+                if d != last_doc {
+                    last_doc = d;
+                    prev_hi = None;
+                    if l <= window {
+                        f += 1;
+                    }
+                }
+                if l > window {
+                    let mut lo = p.saturating_sub(window - 1);
+                    let hi = p.min(l - window);
+                    if let Some(ph) = prev_hi {
+                        lo = lo.max(ph + 1);
+                    }
+                    if lo <= hi {
+                        f += (hi - lo + 1) as u64;
+                    }
+                    prev_hi = Some(prev_hi.map_or(hi, |ph| ph.max(hi)));
+                }
+            }
+            f
+        })
+        .collect();
+
+    // IDF over all documents: ln(N / df).
+    let idf: Vec<f64> = (0..nv)
+        .map(|i| {
+            let mut df = 0u64;
+            let mut last = u32::MAX;
+            for &g in occ_of(i) {
+                let d = doc_of[g as usize];
+                if d != last {
+                    last = d;
+                    df += 1;
+                }
+            }
+            (nd as f64 / df as f64).ln()
+        })
+        .collect();
+
+    // Document rows: self loop, then words by id.
+    let doc_rows: Vec<Rows> = (0..nd)
+        .collect::<Vec<_>>()
+        .par_chunks(512)
+        .map(|chunk| {
+            let mut r = Rows::default();
+            let mut sorted = Vec::new();
+            for &d in chunk {
+                let start = r.cols.len();
+                r.cols.push(d as u32);
+                r.w.push(1.0);
+                sorted.clear();
+                sorted.extend_from_slice(&ids[offsets[d]..offsets[d + 1]]);
+                sorted.sort_unstable();
+                let mut k = 0;
+                while k < sorted.len() {
+                    let t = sorted[k];
+                    let mut m = k;
+                    while m < sorted.len() && sorted[m] == t {
+                        m += 1;
+                    }
+                    let weight = (m - k) as f64 * idf[t as usize];
+                    if weight != 0.0 {
+                        r.cols.push((nd + t as usize) as u32);
+                        r.w.push(weight);
+                    }
+                    k = m;
+                }
+                r.lens.push((r.cols.len() - start) as u32);
+            }
+            r
+        })
+        .collect();
+
+    // Word rows: documents (TF-IDF), then words (PMI) with the self loop.
+    let nw_f = num_windows as f64;
+    let nw2 = (num_windows * num_windows) as f64;
+    let word_ids: Vec<usize> = (0..nv).collect();
+    let word_rows: Vec<(Rows, usize)> = word_ids
+        .par_chunks(256)
+        .map_init(
+            || (vec![0u64; nv], vec![0u64; nv.div_ceil(64)], vec![u32::MAX; nv]),
+            |(acc, bits, stamp), chunk| {
+                let mut r = Rows::default();
+                let mut pairs = 0usize;
+                for &i in chunk {
+                    let start = r.cols.len();
+                    let occs = occ_of(i);
+                    // Document part.
+                    let mut k = 0;
+                    while k < occs.len() {
+                        let d = doc_of[occs[k] as usize];
+                        let mut m = k;
+                        while m < occs.len() && doc_of[occs[m] as usize] == d {
+                            m += 1;
+                        }
+                        let weight = (m - k) as f64 * idf[i];
+                        if weight != 0.0 {
+                            r.cols.push(d);
+                            r.w.push(weight);
+                        }
+                        k = m;
+                    }
+                    // Co-occurrence counts into the accumulator.
+                    match mode {
+                        Cooccurrence::PositionPairs => count_position_pairs(i, occs, ids, offsets, &doc_of, window, acc, bits),
+                        Cooccurrence::Windows => count_windows(i, occs, ids, offsets, &doc_of, window, acc, bits, stamp),
+                    }
+                    // Word part, ascending, with the self loop in place.
+                    let fi = wfreq[i] as f64;
+                    let mut self_done = false;
+                    for (wi, word) in bits.iter_mut().enumerate() {
+                        let mut b = *word;
+                        while b != 0 {
+                            let j = wi * 64 + b.trailing_zeros() as usize;
+                            b &= b - 1;
+                            if !self_done && j > i {
+                                r.cols.push((nd + i) as u32);
+                                r.w.push(1.0);
+                                self_done = true;
+                            }
+                            let c = acc[j] as f64;
+                            acc[j] = 0;
+                            stamp[j] = u32::MAX;
+                            let pmi = ((c / nw_f) / (fi * wfreq[j] as f64 / nw2)).ln();
+                            if pmi > 0.0 {
+                                r.cols.push((nd + j) as u32);
+                                r.w.push(pmi);
+                                pairs += 1;
+                            }
+                        }
+                        *word = 0;
+                    }
+                    if !self_done {
+                        r.cols.push((nd + i) as u32);
+                        r.w.push(1.0);
+                    }
+                    r.lens.push((r.cols.len() - start) as u32);
+                }
+                (r, pairs)
+            },
+        )
+        .collect();
+    drop(occ);
+    drop(doc_of);
+
+    // Degrees of A + I (rows in order: documents, then words).
+    let blocks: Vec<&Rows> = doc_rows.iter().chain(word_rows.iter().map(|(r, _)| r)).collect();
+    let num_edges: usize = blocks.iter().map(|b| b.cols.len()).sum();
+    let mut dinv = Vec::with_capacity(nd + nv);
+    for b in &blocks {
+        let mut k = 0;
+        for &len in &b.lens {
+            let s: f64 = b.w[k..k + len as usize].iter().sum();
+            dinv.push(s.powf(-0.5));
+            k += len as usize;
+        }
+    }
+    let doc_word_pairs: usize = doc_rows.iter().map(|b| b.cols.len() - b.lens.len()).sum();
+    let word_pairs: usize = word_rows.iter().map(|(_, p)| p).sum::<usize>() / 2;
+
+    let mut edge_index = Vec::with_capacity(2 * num_edges);
+    let mut row = 0i64;
+    for b in &blocks {
+        for &len in &b.lens {
+            edge_index.extend(std::iter::repeat_n(row, len as usize));
+            row += 1;
+        }
+    }
+    for b in &blocks {
+        edge_index.extend(b.cols.iter().map(|&c| c as i64));
+    }
+    let mut edge_attr = Vec::with_capacity(num_edges);
+    let mut row = 0usize;
+    for b in &blocks {
+        let mut k = 0;
+        for &len in &b.lens {
+            let dr = dinv[row];
+            for e in k..k + len as usize {
+                edge_attr.push(((b.w[e] * dr) * dinv[b.cols[e] as usize]) as f32);
+            }
+            k += len as usize;
+            row += 1;
+        }
+    }
+    Graph {
+        edge_index,
+        edge_attr,
+        stats: GraphStats { num_docs: nd, num_words: nv, num_nodes: nd + nv, num_edges, windows: num_windows, word_pairs, doc_word_pairs },
+    }
+}
+
+/// Reference semantics: for each occurrence `p` of word `i` and each other
+/// position `q` within `W - 1`, add the number of windows holding both.
+#[allow(clippy::too_many_arguments)]
+fn count_position_pairs(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [u64], bits: &mut [u64]) {
+    for &g in occs {
+        let d = doc_of[g as usize] as usize;
+        let base = offsets[d];
+        let l = offsets[d + 1] - base;
+        let p = g as usize - base;
+        let qlo = p.saturating_sub(w - 1);
+        let qhi = (p + w - 1).min(l - 1);
+        let toks = &ids[base..base + l];
+        for (q, &jt) in toks.iter().enumerate().take(qhi + 1).skip(qlo) {
+            let j = jt as usize;
+            if j == i {
+                continue;
+            }
+            let shared = if l <= w {
+                1
+            } else {
+                let (a, b) = if p < q { (p, q) } else { (q, p) };
+                (a.min(l - w) + 1 - (b + 1).saturating_sub(w)) as u64
+            };
+            if acc[j] == 0 {
+                bits[j >> 6] |= 1 << (j & 63);
+            }
+            acc[j] += shared;
+        }
+    }
+}
+
+/// The paper's semantics: each window holding both words counts once.
+#[allow(clippy::too_many_arguments)]
+fn count_windows(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [u64], bits: &mut [u64], stamp: &mut [u32]) {
+    let mut k = 0;
+    let mut window_id = 0u32; // unique per (row, window) within this row
+    while k < occs.len() {
+        let d = doc_of[occs[k] as usize] as usize;
+        let base = offsets[d];
+        let l = offsets[d + 1] - base;
+        let toks = &ids[base..base + l];
+        let mut m = k;
+        while m < occs.len() && doc_of[occs[m] as usize] as usize == d {
+            m += 1;
+        }
+        // Windows (start positions) containing any occurrence of i.
+        let mut next_start = 0usize;
+        for &g in &occs[k..m] {
+            let p = g as usize - base;
+            let (lo, hi) = if l <= w { (0, 0) } else { (p.saturating_sub(w - 1), p.min(l - w)) };
+            for s in lo.max(next_start)..=hi {
+                window_id += 1;
+                let end = if l <= w { l } else { s + w };
+                for &jt in &toks[s..end] {
+                    let j = jt as usize;
+                    if j != i && stamp[j] != window_id {
+                        stamp[j] = window_id;
+                        if acc[j] == 0 {
+                            bits[j >> 6] |= 1 << (j & 63);
+                        }
+                        acc[j] += 1;
+                    }
+                }
+            }
+            next_start = next_start.max(hi + 1);
+        }
+        k = m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A direct transcription of the reference's loops (windows, pair
+    /// counts, PMI, TF-IDF, max-symmetrisation, normalisation) on a toy
+    /// corpus, compared with the fast builder.
+    fn oracle(docs: &[Vec<u32>], nv: usize, w: usize, mode: Cooccurrence) -> HashMap<(usize, usize), f64> {
+        let nd = docs.len();
+        let mut windows: Vec<&[u32]> = Vec::new();
+        for d in docs {
+            if d.len() <= w {
+                windows.push(d);
+            } else {
+                for j in 0..d.len() - w + 1 {
+                    windows.push(&d[j..j + w]);
+                }
+            }
+        }
+        let mut wf = vec![0u64; nv];
+        for win in &windows {
+            let mut seen = std::collections::HashSet::new();
+            for &t in *win {
+                if seen.insert(t) {
+                    wf[t as usize] += 1;
+                }
+            }
+        }
+        let mut pc: HashMap<(usize, usize), u64> = HashMap::new();
+        for win in &windows {
+            match mode {
+                Cooccurrence::PositionPairs => {
+                    for a in 1..win.len() {
+                        for b in 0..a {
+                            let (i, j) = (win[a] as usize, win[b] as usize);
+                            if i != j {
+                                *pc.entry((i, j)).or_default() += 1;
+                                *pc.entry((j, i)).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+                Cooccurrence::Windows => {
+                    let set: std::collections::BTreeSet<u32> = win.iter().copied().collect();
+                    for &i in &set {
+                        for &j in &set {
+                            if i != j {
+                                *pc.entry((i as usize, j as usize)).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let nw = windows.len() as f64;
+        let mut a: HashMap<(usize, usize), f64> = HashMap::new();
+        for (&(i, j), &c) in &pc {
+            let pmi = ((c as f64 / nw) / (wf[i] as f64 * wf[j] as f64 / (nw * nw))).ln();
+            if pmi > 0.0 {
+                a.insert((nd + i, nd + j), pmi);
+            }
+        }
+        let mut df = vec![0u64; nv];
+        for d in docs {
+            let set: std::collections::BTreeSet<u32> = d.iter().copied().collect();
+            for t in set {
+                df[t as usize] += 1;
+            }
+        }
+        for (di, d) in docs.iter().enumerate() {
+            let mut cnt: HashMap<u32, u64> = HashMap::new();
+            for &t in d {
+                *cnt.entry(t).or_default() += 1;
+            }
+            for (t, c) in cnt {
+                let wgt = c as f64 * (nd as f64 / df[t as usize] as f64).ln();
+                if wgt != 0.0 {
+                    a.insert((di, nd + t as usize), wgt);
+                    a.insert((nd + t as usize, di), wgt);
+                }
+            }
+        }
+        for n in 0..nd + nv {
+            a.insert((n, n), 1.0);
+        }
+        let mut deg = vec![0f64; nd + nv];
+        for (&(r, _), &v) in &a {
+            deg[r] += v;
+        }
+        a.into_iter().map(|((r, c), v)| ((r, c), v * deg[r].powf(-0.5) * deg[c].powf(-0.5))).collect()
+    }
+
+    fn check(docs: Vec<Vec<u32>>, nv: usize, w: usize, mode: Cooccurrence) {
+        let mut offsets = vec![0];
+        let mut ids = Vec::new();
+        for d in &docs {
+            ids.extend_from_slice(d);
+            offsets.push(ids.len());
+        }
+        let g = build(&offsets, &ids, nv, w, mode);
+        let want = oracle(&docs, nv, w, mode);
+        let e = g.stats.num_edges;
+        assert_eq!(e, want.len(), "edge count, window {w}, {mode:?}");
+        let (rows, cols) = g.edge_index.split_at(e);
+        for k in 0..e {
+            if k > 0 {
+                assert!((rows[k - 1], cols[k - 1]) < (rows[k], cols[k]), "not sorted/coalesced at {k}");
+            }
+            let v = want[&(rows[k] as usize, cols[k] as usize)];
+            assert!((g.edge_attr[k] as f64 - v).abs() <= 1e-6 * v.abs(), "({},{}): {} vs {v}", rows[k], cols[k], g.edge_attr[k]);
+        }
+    }
+
+    #[test]
+    fn matches_reference_loops_on_random_corpora() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for trial in 0..40 {
+            let nv = rng.random_range(2..12);
+            let nd = rng.random_range(2..9);
+            let docs: Vec<Vec<u32>> = (0..nd).map(|_| (0..rng.random_range(0..30)).map(|_| rng.random_range(0..nv as u32)).collect()).collect();
+            // Every word must occur somewhere (a vocabulary property).
+            let mut docs = docs;
+            docs.push((0..nv as u32).collect());
+            let w = [1, 2, 3, 5, 20][trial % 5];
+            check(docs.clone(), nv, w, Cooccurrence::PositionPairs);
+            check(docs, nv, w, Cooccurrence::Windows);
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The five stages and the build/status logic over the store.
+//!
+//! Each stage is planned first ([`Plan`]: name, code version, canonical
+//! params, input hashes) and built only when the store has no record of that
+//! fingerprint. The plan is all that `status` needs; `build` adds the work.
+//! Why a stage reruns is found by comparing its plan with the record that
+//! the config's ref pointed at before (like cargo's `DirtyReason`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+use textgcn_artifacts::{Built, EdgeAttr, EdgeIndex, ObjectId, Outcome, Ref, StageRecord, Store, StoreError, hash_bytes};
+
+use crate::config::{LoadedConfig, Rules};
+use crate::ingest::{self, IngestError};
+use crate::{clean, graph, splits, tables, vocab};
+
+/// Stage names, in order.
+pub const STAGES: [&str; 5] = ["ingest", "tokenize", "vocab", "graph", "splits"];
+
+/// Code versions: bump one when that stage's output for the same inputs
+/// changes, so old records stop matching.
+const VERSIONS: [u32; 5] = [1, 1, 1, 1, 1];
+
+/// Errors of a build.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The corpus is malformed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// Every token was filtered away.
+    #[error("empty vocabulary: every token of the corpus was removed by the filters (min_freq = {min_freq}, stopwords = {stopwords:?})")]
+    EmptyVocabulary {
+        /// The frequency threshold.
+        min_freq: u64,
+        /// The stop-word setting.
+        stopwords: String,
+    },
+    /// Another problem, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One stage's fingerprint inputs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Stage name.
+    pub stage: &'static str,
+    /// Code version.
+    pub version: u32,
+    /// Canonical params.
+    pub params: Value,
+    /// Input name -> content hash.
+    pub inputs: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// The stage fingerprint.
+    pub fn fingerprint(&self) -> String {
+        textgcn_artifacts::fingerprint(self.stage, self.version, &self.params, &self.inputs)
+    }
+}
+
+/// What happened to one stage in a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// Stage name.
+    pub stage: String,
+    /// `fresh` or `rebuilt`.
+    pub status: &'static str,
+    /// Why it reran (or why it was fresh from the cache).
+    pub why: Option<String>,
+    /// Wall seconds spent on the stage (planning included).
+    pub seconds: f64,
+    /// Output name -> (object id, bytes).
+    pub outputs: BTreeMap<String, (String, u64)>,
+    /// The stage's summary facts.
+    pub summary: Value,
+    /// Its fingerprint.
+    pub fingerprint: String,
+}
+
+/// A build's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// The ref that now points at this build.
+    pub name: String,
+    /// Per stage, in order.
+    pub stages: Vec<StageReport>,
+    /// Total wall seconds.
+    pub seconds: f64,
+}
+
+fn stopword_list(cfg: &LoadedConfig) -> Result<Vec<String>, PipelineError> {
+    let sw = &cfg.config.vocab.stopwords;
+    let mut v: Vec<String> = match sw.as_str() {
+        "nltk-english" => clean::nltk_english().into_iter().map(str::to_owned).collect(),
+        "none" => Vec::new(),
+        path => {
+            let p = cfg.data_path(path.as_ref());
+            let text = std::fs::read_to_string(&p).map_err(|e| PipelineError::Other(format!("{}: cannot read stop words: {e}", p.display())))?;
+            text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+        }
+    };
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+fn file_hash(path: &std::path::Path) -> Result<(String, Vec<u8>), PipelineError> {
+    let bytes = std::fs::read(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
+    Ok((hash_bytes(&bytes).to_hex().to_string(), bytes))
+}
+
+fn plan_ingest(cfg: &LoadedConfig) -> Result<Plan, PipelineError> {
+    let c = &cfg.config.ingest;
+    let mut inputs = BTreeMap::new();
+    inputs.insert("corpus".to_owned(), file_hash(&cfg.data_path(&c.corpus))?.0);
+    if let Some(m) = &c.meta {
+        inputs.insert("meta".to_owned(), file_hash(&cfg.data_path(m))?.0);
+    }
+    Ok(Plan { stage: "ingest", version: VERSIONS[0], params: json!({"format": c.format, "encoding": c.encoding, "keep_blank_documents": c.keep_blank_documents}), inputs })
+}
+
+fn plan_for(idx: usize, cfg: &LoadedConfig, prev: &[StageRecord]) -> Result<Plan, PipelineError> {
+    let c = &cfg.config;
+    let out = |stage: usize, name: &str| -> (String, String) { (format!("{}.{name}", STAGES[stage]), prev[stage].outputs[name].to_string()) };
+    Ok(match idx {
+        0 => plan_ingest(cfg)?,
+        1 => Plan { stage: "tokenize", version: VERSIONS[1], params: json!({"rules": c.tokenize.rules, "lowercase": c.tokenize.lowercase}), inputs: [out(0, "documents")].into() },
+        2 => {
+            let sw = stopword_list(cfg)?;
+            let sw_hash = blake3::hash(sw.join("\n").as_bytes()).to_hex().to_string();
+            Plan {
+                stage: "vocab",
+                version: VERSIONS[2],
+                params: json!({"min_freq": c.vocab.min_freq, "max_size": c.vocab.max_size, "stopwords": c.vocab.stopwords}),
+                inputs: [out(1, "tokens"), ("stopwords".to_owned(), sw_hash)].into(),
+            }
+        }
+        3 => Plan {
+            stage: "graph",
+            version: VERSIONS[3],
+            params: json!({"window_size": c.graph.window_size, "cooccurrence": c.graph.cooccurrence}),
+            inputs: [out(0, "documents"), out(2, "vocab"), out(2, "doc_tokens")].into(),
+        },
+        4 => Plan {
+            stage: "splits",
+            version: VERSIONS[4],
+            params: json!({"seed": c.splits.seed, "val_fraction": c.splits.val_fraction, "random_split": c.splits.random_split}),
+            inputs: [out(0, "documents")].into(),
+        },
+        _ => unreachable!(),
+    })
+}
+
+fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecord]) -> Result<Built, PipelineError> {
+    let c = &cfg.config;
+    let input = |stage: usize, name: &str| prev[stage].outputs[name].clone();
+    let mut outputs = BTreeMap::new();
+    let summary;
+    match idx {
+        0 => {
+            let ing = &c.ingest;
+            let meta = ing.meta.as_ref().expect("validated: textgcn format has meta");
+            let docs = ingest::read_textgcn(&cfg.data_path(&ing.corpus), &cfg.data_path(meta), ing)?;
+            let n_train = docs.splits.iter().filter(|s| *s == "train").count();
+            let labels: HashSet<&String> = docs.labels.iter().collect();
+            let blank = docs.texts.iter().filter(|t| t.trim().is_empty()).count();
+            summary = json!({"documents": docs.names.len(), "train": n_train, "test": docs.names.len() - n_train, "classes": labels.len(), "replacements": docs.replacements, "blank_documents": blank});
+            outputs.insert("documents".into(), tables::put_documents(store, &docs)?);
+        }
+        1 => {
+            let docs = tables::get_documents(store, &input(0, "documents"))?;
+            let rules = c.tokenize.rules;
+            let lower = c.tokenize.lowercase;
+            let cleaned: Vec<String> = docs
+                .texts
+                .par_iter()
+                .map_init(Vec::new, |buf, t| match rules {
+                    Rules::Reference => clean::reference_tokens(t, lower, buf).collect::<Vec<_>>().join(" "),
+                    Rules::Unicode => clean::unicode_tokens(t, lower).join(" "),
+                })
+                .collect();
+            let n_tokens: usize = cleaned.iter().map(|d| d.split(' ').filter(|t| !t.is_empty()).count()).sum();
+            summary = json!({"documents": cleaned.len(), "tokens": n_tokens});
+            outputs.insert("tokens".into(), tables::put_tokens(store, &cleaned)?);
+        }
+        2 => {
+            let toks = tables::get_tokens(store, &input(1, "tokens"))?;
+            let sw: HashSet<String> = stopword_list(cfg)?.into_iter().collect();
+            let (v, dt) = vocab::build(&toks, &vocab::VocabParams { min_freq: c.vocab.min_freq, stopwords: &sw, max_size: c.vocab.max_size });
+            if v.words.is_empty() {
+                return Err(PipelineError::EmptyVocabulary { min_freq: c.vocab.min_freq, stopwords: c.vocab.stopwords.clone() });
+            }
+            let empty = (0..dt.num_docs()).filter(|&d| dt.doc(d).is_empty()).count();
+            let avg = dt.ids.len() as f64 / dt.num_docs() as f64;
+            summary = json!({"vocabulary": v.words.len(), "tokens": dt.ids.len(), "avg_doc_length": avg, "empty_documents": empty});
+            outputs.insert("vocab".into(), tables::put_vocab(store, &v)?);
+            outputs.insert("doc_tokens".into(), tables::put_doc_tokens(store, &dt)?);
+        }
+        3 => {
+            let docs = tables::get_documents(store, &input(0, "documents"))?;
+            let v = tables::get_vocab(store, &input(2, "vocab"))?;
+            let dt = tables::get_doc_tokens(store, &input(2, "doc_tokens"))?;
+            let mut labels: Vec<String> = docs.labels.clone();
+            labels.sort();
+            labels.dedup();
+            outputs.insert("nodes".into(), tables::put_nodes(store, &docs, &v, &labels)?);
+            outputs.insert("labels".into(), tables::put_labels(store, &labels)?);
+            drop(docs);
+            let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), c.graph.window_size, c.graph.cooccurrence);
+            drop(dt);
+            summary = serde_json::to_value(&g.stats).expect("stats serialise");
+            let num_nodes = g.stats.num_nodes;
+            let graph::Graph { edge_index, edge_attr, .. } = g;
+            outputs.insert("edge_index".into(), EdgeIndex::publish(store, edge_index, num_nodes)?);
+            outputs.insert("edge_attr".into(), EdgeAttr::publish(store, edge_attr)?);
+        }
+        4 => {
+            let docs = tables::get_documents(store, &input(0, "documents"))?;
+            let s = splits::make(&docs.splits, c.splits.seed, c.splits.val_fraction, c.splits.random_split);
+            if s.train.is_empty() {
+                return Err(PipelineError::Other("the split leaves no training documents".into()));
+            }
+            summary = json!({"train": s.train.len(), "val": s.val.len(), "test": s.test.len()});
+            outputs.insert("splits".into(), tables::put_splits(store, &s)?);
+        }
+        _ => unreachable!(),
+    }
+    Ok(Built { outputs, summary })
+}
+
+/// Why a stage with plan `plan` is not the one the previous build used.
+fn why(plan: &Plan, prev_ref: Option<&StageRecord>, cached: bool) -> String {
+    let Some(old) = prev_ref else {
+        return if cached { "no previous build of this config; outputs found in the store cache".into() } else { "no previous build of this config".into() };
+    };
+    let mut reasons = Vec::new();
+    if old.code_version != plan.version {
+        reasons.push(format!("stage code changed (version {} → {})", old.code_version, plan.version));
+    }
+    if let (Some(a), Some(b)) = (old.params.as_object(), plan.params.as_object()) {
+        for (k, v) in b {
+            match a.get(k) {
+                Some(o) if o == v => {}
+                Some(o) => reasons.push(format!("{k} changed {o} → {v}")),
+                None => reasons.push(format!("{k} added ({v})")),
+            }
+        }
+    }
+    for (k, v) in &plan.inputs {
+        if old.inputs.get(k) != Some(v) {
+            reasons.push(match k.split_once('.') {
+                Some((stage, out)) => format!("input {out} from {stage} changed"),
+                None => format!("{k} content changed"),
+            });
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("outputs missing from the store".into());
+    }
+    let mut s = reasons.join(", ");
+    if cached {
+        s.push_str(" (outputs found in the store cache)");
+    }
+    s
+}
+
+fn previous_records(store: &Store, name: &str) -> Result<BTreeMap<String, StageRecord>, PipelineError> {
+    let mut out = BTreeMap::new();
+    match store.get_ref(name) {
+        Ok(r) => {
+            for (stage, fp) in r.stages {
+                if let Some(rec) = store.get_record(&fp)? {
+                    out.insert(stage, rec);
+                }
+            }
+        }
+        Err(StoreError::NoSuchRef { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(out)
+}
+
+fn object_size(store: &Store, id: &ObjectId) -> u64 {
+    std::fs::metadata(store.object_path(id)).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Runs every stale stage of `cfg` and points the config's ref at the
+/// result. `on_stage` is called after each stage (for live output).
+pub fn build(store: &Store, cfg: &LoadedConfig, mut on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
+    let t0 = Instant::now();
+    let old = previous_records(store, &cfg.config.name)?;
+    let mut recs: Vec<StageRecord> = Vec::new();
+    let mut reports = Vec::new();
+    for idx in 0..STAGES.len() {
+        let t = Instant::now();
+        let plan = plan_for(idx, cfg, &recs)?;
+        let fp = plan.fingerprint();
+        let old_rec = old.get(STAGES[idx]);
+        let (rec, outcome) = store.get_or_build(plan.stage, plan.version, plan.params.clone(), plan.inputs.clone(), |s| build_stage(idx, s, cfg, &recs))?;
+        let same_as_before = old_rec.is_some_and(|o| o.fingerprint == fp);
+        let (status, why) = match outcome {
+            Outcome::Built => ("rebuilt", Some(why(&plan, old_rec, false))),
+            Outcome::Fresh if same_as_before => ("fresh", None),
+            Outcome::Fresh => ("fresh", Some(why(&plan, old_rec, true))),
+        };
+        let secs = t.elapsed().as_secs_f64();
+        if outcome == Outcome::Built {
+            store.put_provenance(&fp, &json!({"stage": plan.stage, "seconds": secs, "built_at_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0), "threads": rayon::current_num_threads()}))?;
+        }
+        let report = StageReport {
+            stage: STAGES[idx].to_owned(),
+            status,
+            why,
+            seconds: secs,
+            outputs: rec.outputs.iter().map(|(k, id)| (k.clone(), (id.to_string(), object_size(store, id)))).collect(),
+            summary: rec.summary.clone(),
+            fingerprint: fp,
+        };
+        on_stage(&report);
+        reports.push(report);
+        recs.push(rec);
+    }
+    store.put_ref(&Ref { name: cfg.config.name.clone(), stages: recs.iter().map(|r| (r.stage.clone(), r.fingerprint.clone())).collect() })?;
+    Ok(BuildReport { name: cfg.config.name.clone(), stages: reports, seconds: t0.elapsed().as_secs_f64() })
+}
+
+/// What `status` says of one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageStatus {
+    /// Stage name.
+    pub stage: String,
+    /// `fresh`, `stale` or `unknown` (an upstream stage must run first).
+    pub status: &'static str,
+    /// Why it would rerun.
+    pub why: Option<String>,
+}
+
+/// Says which stages a build would rerun and why, without running any.
+pub fn status(store: &Store, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, PipelineError> {
+    let old = previous_records(store, &cfg.config.name)?;
+    let mut recs: Vec<StageRecord> = Vec::new();
+    let mut out = Vec::new();
+    for idx in 0..STAGES.len() {
+        if recs.len() < idx {
+            out.push(StageStatus { stage: STAGES[idx].into(), status: "stale", why: Some(format!("{} will rerun first", STAGES[recs.len()])) });
+            continue;
+        }
+        let plan = plan_for(idx, cfg, &recs)?;
+        let fp = plan.fingerprint();
+        let old_rec = old.get(STAGES[idx]);
+        match store.get_record(&fp)? {
+            Some(rec) => {
+                let same = old_rec.is_some_and(|o| o.fingerprint == fp);
+                out.push(StageStatus { stage: STAGES[idx].into(), status: "fresh", why: if same { None } else { Some(why(&plan, old_rec, true)) } });
+                recs.push(rec);
+            }
+            None => out.push(StageStatus { stage: STAGES[idx].into(), status: "stale", why: Some(why(&plan, old_rec, false)) }),
+        }
+    }
+    Ok(out)
+}
+
+/// The records a ref points at, by stage name.
+pub fn ref_records(store: &Store, name: &str) -> Result<BTreeMap<String, StageRecord>, PipelineError> {
+    let r = store.get_ref(name)?;
+    let mut out = BTreeMap::new();
+    for (stage, fp) in r.stages {
+        let rec = store.get_record(&fp)?.ok_or_else(|| PipelineError::Other(format!("ref {name}: record {fp} of stage {stage} is missing or incomplete; rebuild with `textgcn build`")))?;
+        out.insert(stage, rec);
+    }
+    Ok(out)
+}
+
+/// Checks that the ref of `cfg` is exactly what a build would produce now;
+/// returns the stale stages with reasons (empty when up to date).
+pub fn stale_stages(store: &Store, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, PipelineError> {
+    let st = status(store, cfg)?;
+    let r = store.get_ref(&cfg.config.name).ok();
+    let mut stale: Vec<StageStatus> = st.into_iter().filter(|s| s.status != "fresh").collect();
+    if stale.is_empty() && r.is_none() {
+        stale.push(StageStatus { stage: "ingest".into(), status: "stale", why: Some("never built".into()) });
+    }
+    Ok(stale)
+}
+
+/// The cleaned corpus of a built ref, in the reference's `.clean.txt` form.
+pub fn export_clean(store: &Store, name: &str) -> Result<String, PipelineError> {
+    let recs = ref_records(store, name)?;
+    let v = &recs["vocab"];
+    let vocab = tables::get_vocab(store, &v.outputs["vocab"])?;
+    let dt = tables::get_doc_tokens(store, &v.outputs["doc_tokens"])?;
+    Ok(vocab::clean_text(&vocab, &dt))
+}

@@ -1,1 +1,95 @@
-//! e2e test helpers
+//! Helpers for textgcn's end-to-end tests: where the data and binaries
+//! are, temporary stores and data directories, running the CLIs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The benchmark data directory (`TEXTGCN_DATA_DIR`); panics with a clear
+/// message when unset, since these tests need the corpora.
+pub fn data_dir() -> PathBuf {
+    let d = std::env::var_os("TEXTGCN_DATA_DIR").map(PathBuf::from).expect("set TEXTGCN_DATA_DIR to the folder with R8/, mr/, ... (make test does)");
+    assert!(d.join("R8/R8.txt").is_file(), "TEXTGCN_DATA_DIR={} has no R8/R8.txt", d.display());
+    d
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repo").to_path_buf()
+}
+
+/// Path of a workspace binary: `TEXTGCN_BIN_DIR`, else next to this test
+/// executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("TEXTGCN_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("test exe");
+        exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf()
+    });
+    let p = dir.join(name);
+    assert!(p.is_file(), "{} not built; run `make test` (it builds the binaries first)", p.display());
+    p
+}
+
+/// A command for the `textgcn` CLI on `store`.
+pub fn textgcn(store: &Path) -> Command {
+    let mut c = Command::new(bin("textgcn"));
+    c.arg("--store").arg(store);
+    c
+}
+
+/// Runs a command and returns its output (never panics on failure).
+pub fn run(mut c: Command) -> Output {
+    c.output().expect("spawn")
+}
+
+/// Stdout+stderr as text.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Runs and asserts success, returning stdout.
+pub fn ok(c: Command) -> String {
+    let o = run(c);
+    assert!(o.status.success(), "command failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Writes a config for dataset files `corpus`/`meta` under `data` with
+/// `extra` TOML appended, returning its path.
+pub fn write_config(dir: &Path, name: &str, data: &Path, corpus: &str, meta: &str, extra: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    let text = format!("name = \"{name}\"\ndata_dir = \"{}\"\n\n[ingest]\ncorpus = \"{corpus}\"\nmeta = \"{meta}\"\n{extra}\n", data.display());
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `build --json` on a config; returns stage -> (status, why).
+pub fn build_json(store: &Path, config: &Path, extra_args: &[&str]) -> serde_json::Value {
+    let mut c = textgcn(store);
+    c.args(extra_args).arg("build").arg("--config").arg(config).arg("--json");
+    serde_json::from_str(&ok(c)).expect("build --json prints JSON")
+}
+
+/// `(stage, status)` pairs of a build report.
+pub fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["stages"].as_array().unwrap().iter().map(|s| (s["stage"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().to_owned())).collect()
+}
+
+/// Names of all files under `dir`, recursively, sorted (to compare stores).
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(d: &Path, base: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

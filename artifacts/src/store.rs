@@ -168,6 +168,15 @@ pub enum OpenMode {
 pub struct Store {
     root: PathBuf,
     _lock: Option<File>,
+    /// Objects and records this handle created (not found existing), so a
+    /// failed build can take back exactly what it added.
+    created: std::sync::Mutex<Created>,
+}
+
+#[derive(Debug, Default)]
+struct Created {
+    objects: Vec<ObjectId>,
+    records: Vec<String>,
 }
 
 /// What `verify` found.
@@ -240,7 +249,7 @@ impl Store {
                     });
                 }
                 check_marker(&marker)?;
-                Ok(Store { root, _lock: None })
+                Ok(Store { root, _lock: None, created: Default::default() })
             }
             OpenMode::Write => {
                 fs::create_dir_all(&root).ctx("creating store", &root)?;
@@ -267,7 +276,7 @@ impl Store {
                     lock.unlock().ctx("unlocking", &lock_path)?;
                 }
                 lock.lock_shared().ctx("locking (shared)", &lock_path)?;
-                Ok(Store { root, _lock: Some(lock) })
+                Ok(Store { root, _lock: Some(lock), created: Default::default() })
             }
         }
     }
@@ -315,7 +324,7 @@ impl Store {
             sync_dir(&self.root.join("objects"))?;
         }
         match tmp.persist_noclobber(&dest) {
-            Ok(_) => {}
+            Ok(_) => self.created.lock().expect("not poisoned").objects.push(id.clone()),
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
                 // Same name, so the same bytes, unless the existing file was
                 // damaged: then replace it with the good copy.
@@ -377,7 +386,9 @@ impl Store {
         failpoint("before-record");
         let bytes = serde_json::to_vec_pretty(rec).expect("records serialise");
         let path = self.record_path(&rec.fingerprint);
-        write_atomic(&self.root, &path, &bytes, false)?;
+        if write_atomic(&self.root, &path, &bytes, false)? {
+            self.created.lock().expect("not poisoned").records.push(rec.fingerprint.clone());
+        }
         failpoint("after-record");
         Ok(())
     }
@@ -462,7 +473,7 @@ impl Store {
         failpoint("before-ref");
         let path = self.ref_path(&r.name)?;
         let bytes = serde_json::to_vec_pretty(r).expect("refs serialise");
-        write_atomic(&self.root, &path, &bytes, true)
+        write_atomic(&self.root, &path, &bytes, true).map(|_| ())
     }
 
     /// Reads ref `name`.
@@ -499,7 +510,37 @@ impl Store {
     /// the build; for people.
     pub fn put_provenance(&self, fp: &str, value: &serde_json::Value) -> Result<()> {
         let path = self.root.join("provenance").join(format!("{fp}.json"));
-        write_atomic(&self.root, &path, &serde_json::to_vec_pretty(value).expect("json"), true)
+        write_atomic(&self.root, &path, &serde_json::to_vec_pretty(value).expect("json"), true).map(|_| ())
+    }
+
+    /// Forgets what this handle created so far (start of a build).
+    pub fn start_transaction(&self) {
+        let mut c = self.created.lock().expect("not poisoned");
+        c.objects.clear();
+        c.records.clear();
+    }
+
+    /// Takes back every record and object this handle created since
+    /// [`Store::start_transaction`]: records first (so nothing points at a
+    /// removed object), then objects, then their provenance. Objects that
+    /// existed before are never touched. Used when a build fails, so bad
+    /// input leaves nothing behind.
+    pub fn roll_back(&self) -> Result<()> {
+        let c = std::mem::take(&mut *self.created.lock().expect("not poisoned"));
+        for fp in &c.records {
+            let p = self.record_path(fp);
+            fs::remove_file(&p).or_else(ignore_missing).ctx("removing", &p)?;
+            let _ = fs::remove_file(self.root.join("provenance").join(format!("{fp}.json")));
+        }
+        for id in &c.objects {
+            let p = self.object_path(id);
+            fs::remove_file(&p).or_else(ignore_missing).ctx("removing", &p)?;
+            if let Some(parent) = p.parent() {
+                let _ = fs::remove_dir(parent); // only if now empty
+            }
+        }
+        sync_dir(&self.root.join("records"))?;
+        sync_dir(&self.root.join("objects"))
     }
 
     fn all_records(&self) -> Result<Vec<(PathBuf, Result<StageRecord>)>> {
@@ -640,6 +681,10 @@ impl Store {
     }
 }
 
+fn ignore_missing(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
+}
+
 fn is_hidden(p: &Path) -> bool {
     p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
@@ -675,18 +720,20 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Writes small metadata (a record, a ref, the marker) atomically: temp file
 /// in the store's `tmp/`, fsync, rename (replacing when `replace`), fsync dir.
-fn write_atomic(root: &Path, dest: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+/// Returns whether `dest` was created (false: it existed and `replace` was off).
+fn write_atomic(root: &Path, dest: &Path, bytes: &[u8], replace: bool) -> Result<bool> {
     let tmp_dir = root.join("tmp");
     let mut tmp = tempfile::Builder::new().prefix(".meta-").tempfile_in(&tmp_dir).ctx("creating temporary file in", &tmp_dir)?;
     tmp.write_all(bytes).ctx("writing", tmp.path().to_path_buf())?;
     tmp.as_file().sync_all().ctx("fsyncing", tmp.path().to_path_buf())?;
     let r = if replace { tmp.persist(dest).map(|_| ()) } else { tmp.persist_noclobber(dest).map(|_| ()) };
-    match r {
-        Ok(()) => {}
-        Err(e) if !replace && e.error.kind() == io::ErrorKind::AlreadyExists => {}
+    let created = match r {
+        Ok(()) => true,
+        Err(e) if !replace && e.error.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(StoreError::Io { op: "renaming into", path: dest.to_path_buf(), source: e.error }),
-    }
-    sync_dir(dest.parent().expect("store paths have parents"))
+    };
+    sync_dir(dest.parent().expect("store paths have parents"))?;
+    Ok(created)
 }
 
 struct HashWriter<W: Write> {

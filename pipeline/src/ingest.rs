@@ -184,7 +184,7 @@ pub fn read_textgcn(corpus: &Path, meta: &Path, cfg: &IngestConfig) -> Result<Do
     let mut seen = HashSet::with_capacity(mlines.len());
     for (i, (off, raw)) in mlines.iter().enumerate() {
         let line = i + 1;
-        let text = std::str::from_utf8(strip(raw)).map_err(|e| IngestError::InvalidUtf8 {
+        let text = std::str::from_utf8(raw.trim_ascii_start().strip_suffix(b"\r").unwrap_or(raw.trim_ascii_start())).map_err(|e| IngestError::InvalidUtf8 {
             path: meta.into(),
             line,
             offset: off + e.valid_up_to(),

@@ -295,7 +295,24 @@ fn object_size(store: &Store, id: &ObjectId) -> u64 {
 
 /// Runs every stale stage of `cfg` and points the config's ref at the
 /// result. `on_stage` is called after each stage (for live output).
-pub fn build(store: &Store, cfg: &LoadedConfig, mut on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
+///
+/// If any stage fails, everything this build published is taken back
+/// ([`Store::roll_back`]) and the ref is left as it was.
+pub fn build(store: &Store, cfg: &LoadedConfig, on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
+    store.start_transaction();
+    match build_inner(store, cfg, on_stage) {
+        Ok(r) => {
+            store.start_transaction();
+            Ok(r)
+        }
+        Err(e) => {
+            store.roll_back()?;
+            Err(e)
+        }
+    }
+}
+
+fn build_inner(store: &Store, cfg: &LoadedConfig, mut on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
     let t0 = Instant::now();
     let old = previous_records(store, &cfg.config.name)?;
     let mut recs: Vec<StageRecord> = Vec::new();

@@ -1,0 +1,64 @@
+# textgcn: the commands people use. See README.md.
+#
+#   make                 build the default dataset's artifacts and train on them
+#   make pipeline [CONFIG=configs/X.toml]
+#   make train    [CONFIG=configs/X.toml]
+#   make test            all tests (installs what it needs)
+#   make bench           benchmark table (all four datasets)
+#   make setup           project-local venv with torch (idempotent)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+CONFIG ?= configs/R8.toml
+TORCH_VERSION := 2.13.0
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.setup-torch-$(TORCH_VERSION)
+TORCH_LIB = $(VENV)/lib/python3.11/site-packages/torch/lib
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN := $(TARGET_DIR)/release
+
+# Corpora: TEXTGCN_DATA_DIR if set, else ./data, else ../shared/data.
+TEXTGCN_DATA_DIR ?= $(if $(wildcard $(CURDIR)/data),$(CURDIR)/data,$(abspath $(CURDIR)/../shared/data))
+export TEXTGCN_DATA_DIR
+
+# Building the trainer needs the venv's torch (tch with LIBTORCH_USE_PYTORCH).
+TORCH_ENV = PATH="$(VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTABLE="$(PY)"
+
+.PHONY: all setup build build-pipeline pipeline train test bench clean-store check-data
+
+all: pipeline train
+
+$(SETUP_STAMP):
+	@command -v python3 >/dev/null || { echo "error: python3 (3.11) is needed for the torch venv" >&2; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q "torch==$(TORCH_VERSION)" numpy scipy pyarrow
+	@touch $@
+
+setup: $(SETUP_STAMP)
+
+build-pipeline:
+	cargo build --release -p textgcn-pipeline
+
+build: $(SETUP_STAMP)
+	$(TORCH_ENV) cargo build --release --workspace --bins
+
+check-data:
+	@test -d "$(TEXTGCN_DATA_DIR)" || { echo "error: data directory $(TEXTGCN_DATA_DIR) not found; set TEXTGCN_DATA_DIR to the folder holding R8/, mr/, ohsumed/, 20ng/" >&2; exit 1; }
+
+pipeline: build-pipeline check-data
+	$(BIN)/textgcn build --config $(CONFIG)
+
+train: build check-data
+	$(BIN)/textgcn-train --config $(CONFIG)
+
+test: $(SETUP_STAMP) check-data
+	$(TORCH_ENV) cargo build --release --workspace --bins
+	$(TORCH_ENV) TEXTGCN_PYTHON="$(PY)" TEXTGCN_BIN_DIR="$(BIN)" cargo test --release --workspace
+
+bench: build check-data
+	TEXTGCN_PYTHON="$(PY)" TEXTGCN_BIN_DIR="$(BIN)" bash scripts/bench.sh
+
+clean-store:
+	rm -rf .textgcn-store

@@ -1,0 +1,82 @@
+//! Incremental rebuilds: only stages whose inputs or parameters changed
+//! rerun, with the reason in words; identical earlier runs are cache hits.
+
+use std::path::Path;
+
+use textgcn_e2e::*;
+
+fn copy_r8(dir: &Path) {
+    std::fs::create_dir_all(dir.join("R8")).unwrap();
+    for f in ["R8.txt", "R8.meta.txt"] {
+        std::fs::copy(data_dir().join("R8").join(f), dir.join("R8").join(f)).unwrap();
+    }
+}
+
+fn config(dir: &Path, data: &Path, window: usize, min_freq: u64) -> std::path::PathBuf {
+    write_config(dir, "R8inc", data, "R8/R8.txt", "R8/R8.meta.txt", &format!("[vocab]\nmin_freq = {min_freq}\n[graph]\nwindow_size = {window}\n"))
+}
+
+fn expect(report: &serde_json::Value, want: &[(&str, &str)]) {
+    let got = statuses(report);
+    let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(got, want, "report: {report:#}");
+}
+
+fn why(report: &serde_json::Value, stage: &str) -> String {
+    report["stages"].as_array().unwrap().iter().find(|s| s["stage"] == stage).unwrap()["why"].as_str().unwrap_or("").to_owned()
+}
+
+const ALL_REBUILT: [(&str, &str); 5] = [("ingest", "rebuilt"), ("tokenize", "rebuilt"), ("vocab", "rebuilt"), ("graph", "rebuilt"), ("splits", "rebuilt")];
+const ALL_FRESH: [(&str, &str); 5] = [("ingest", "fresh"), ("tokenize", "fresh"), ("vocab", "fresh"), ("graph", "fresh"), ("splits", "fresh")];
+
+#[test]
+fn only_what_changed_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_r8(&data);
+    let store = dir.path().join("store");
+
+    let cfg = config(dir.path(), &data, 20, 5);
+    expect(&build_json(&store, &cfg, &[]), &ALL_REBUILT);
+    // Nothing changed: nothing reruns.
+    expect(&build_json(&store, &cfg, &[]), &ALL_FRESH);
+
+    // window_size: the graph reruns; splits do not depend on the graph.
+    let cfg = config(dir.path(), &data, 15, 5);
+    let mut st = textgcn(&store);
+    st.args(["status", "--config"]).arg(&cfg);
+    let s = ok(st);
+    assert!(s.contains("graph stale (window_size changed 20 → 15)"), "{s}");
+    let r = build_json(&store, &cfg, &[]);
+    expect(&r, &[("ingest", "fresh"), ("tokenize", "fresh"), ("vocab", "fresh"), ("graph", "rebuilt"), ("splits", "fresh")]);
+    assert_eq!(why(&r, "graph"), "window_size changed 20 → 15");
+
+    // Back to 20: a cache hit from the earlier run, nothing recomputed.
+    let cfg = config(dir.path(), &data, 20, 5);
+    let r = build_json(&store, &cfg, &[]);
+    expect(&r, &ALL_FRESH);
+    assert!(why(&r, "graph").contains("window_size changed 15 → 20") && why(&r, "graph").contains("store cache"), "{r:#}");
+
+    // min_freq: vocab onward.
+    let cfg = config(dir.path(), &data, 20, 3);
+    let r = build_json(&store, &cfg, &[]);
+    expect(&r, &[("ingest", "fresh"), ("tokenize", "fresh"), ("vocab", "rebuilt"), ("graph", "rebuilt"), ("splits", "fresh")]);
+    assert_eq!(why(&r, "vocab"), "min_freq changed 5 → 3");
+    assert_eq!(why(&r, "graph"), "input doc_tokens from vocab changed, input vocab from vocab changed");
+
+    // Touching the corpus without changing its bytes reruns nothing.
+    let corpus = data.join("R8/R8.txt");
+    let f = std::fs::File::options().write(true).open(&corpus).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600)).unwrap();
+    drop(f);
+    expect(&build_json(&store, &cfg, &[]), &ALL_FRESH);
+
+    // Editing one document reruns everything downstream of ingest.
+    let mut text = std::fs::read(&corpus).unwrap();
+    let pos = text.iter().position(|&b| b == b' ').unwrap();
+    text.splice(pos..pos, b" zebra".iter().copied());
+    std::fs::write(&corpus, text).unwrap();
+    let r = build_json(&store, &cfg, &[]);
+    expect(&r, &ALL_REBUILT);
+    assert_eq!(why(&r, "ingest"), "corpus content changed");
+}

@@ -1,0 +1,92 @@
+//! The pipeline reproduces the reference on R8 and mr: golden cleaned
+//! files byte for byte, vocabulary sizes, average lengths, exact non-zero
+//! counts, every R8 edge weight against an independent NumPy/SciPy oracle,
+//! and byte-identical objects across runs and thread counts.
+
+use textgcn_e2e::*;
+
+fn build_and_inspect(dataset: &str, store: &std::path::Path, threads: &str) -> serde_json::Value {
+    let cfg = repo().join(format!("configs/{dataset}.toml"));
+    let mut c = textgcn(store);
+    c.env("TEXTGCN_DATA_DIR", data_dir()).args(["--threads", threads, "build", "--config"]).arg(&cfg);
+    ok(c);
+    let mut c = textgcn(store);
+    c.args(["inspect", dataset, "--json"]);
+    serde_json::from_str(&ok(c)).unwrap()
+}
+
+fn export_clean(dataset: &str, store: &std::path::Path) -> Vec<u8> {
+    let mut c = textgcn(store);
+    c.env("TEXTGCN_DATA_DIR", data_dir()).args(["export-clean", "--config"]).arg(repo().join(format!("configs/{dataset}.toml")));
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    o.stdout
+}
+
+#[test]
+fn r8_and_mr_match_the_reference_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // dataset, vocabulary, nodes, non-zeros of A+I, average length
+    for (ds, vocab, nodes, nnz, avg) in [("R8", 7688, 15362, 3_504_462, "65.72"), ("mr", 18764, 29426, 1_927_676, "20.39")] {
+        let j = build_and_inspect(ds, &store, "2");
+        assert_eq!(j["vocabulary"], vocab, "{ds} vocabulary");
+        assert_eq!(j["nodes"], nodes, "{ds} nodes");
+        assert_eq!(j["edges"], nnz, "{ds} non-zeros");
+        assert_eq!(format!("{:.2}", j["avg_doc_length"].as_f64().unwrap()), avg, "{ds} average length");
+        let golden = std::fs::read(data_dir().join(format!("{ds}/{ds}.clean.txt"))).unwrap();
+        let ours = export_clean(ds, &store);
+        if ours != golden {
+            let line = ours.split(|&b| b == b'\n').zip(golden.split(|&b| b == b'\n')).position(|(a, b)| a != b);
+            panic!("{ds}: cleaned corpus differs from the golden file (first differing line: {line:?}; sizes {} vs {})", ours.len(), golden.len());
+        }
+    }
+}
+
+#[test]
+fn r8_edge_weights_match_the_numpy_scipy_oracle() {
+    let python = std::env::var("TEXTGCN_PYTHON").expect("TEXTGCN_PYTHON (the project venv's python; make test sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    build_and_inspect("R8", &store, "2");
+    let out = std::process::Command::new(python)
+        .arg(repo().join("scripts/oracle_graph.py"))
+        .arg("--store")
+        .arg(&store)
+        .arg("--ref")
+        .arg("R8")
+        .arg("--clean")
+        .arg(data_dir().join("R8/R8.clean.txt"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "oracle failed:\n{t}");
+    assert!(t.contains("ORACLE OK edges=3504462"), "{t}");
+}
+
+#[test]
+fn builds_are_byte_identical_across_runs_threads_and_environments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    build_and_inspect("mr", &a, "1");
+    // Another store, two threads, another time zone, locale and umask.
+    let cfg = repo().join("configs/mr.toml");
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(format!("umask 0077; exec \"$0\" --store \"$1\" --threads 2 build --config \"$2\""))
+        .arg(bin("textgcn"))
+        .arg(&b)
+        .arg(&cfg)
+        .env("TEXTGCN_DATA_DIR", data_dir())
+        .env("TZ", "Asia/Kolkata")
+        .env("LC_ALL", "C.UTF-8");
+    ok(c);
+    let objects = |s: &std::path::Path| files_under(&s.join("objects"));
+    let oa = objects(&a);
+    assert!(oa.len() >= 9, "expected every stage's objects, found {oa:?}");
+    assert_eq!(oa, objects(&b), "object sets differ between builds");
+    assert_eq!(files_under(&a.join("records")), files_under(&b.join("records")));
+    for f in files_under(&a.join("records")) {
+        assert_eq!(std::fs::read(a.join("records").join(&f)).unwrap(), std::fs::read(b.join("records").join(&f)).unwrap(), "record {f} differs");
+    }
+}

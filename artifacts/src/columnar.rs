@@ -208,6 +208,33 @@ impl EdgeIndex {
     }
 }
 
+/// CSR row pointers of the adjacency: int64 `[N + 1]`, so that a reader
+/// never needs to touch the row half of `edge_index`.
+#[derive(Clone, Debug)]
+pub struct RowPtr {
+    col: MappedColumn<Int64Type>,
+}
+
+impl RowPtr {
+    /// Publishes `N + 1` row offsets.
+    pub fn publish(store: &Store, data: Vec<i64>) -> Result<ObjectId> {
+        let n = data.len();
+        publish_column::<Int64Type>(store, "row_ptr", data, serde_json::json!({"kind": "row_ptr", "shape": [n]}))
+    }
+    /// Maps and verifies a `row_ptr` object.
+    pub fn open(store: &Store, id: &ObjectId) -> Result<Self> {
+        Ok(RowPtr { col: open_column::<Int64Type>(store, id, "row_ptr")? })
+    }
+    /// The offsets.
+    pub fn values(&self) -> &[i64] {
+        self.col.values()
+    }
+    /// The underlying mapped column.
+    pub fn column(&self) -> &MappedColumn<Int64Type> {
+        &self.col
+    }
+}
+
 /// The normalised adjacency's weights: float32 `[E]`.
 #[derive(Clone, Debug)]
 pub struct EdgeAttr {

@@ -44,6 +44,8 @@ pub struct Graph {
     pub edge_index: Vec<i64>,
     /// `E` float32 weights of `Â`.
     pub edge_attr: Vec<f32>,
+    /// `N + 1` CSR row offsets.
+    pub row_ptr: Vec<i64>,
     /// Counts.
     pub stats: GraphStats,
 }
@@ -265,10 +267,13 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let word_pairs: usize = word_rows.iter().map(|(_, p)| p).sum::<usize>() / 2;
 
     let mut edge_index = Vec::with_capacity(2 * num_edges);
+    let mut row_ptr = Vec::with_capacity(nd + nv + 1);
+    row_ptr.push(0i64);
     let mut row = 0i64;
     for b in &blocks {
         for &len in &b.lens {
             edge_index.extend(std::iter::repeat_n(row, len as usize));
+            row_ptr.push(row_ptr[row as usize] + len as i64);
             row += 1;
         }
     }
@@ -291,6 +296,7 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     Graph {
         edge_index,
         edge_attr,
+        row_ptr,
         stats: GraphStats { num_docs: nd, num_words: nv, num_nodes: nd + nv, num_edges, windows: num_windows, word_pairs, doc_word_pairs },
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
-use textgcn_artifacts::{Built, EdgeAttr, EdgeIndex, ObjectId, Outcome, Ref, StageRecord, Store, StoreError, hash_bytes};
+use textgcn_artifacts::{Built, EdgeAttr, EdgeIndex, RowPtr, ObjectId, Outcome, Ref, StageRecord, Store, StoreError, hash_bytes};
 
 use crate::config::{LoadedConfig, Rules};
 use crate::ingest::{self, IngestError};
@@ -23,7 +23,7 @@ pub const STAGES: [&str; 5] = ["ingest", "tokenize", "vocab", "graph", "splits"]
 
 /// Code versions: bump one when that stage's output for the same inputs
 /// changes, so old records stop matching.
-const VERSIONS: [u32; 5] = [1, 1, 1, 1, 1];
+const VERSIONS: [u32; 5] = [1, 1, 1, 2, 1];
 
 /// Errors of a build.
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +219,8 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             drop(dt);
             summary = serde_json::to_value(&g.stats).expect("stats serialise");
             let num_nodes = g.stats.num_nodes;
-            let graph::Graph { edge_index, edge_attr, .. } = g;
+            let graph::Graph { edge_index, edge_attr, row_ptr, .. } = g;
+            outputs.insert("row_ptr".into(), RowPtr::publish(store, row_ptr)?);
             outputs.insert("edge_index".into(), EdgeIndex::publish(store, edge_index, num_nodes)?);
             outputs.insert("edge_attr".into(), EdgeAttr::publish(store, edge_attr)?);
         }

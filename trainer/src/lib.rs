@@ -1,1 +1,20 @@
-//! t
+//! # textgcn-trainer
+//!
+//! Trains the reference 2-layer featureless GCN on artifacts that
+//! `textgcn build` published, without rebuilding or copying them:
+//! `edge_index`/`edge_attr`/`row_ptr` are memory-mapped and viewed as one
+//! CSR tensor ([`graph`], via the `unsafe` [`zerocopy`] module), train,
+//! validation and test are index sets over that one graph, and the training
+//! step ([`model`]) uses `Â` as its own transpose in the backward pass.
+//! This is the only crate of the workspace that links libtorch.
+
+pub mod graph;
+pub mod metrics;
+pub mod model;
+pub mod run;
+pub mod spmm;
+pub mod zerocopy;
+
+pub use graph::{Adj, GraphData};
+pub use model::{Hyper, Model};
+pub use run::{RunResult, train_run};

@@ -1,1 +1,221 @@
-fn main() {}
+//! `textgcn-train`: train the GCN on prebuilt artifacts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tch::Device;
+use textgcn_pipeline::{config, store_dir};
+use textgcn_trainer::{Hyper, graph, run};
+
+/// Train the TextGCN model on artifacts built by `textgcn build`.
+#[derive(Parser)]
+#[command(name = "textgcn-train", version, about, after_help = "Examples:\n  textgcn-train --config configs/R8.toml\n  textgcn-train --config configs/mr.toml --runs 5 --json\n  textgcn-train --config configs/20ng.toml --device cuda --epochs 100")]
+struct Cli {
+    /// Run config (TOML); its [train] section gives the defaults.
+    #[arg(long)]
+    config: PathBuf,
+    /// Store directory (default: $TEXTGCN_STORE, else ./.textgcn-store).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Seed (same seed, same device: identical metrics).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Train this many seeds (seed, seed+1, ...) and report mean ± std.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// cpu, cuda or auto.
+    #[arg(long)]
+    device: Option<String>,
+    /// Maximum epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Hidden units.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Dropout on the hidden layer.
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Adam learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Weight decay on the first layer.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Early-stopping window (0: off).
+    #[arg(long)]
+    early_stopping: Option<usize>,
+    /// Run directory (default: runs/<name>/seed-<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Print final metrics as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No per-epoch lines.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+    let v = if xs.len() > 1 { xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64 } else { 0.0 };
+    (m, v.sqrt())
+}
+
+fn mb(b: u64) -> f64 {
+    b as f64 / 1e6
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    let cfg = config::load(&cli.config)?;
+    let t = &cfg.config.train;
+    if let Some(n) = cli.threads {
+        tch::set_num_threads(n);
+    }
+    let want = cli.device.clone().unwrap_or_else(|| t.device.clone());
+    let device = match want.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => {
+            if !tch::Cuda::is_available() {
+                bail!("--device cuda: no CUDA device is visible to libtorch");
+            }
+            Device::Cuda(0)
+        }
+        "auto" => {
+            if tch::Cuda::is_available() {
+                Device::Cuda(0)
+            } else {
+                eprintln!("note: no CUDA device found; training on the CPU");
+                Device::Cpu
+            }
+        }
+        other => bail!("unknown device {other:?}; expected cpu, cuda or auto"),
+    };
+    let hyper = Hyper {
+        hidden: cli.hidden.unwrap_or(t.hidden),
+        dropout: cli.dropout.unwrap_or(t.dropout),
+        learning_rate: cli.lr.unwrap_or(t.learning_rate),
+        weight_decay: cli.weight_decay.unwrap_or(t.weight_decay),
+        epochs: cli.epochs.unwrap_or(t.epochs),
+        early_stopping: cli.early_stopping.unwrap_or(t.early_stopping),
+        seed: cli.seed.unwrap_or(t.seed),
+    };
+    // The same checks as the config's [train] section.
+    let mut checked = cfg.config.clone();
+    checked.train.hidden = hyper.hidden;
+    checked.train.dropout = hyper.dropout;
+    checked.train.learning_rate = hyper.learning_rate;
+    checked.train.weight_decay = hyper.weight_decay;
+    checked.train.epochs = hyper.epochs;
+    checked.validate().map_err(|(k, m)| anyhow::anyhow!("option for `{k}`: {m}"))?;
+    if cli.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let store = store_dir(cli.store.as_deref());
+    let data = graph::load(&store, &cfg, device).with_context(|| format!("loading the artifacts of {}", cfg.config.name))?;
+    eprintln!(
+        "{}: {} nodes ({} documents, {} classes), {} edges; train/val/test {}/{}/{}; device {:?}",
+        cfg.config.name,
+        data.num_nodes,
+        data.num_docs,
+        data.num_classes(),
+        data.num_edges,
+        data.split_lists[0].len(),
+        data.split_lists[1].len(),
+        data.split_lists[2].len(),
+        device
+    );
+    let mut results = Vec::new();
+    for k in 0..cli.runs {
+        let h = Hyper { seed: hyper.seed + k as u64, ..hyper.clone() };
+        let quiet = cli.quiet;
+        let (res, model, probs) = run::train_run(&data, &h, |e| {
+            if !quiet {
+                eprintln!(
+                    "epoch {:>3}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  {:.3}s",
+                    e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.seconds
+                );
+            }
+        });
+        let dir = match &cli.out {
+            Some(d) if cli.runs == 1 => d.clone(),
+            Some(d) => d.join(format!("seed-{}", h.seed)),
+            None => PathBuf::from("runs").join(&cfg.config.name).join(format!("seed-{}", h.seed)),
+        };
+        run::write_outputs(&dir, &data, &res, &model, &probs)?;
+        eprintln!(
+            "seed {}: test accuracy {:.4}, macro P/R/F1 {:.4}/{:.4}/{:.4}, {} epochs, median {:.3}s/epoch -> {}",
+            res.seed,
+            res.test_accuracy,
+            res.macro_precision,
+            res.macro_recall,
+            res.macro_f1,
+            res.epochs_run,
+            res.median_epoch_seconds,
+            dir.display()
+        );
+        results.push(res);
+    }
+    let last = results.last().expect("at least one run");
+    eprintln!("\n{:<28} {:>9} {:>9} {:>9} {:>8}", "class", "precision", "recall", "f1", "support");
+    for r in &last.per_class {
+        eprintln!("{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8}", r.label, r.precision, r.recall, r.f1, r.support);
+    }
+    let m = &last.memory;
+    eprintln!(
+        "memory: peak RSS {:.0} MB = mapped graph {:.0} MB (of {:.0} MB on disk) + other {:.0} MB; peak anonymous {:.0} MB",
+        mb(m.peak_rss),
+        mb(m.mapped_graph_rss),
+        mb(m.mapped_graph_bytes),
+        mb(m.other_peak),
+        mb(m.peak_anon)
+    );
+    let accs: Vec<f64> = results.iter().map(|r| r.test_accuracy).collect();
+    let (mean, std) = mean_std(&accs);
+    if cli.runs > 1 {
+        eprintln!("test accuracy over {} seeds: {:.4} ± {:.4}", cli.runs, mean, std);
+    }
+    if cli.json {
+        let f1: Vec<f64> = results.iter().map(|r| r.macro_f1).collect();
+        let out = serde_json::json!({
+            "dataset": cfg.config.name,
+            "test_accuracy": last.test_accuracy,
+            "macro_precision": last.macro_precision,
+            "macro_recall": last.macro_recall,
+            "macro_f1": last.macro_f1,
+            "epochs_run": last.epochs_run,
+            "median_epoch_seconds": last.median_epoch_seconds,
+            "seed": last.seed,
+            "device": last.device,
+            "memory": last.memory,
+            "runs": results.len(),
+            "test_accuracy_mean": mean,
+            "test_accuracy_std": std,
+            "macro_f1_mean": mean_std(&f1).0,
+            "per_run": results.iter().map(|r| serde_json::json!({"seed": r.seed, "test_accuracy": r.test_accuracy, "macro_f1": r.macro_f1, "epochs_run": r.epochs_run, "median_epoch_seconds": r.median_epoch_seconds})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string(&out)?);
+    }
+    Ok(())
+}

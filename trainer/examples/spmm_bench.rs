@@ -1,0 +1,38 @@
+//! Times `Â · X` on a built graph: the native kernel against libtorch's CSR
+//! product, for the two widths the model uses (hidden and classes).
+//!
+//! `cargo run --release -p textgcn-trainer --example spmm_bench -- STORE REF`
+
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+use textgcn_artifacts::{OpenMode, Store};
+use textgcn_trainer::graph::{Adj, GraphData};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let store = Store::open(&args[1], OpenMode::Read)?;
+    let r = store.get_ref(&args[2])?;
+    let fp = &r.stages.iter().find(|(s, _)| s == "graph").expect("graph stage").1;
+    let rec = store.get_record(fp)?.expect("record");
+    let g = GraphData::from_objects(&store, &rec.outputs["edge_index"], &rec.outputs["edge_attr"], &rec.outputs["row_ptr"], Device::Cpu)?;
+    let n = g.num_nodes as i64;
+    let torch = match &g.adj {
+        Adj::Native { row_ptr, cols, vals } => Adj::Torch(Tensor::sparse_csr_tensor_crow_col_value_size(row_ptr.tensor(), cols.tensor(), vals.tensor(), [n, n], (Kind::Float, Device::Cpu))),
+        Adj::Torch(t) => Adj::Torch(t.shallow_clone()),
+    };
+    for k in [200i64, 20] {
+        let x = Tensor::rand([n, k], (Kind::Float, Device::Cpu));
+        for (name, a) in [("native", &g.adj), ("torch", &torch)] {
+            let _ = a.mm(&x);
+            let t = Instant::now();
+            let reps = 5;
+            let mut out = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+            for _ in 0..reps {
+                out = a.mm(&x);
+            }
+            println!("{name:>6} k={k:<4} {:.3} s per product (checksum {:.3})", t.elapsed().as_secs_f64() / reps as f64, out.sum(Kind::Double).double_value(&[]));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Loading a built graph for training: `Â` as a CSR tensor viewing the
+//! mapped `row_ptr`, `edge_index` columns and `edge_attr`; labels and split
+//! node sets as small tensors. Train, validation and test are index sets
+//! over this one graph.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use arrow_array::types::{Float32Type, Int64Type};
+use tch::{Device, Kind, Tensor};
+use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, RowPtr, Store};
+use textgcn_pipeline::config::LoadedConfig;
+use textgcn_pipeline::{stages, tables};
+
+use crate::zerocopy::MappedTensor;
+
+/// `Â` on one device, as whatever computes `Â · X` best there.
+pub enum Adj {
+    /// CPU: the native kernel over the mapped CSR arrays ([`crate::spmm`]).
+    Native {
+        /// Row offsets, column indices and values, all mapped.
+        row_ptr: MappedTensor<Int64Type>,
+        /// Column half of `edge_index`.
+        cols: MappedTensor<Int64Type>,
+        /// `edge_attr`.
+        vals: MappedTensor<Float32Type>,
+    },
+    /// A libtorch sparse CSR tensor (on CUDA, or on the CPU when asked with
+    /// `TEXTGCN_SPMM=torch` for comparison).
+    Torch(Tensor),
+}
+
+impl Adj {
+    /// `Â · x` (`x` dense `[N, k]`).
+    pub fn mm(&self, x: &Tensor) -> Tensor {
+        match self {
+            Adj::Torch(t) => t.mm(x),
+            Adj::Native { row_ptr, cols, vals } => {
+                let x = x.contiguous();
+                let k = x.size()[1];
+                let n = row_ptr.tensor().numel() - 1;
+                let mut out = Tensor::empty([n as i64, k], (Kind::Float, Device::Cpu));
+                let csr = crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values() };
+                csr.mul_dense(crate::zerocopy::f32_slice(&x), k as usize, crate::zerocopy::f32_slice_mut(&mut out));
+                out
+            }
+        }
+    }
+
+    /// The device the products run on.
+    pub fn device(&self) -> Device {
+        match self {
+            Adj::Torch(t) => t.device(),
+            Adj::Native { .. } => Device::Cpu,
+        }
+    }
+}
+
+/// The graph and everything a run needs, on one device.
+pub struct GraphData {
+    // Field order is drop order: tensors that view the mappings first.
+    /// `Â` `[N, N]`, float32.
+    pub adj: Adj,
+    /// Label id per document node, `[D]` int64 (on the device).
+    pub labels: Tensor,
+    /// Training document nodes.
+    pub train: Tensor,
+    /// Validation document nodes.
+    pub val: Tensor,
+    /// Test document nodes.
+    pub test: Tensor,
+    /// Nodes (documents + words).
+    pub num_nodes: usize,
+    /// Documents (nodes `0..D`).
+    pub num_docs: usize,
+    /// Edges.
+    pub num_edges: usize,
+    /// Label names by id.
+    pub label_names: Vec<String>,
+    /// Document names by node.
+    pub doc_names: Vec<String>,
+    /// Host copies of the split node lists.
+    pub split_lists: [Vec<i64>; 3],
+    /// Bytes of the mapped graph files (edge_index, edge_attr, row_ptr).
+    pub mapped_bytes: u64,
+    /// Paths of the mapped graph files (to find them in /proc/self/smaps).
+    pub mapped_paths: Vec<std::path::PathBuf>,
+    cols: MappedTensor<Int64Type>,
+    vals: MappedTensor<Float32Type>,
+    rowptr: MappedTensor<Int64Type>,
+}
+
+impl GraphData {
+    /// Whether the CPU CSR tensor's columns and values are the mapped
+    /// files' memory (zero-copy) and its row pointers the mapped `row_ptr`.
+    pub fn is_zero_copy(&self) -> bool {
+        let mapped = self.cols.is_zero_copy() && self.vals.is_zero_copy() && self.rowptr.is_zero_copy();
+        match &self.adj {
+            Adj::Native { row_ptr, cols, vals } => mapped && row_ptr.is_zero_copy() && cols.is_zero_copy() && vals.is_zero_copy(),
+            Adj::Torch(t) if t.device() == Device::Cpu => {
+                mapped
+                    && crate::zerocopy::inside(&t.col_indices(), self.cols.mapping_range())
+                    && crate::zerocopy::inside(&t.values(), self.vals.mapping_range())
+                    && crate::zerocopy::inside(&t.crow_indices(), self.rowptr.mapping_range())
+            }
+            Adj::Torch(_) => false,
+        }
+    }
+
+    /// Opens the graph objects directly (used by tests and `load`).
+    pub fn from_objects(store: &Store, edge_index: &ObjectId, edge_attr: &ObjectId, row_ptr: &ObjectId, device: Device) -> Result<Self> {
+        let ei = EdgeIndex::open(store, edge_index)?;
+        let ea = EdgeAttr::open(store, edge_attr)?;
+        let rp = RowPtr::open(store, row_ptr)?;
+        let (n, e) = (ei.num_nodes(), ei.num_edges());
+        if ea.values().len() != e || rp.values().len() != n + 1 || rp.values()[n] != e as i64 {
+            bail!("graph objects disagree: {e} edges in edge_index, {} weights, row_ptr of {} ending at {:?}", ea.values().len(), rp.values().len(), rp.values().last());
+        }
+        // Only the column half of edge_index is viewed; the row half is never touched.
+        let cols = MappedTensor::view(ei.column(), e, e, Kind::Int64);
+        let vals = MappedTensor::view(ea.column(), 0, e, Kind::Float);
+        let rowptr = MappedTensor::view(rp.column(), 0, n + 1, Kind::Int64);
+        let torch_csr = || Tensor::sparse_csr_tensor_crow_col_value_size(rowptr.tensor(), cols.tensor(), vals.tensor(), [n as i64, n as i64], (Kind::Float, Device::Cpu));
+        let adj = match device {
+            Device::Cpu if std::env::var("TEXTGCN_SPMM").as_deref() == Ok("torch") => Adj::Torch(torch_csr()),
+            Device::Cpu => Adj::Native { row_ptr: rowptr.clone(), cols: cols.clone(), vals: vals.clone() },
+            // On a GPU the graph must live in device memory: one copy, made once.
+            _ => Adj::Torch(torch_csr().to_device(device)),
+        };
+        let mapped_paths = vec![store.object_path(edge_index), store.object_path(edge_attr), store.object_path(row_ptr)];
+        let mapped_bytes = mapped_paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        Ok(GraphData {
+            adj,
+            labels: Tensor::zeros([0], (Kind::Int64, device)),
+            train: Tensor::zeros([0], (Kind::Int64, device)),
+            val: Tensor::zeros([0], (Kind::Int64, device)),
+            test: Tensor::zeros([0], (Kind::Int64, device)),
+            num_nodes: n,
+            num_docs: 0,
+            num_edges: e,
+            label_names: Vec::new(),
+            doc_names: Vec::new(),
+            split_lists: Default::default(),
+            mapped_bytes,
+            mapped_paths,
+            cols,
+            vals,
+            rowptr,
+        })
+    }
+
+    /// Sets labels and splits (document label ids, split node lists).
+    pub fn with_labels(mut self, labels: Vec<i64>, label_names: Vec<String>, doc_names: Vec<String>, splits: [Vec<i64>; 3]) -> Self {
+        let device = self.adj.device();
+        self.num_docs = labels.len();
+        self.labels = Tensor::from_slice(&labels).to_device(device);
+        self.train = Tensor::from_slice(&splits[0]).to_device(device);
+        self.val = Tensor::from_slice(&splits[1]).to_device(device);
+        self.test = Tensor::from_slice(&splits[2]).to_device(device);
+        self.label_names = label_names;
+        self.doc_names = doc_names;
+        self.split_lists = splits;
+        self
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.label_names.len()
+    }
+}
+
+/// Loads the artifacts a config's ref points at. Refuses when the ref is
+/// missing or stale, naming the stage and the command that rebuilds it.
+pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<GraphData> {
+    let name = &cfg.config.name;
+    let fix = format!("make pipeline CONFIG={}", cfg.path.display());
+    let store = Store::open(store_path, OpenMode::Read).with_context(|| format!("no artifacts in {}; build them first with `{fix}`", store_path.display()))?;
+    let stale = stages::stale_stages(&store, cfg)?;
+    if let Some(s) = stale.first() {
+        bail!("the artifacts of {name} are stale: stage {} would rerun ({}); run `{fix}` first", s.stage, s.why.as_deref().unwrap_or("changed"));
+    }
+    let recs = stages::ref_records(&store, name)?;
+    let g = &recs["graph"];
+    let data = GraphData::from_objects(&store, &g.outputs["edge_index"], &g.outputs["edge_attr"], &g.outputs["row_ptr"], device)?;
+    let nodes = tables::get_nodes(&store, &g.outputs["nodes"])?;
+    let label_names = tables::get_labels(&store, &g.outputs["labels"])?;
+    let s = tables::get_splits(&store, &recs["splits"].outputs["splits"])?;
+    let docs: Vec<usize> = (0..nodes.kind.len()).filter(|&i| nodes.kind[i] == "doc").collect();
+    if docs.iter().enumerate().any(|(k, &i)| k != i) {
+        bail!("node table of {name}: documents are not nodes 0..D");
+    }
+    let labels: Vec<i64> = docs.iter().map(|&i| nodes.label_id[i] as i64).collect();
+    let doc_names: Vec<String> = docs.iter().map(|&i| nodes.name[i].clone()).collect();
+    Ok(data.with_labels(labels, label_names, doc_names, [s.train, s.val, s.test]))
+}

@@ -1,0 +1,171 @@
+//! One training run: the epoch loop with early stopping, the final test
+//! evaluation, and the run directory's files.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::graph::GraphData;
+use crate::metrics::{self, ClassRow, Memory};
+use crate::model::{self, Adam, Hyper, Model};
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Training loss (with dropout).
+    pub train_loss: f64,
+    /// Training accuracy (with dropout).
+    pub train_acc: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+    /// Wall seconds of the epoch (step + validation).
+    pub seconds: f64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// Seed.
+    pub seed: u64,
+    /// Device used.
+    pub device: String,
+    /// Epochs run.
+    pub epochs_run: usize,
+    /// Test accuracy.
+    pub test_accuracy: f64,
+    /// Macro precision.
+    pub macro_precision: f64,
+    /// Macro recall.
+    pub macro_recall: f64,
+    /// Macro F1.
+    pub macro_f1: f64,
+    /// Median epoch wall time.
+    pub median_epoch_seconds: f64,
+    /// Per-class scores on the test set.
+    pub per_class: Vec<ClassRow>,
+    /// Memory of the process.
+    pub memory: Memory,
+    /// Hyper-parameters.
+    pub hyper: Hyper,
+    /// Per-epoch log.
+    pub epochs: Vec<EpochLog>,
+}
+
+/// Trains one model with `h` on `data`. `on_epoch` sees every epoch.
+pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -> (RunResult, Model, Tensor) {
+    let device = data.adj.device();
+    tch::manual_seed(h.seed as i64);
+    if let Device::Cuda(_) = device {
+        tch::Cuda::manual_seed_all(h.seed);
+    }
+    let mut model = Model::new(data.num_nodes, h.hidden, data.num_classes(), device);
+    let mut opt = Adam::new(&model, h.learning_rate);
+    let mut log = Vec::new();
+    let mut val_losses = Vec::new();
+    let mut peak_anon = metrics::anon_now();
+    for epoch in 1..=h.epochs {
+        let t = Instant::now();
+        let (train_loss, train_acc) = model::train_step(&mut model, &mut opt, &data.adj, &data.train, &data.labels, h);
+        let (val_loss, val_acc) = tch::no_grad(|| model::loss_acc(&model.logits(&data.adj), &data.val, &data.labels));
+        if device != Device::Cpu {
+            tch::Cuda::synchronize(0);
+        }
+        let e = EpochLog { epoch, train_loss, train_acc, val_loss, val_acc, seconds: t.elapsed().as_secs_f64() };
+        on_epoch(&e);
+        log.push(e);
+        peak_anon = peak_anon.max(metrics::anon_now());
+        val_losses.push(val_loss);
+        if val_loss.is_finite() && model::should_stop(&val_losses, h.early_stopping) {
+            break;
+        }
+    }
+    let probs = tch::no_grad(|| model.logits(&data.adj).narrow(0, 0, data.num_docs as i64).softmax(-1, Kind::Float)).to_device(Device::Cpu);
+    let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false)).expect("int64 predictions");
+    let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu)).expect("int64 labels");
+    let test = &data.split_lists[2];
+    let truth: Vec<i64> = test.iter().map(|&i| labels[i as usize]).collect();
+    let tp: Vec<i64> = test.iter().map(|&i| pred[i as usize]).collect();
+    let (acc, p, r, f, per_class) = metrics::classification(&truth, &tp, &data.label_names);
+    let mut times: Vec<f64> = log.iter().map(|e| e.seconds).collect();
+    times.sort_by(f64::total_cmp);
+    let peak = metrics::peak_rss();
+    let mapped = metrics::mapped_rss(&data.mapped_paths);
+    let res = RunResult {
+        seed: h.seed,
+        device: format!("{device:?}"),
+        epochs_run: log.len(),
+        test_accuracy: acc,
+        macro_precision: p,
+        macro_recall: r,
+        macro_f1: f,
+        median_epoch_seconds: times.get(times.len() / 2).copied().unwrap_or(0.0),
+        per_class,
+        memory: Memory { peak_rss: peak, mapped_graph_rss: mapped, peak_anon, other_peak: peak.saturating_sub(mapped), mapped_graph_bytes: data.mapped_bytes },
+        hyper: h.clone(),
+        epochs: log,
+    };
+    (res, model, probs)
+}
+
+/// Writes `metrics.json`, `epochs.csv`, `predictions.parquet` and
+/// `model.safetensors` into `dir` (created), each atomically.
+pub fn write_outputs(dir: &Path, data: &GraphData, res: &RunResult, model: &Model, probs: &Tensor) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let atomic = |name: &str, bytes: &[u8]| -> Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, bytes)?;
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        tmp.persist(dir.join(name)).map_err(|e| e.error).with_context(|| format!("writing {}", dir.join(name).display()))?;
+        Ok(())
+    };
+    atomic("metrics.json", &serde_json::to_vec_pretty(res)?)?;
+    let mut csv = String::from("epoch,train_loss,train_acc,val_loss,val_acc,seconds\n");
+    for e in &res.epochs {
+        csv.push_str(&format!("{},{},{},{},{},{}\n", e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.seconds));
+    }
+    atomic("epochs.csv", csv.as_bytes())?;
+
+    let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu))?;
+    let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false))?;
+    let mut split = vec![""; data.num_docs];
+    for (k, name) in ["train", "val", "test"].iter().enumerate() {
+        for &i in &data.split_lists[k] {
+            split[i as usize] = name;
+        }
+    }
+    let mut cols: Vec<(String, ArrayRef)> = vec![
+        ("document".into(), Arc::new(StringArray::from_iter_values(&data.doc_names))),
+        ("split".into(), Arc::new(StringArray::from_iter_values(split.iter()))),
+        ("true_label".into(), Arc::new(StringArray::from_iter_values(labels.iter().map(|&l| &data.label_names[l as usize])))),
+        ("predicted_label".into(), Arc::new(StringArray::from_iter_values(pred.iter().map(|&l| &data.label_names[l as usize])))),
+    ];
+    let pv: Vec<f32> = Vec::<f32>::try_from(probs.flatten(0, -1))?;
+    let c = data.num_classes();
+    for (k, name) in data.label_names.iter().enumerate() {
+        cols.push((format!("p_{name}"), Arc::new(Float32Array::from_iter_values((0..data.num_docs).map(|d| pv[d * c + k])))));
+    }
+    let schema = Arc::new(Schema::new(cols.iter().map(|(n, a)| Field::new(n, a.data_type().clone(), false)).collect::<Vec<_>>()));
+    let batch = RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect())?;
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None)?;
+    w.write(&batch)?;
+    w.close()?;
+    atomic("predictions.parquet", &buf)?;
+
+    let tmp = tempfile::Builder::new().suffix(".safetensors").tempfile_in(dir)?;
+    let (w0, w1) = (model.w0.to_device(Device::Cpu), model.w1.to_device(Device::Cpu));
+    Tensor::write_safetensors(&[("w0", &w0), ("w1", &w1)], tmp.path())?;
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    tmp.persist(dir.join("model.safetensors")).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -21,6 +21,7 @@
 //! All `unsafe` lives in the private `mapped` module.
 
 pub mod columnar;
+mod direct;
 pub mod error;
 mod mapped;
 pub mod store;
@@ -30,4 +31,4 @@ pub use columnar::{EdgeAttr, EdgeIndex, RowPtr, MappedColumn, open_column, publi
 pub use error::{Result, StoreError};
 pub use mapped::Mmap;
 pub use store::{Built, GcReport, Outcome, ObjectId, OpenMode, Ref, StageLock, StageRecord, Store, VerifyReport, failpoint, fingerprint, hash_bytes};
-pub use table::{publish_table, read_table};
+pub use table::{publish_table, read_table, read_table_columns};

@@ -37,3 +37,30 @@ pub(crate) fn kill_self() -> ! {
     }
     std::process::abort()
 }
+
+/// A zeroed, 4096-byte-aligned byte buffer (what O_DIRECT writes need).
+pub(crate) struct AlignedBuf {
+    blocks: Vec<Block4k>,
+}
+
+#[repr(C, align(4096))]
+#[derive(Clone, Copy)]
+struct Block4k([u8; 4096]);
+
+impl AlignedBuf {
+    /// A buffer of `blocks · 4096` bytes.
+    pub(crate) fn new(blocks: usize) -> Self {
+        AlignedBuf { blocks: vec![Block4k([0; 4096]); blocks] }
+    }
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `Block4k` is `repr(C)` plain bytes with no padding, so
+        // the vector's storage is `len · 4096` initialised bytes.
+        unsafe { std::slice::from_raw_parts(self.blocks.as_ptr() as *const u8, self.blocks.len() * 4096) }
+    }
+    /// The bytes, mutably.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, and `&mut self` makes the view unique.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr() as *mut u8, self.blocks.len() * 4096) }
+    }
+}

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -325,9 +325,9 @@ impl Store {
             .tempfile_in(&tmp_dir)
             .ctx("creating temporary file in", &tmp_dir)?;
         let tmp_path = tmp.path().to_path_buf();
-        let mut hw = HashWriter { inner: BufWriter::with_capacity(1 << 20, tmp.as_file()), hasher: blake3::Hasher::new() };
+        let mut hw = HashWriter { inner: crate::direct::DirectWriter::new(tmp.as_file(), &tmp_path), hasher: blake3::Hasher::new() };
         write(&mut hw).ctx("writing", &tmp_path)?;
-        hw.inner.flush().ctx("writing", &tmp_path)?;
+        hw.inner.finish().ctx("writing", &tmp_path)?;
         let id = ObjectId(hw.hasher.finalize().to_hex().to_string());
         drop(hw);
         failpoint("after-temp-write");

@@ -18,6 +18,7 @@ pub fn publish_table(store: &Store, batch: &RecordBatch) -> Result<ObjectId> {
     let props = WriterProperties::builder()
         .set_created_by("textgcn".to_owned())
         .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(usize::MAX))
         .build();
     store.publish(|w| {
@@ -30,9 +31,19 @@ pub fn publish_table(store: &Store, batch: &RecordBatch) -> Result<ObjectId> {
 
 /// Reads a Parquet object (verified) into one record batch.
 pub fn read_table(store: &Store, id: &ObjectId) -> Result<RecordBatch> {
+    read_table_columns(store, id, None)
+}
+
+/// Reads only the named top-level columns of a Parquet object (all when
+/// `columns` is `None`).
+pub fn read_table_columns(store: &Store, id: &ObjectId, columns: Option<&[&str]>) -> Result<RecordBatch> {
     let bytes = store.read_verified(id)?;
     let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind: "Parquet table", detail };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
+    if let Some(cols) = columns {
+        let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
+        builder = builder.with_projection(mask);
+    }
     let schema: Arc<arrow_schema::Schema> = builder.schema().clone();
     let reader = builder.with_batch_size(1 << 30).build().map_err(|e| fmt(e.to_string()))?;
     let mut batches = Vec::new();

@@ -7,50 +7,71 @@
 //! padded with spaces and `( ) ?` are written `\( \) \?`; whitespace runs
 //! collapse; the result is lower-cased and split on spaces.
 
-/// Tokenizes `text` with the reference rules, appending tokens to `out`
-/// (tokens are slices of `buf`, which is reused between calls).
+/// Tokenizes `text` with the reference rules. Tokens are slices of `buf`,
+/// which is reused between calls.
 pub fn reference_tokens<'a>(text: &str, lowercase: bool, buf: &'a mut Vec<u8>) -> impl Iterator<Item = &'a str> + 'a {
     buf.clear();
-    // Step 2: keep only the allowed ASCII characters; anything else (a
-    // non-ASCII character counts once, as in the reference's str) is a space.
-    let mut mapped: Vec<u8> = Vec::with_capacity(text.len());
-    for ch in text.chars() {
-        let b = if ch.is_ascii() { ch as u8 } else { b' ' };
-        mapped.push(if b.is_ascii_alphanumeric() || matches!(b, b'(' | b')' | b',' | b'!' | b'?' | b'\'' | b'`') { b } else { b' ' });
-    }
-    // Steps 3-4 in one left-to-right pass. The clitic patterns cannot
-    // overlap or create one another, so one pass equals the sequential
-    // regex replacements.
-    let n = mapped.len();
+    clean_into(text.as_bytes(), lowercase, buf);
+    // Only ASCII is ever written, so this is valid UTF-8.
+    let s: &'a str = std::str::from_utf8(buf).expect("cleaned text is ASCII");
+    s.split(' ')
+}
+
+/// The reference cleaning of `text` as one string: its tokens joined by
+/// single spaces (what the reference's `' '.join(words)` gives).
+pub fn reference_clean(text: &str, lowercase: bool, buf: &mut Vec<u8>) -> String {
+    buf.clear();
+    clean_into(text.as_bytes(), lowercase, buf);
+    String::from_utf8(buf.clone()).expect("cleaned text is ASCII")
+}
+
+fn allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'(' | b')' | b',' | b'!' | b'?' | b'\'' | b'`')
+}
+
+/// One left-to-right pass over the bytes doing steps 2-6 at once, writing
+/// tokens separated by single spaces into `out` (no leading or trailing
+/// space). A byte outside the allowed set (every byte of a non-ASCII
+/// character included) acts as a space, which is what the reference's
+/// per-character replacement gives once spaces are collapsed. The clitic
+/// patterns cannot overlap or create one another, so one pass equals the
+/// sequential regex replacements; they are matched before lower-casing.
+fn clean_into(t: &[u8], lowercase: bool, out: &mut Vec<u8>) {
+    let mut space = false;
+    let emit = |out: &mut Vec<u8>, bytes: &[u8], space_before: bool, space_after: bool, space: &mut bool| {
+        if (space_before || *space) && !out.is_empty() {
+            out.push(b' ');
+        }
+        for &b in bytes {
+            out.push(if lowercase { b.to_ascii_lowercase() } else { b });
+        }
+        *space = space_after;
+    };
+    let at = |i: usize| -> u8 { t.get(i).copied().filter(|&b| allowed(b)).unwrap_or(b' ') };
     let mut i = 0;
-    while i < n {
-        let b = mapped[i];
-        let rest = &mapped[i..];
-        if b == b'\'' && (rest.starts_with(b"'s") || rest.starts_with(b"'ve") || rest.starts_with(b"'re") || rest.starts_with(b"'d") || rest.starts_with(b"'ll")) {
-            buf.push(b' ');
-            buf.push(b'\'');
-        } else if b == b'n' && rest.starts_with(b"n't") {
-            buf.extend_from_slice(b" n't");
-            i += 3;
-            continue;
-        } else {
-            match b {
-                b',' => buf.extend_from_slice(b" , "),
-                b'!' => buf.extend_from_slice(b" ! "),
-                b'(' => buf.extend_from_slice(b" \\( "),
-                b')' => buf.extend_from_slice(b" \\) "),
-                b'?' => buf.extend_from_slice(b" \\? "),
-                _ => buf.push(b),
+    while i < t.len() {
+        let b = at(i);
+        match b {
+            b' ' => space = true,
+            b'\'' => {
+                let (n1, n2) = (at(i + 1), at(i + 2));
+                let clitic = n1 == b's' || n1 == b'd' || (n1 == b'v' && n2 == b'e') || (n1 == b'r' && n2 == b'e') || (n1 == b'l' && n2 == b'l');
+                emit(out, b"'", clitic, false, &mut space);
             }
+            b'n' if at(i + 1) == b'\'' && at(i + 2) == b't' => {
+                emit(out, b"n't", true, false, &mut space);
+                i += 3;
+                continue;
+            }
+            b',' => emit(out, b",", true, true, &mut space),
+            b'!' => emit(out, b"!", true, true, &mut space),
+            b'(' => emit(out, b"\\(", true, true, &mut space),
+            b')' => emit(out, b"\\)", true, true, &mut space),
+            b'?' => emit(out, b"\\?", true, true, &mut space),
+            _ => emit(out, &[b], false, false, &mut space),
         }
         i += 1;
     }
-    if lowercase {
-        buf.make_ascii_lowercase();
-    }
-    // Only ASCII remains, so this is valid UTF-8.
-    let s: &'a str = std::str::from_utf8(buf).expect("cleaned text is ASCII");
-    s.split(' ').filter(|t| !t.is_empty())
 }
 
 /// A plain Unicode-aware tokenizer: maximal runs of alphanumeric characters
@@ -88,7 +109,7 @@ mod tests {
 
     fn toks(s: &str) -> Vec<String> {
         let mut b = Vec::new();
-        reference_tokens(s, true, &mut b).map(str::to_owned).collect()
+        reference_tokens(s, true, &mut b).filter(|t| !t.is_empty()).map(str::to_owned).collect()
     }
 
     #[test]

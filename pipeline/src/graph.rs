@@ -37,22 +37,102 @@ pub struct GraphStats {
     pub doc_word_pairs: usize,
 }
 
-/// A built graph, ready to publish.
-#[derive(Debug, Clone, Default)]
+/// A built graph: the rows of `A + I` (sorted, coalesced) and the degrees.
+/// Its outputs are produced one at a time ([`Graph::row_ptr`], then
+/// [`Graph::take_edge_attr`], then [`Graph::into_edge_index`]) so that the
+/// f64 weights are freed before the large `edge_index` is allocated.
 pub struct Graph {
-    /// `2·E` int64: rows, then columns.
-    pub edge_index: Vec<i64>,
-    /// `E` float32 weights of `Â`.
-    pub edge_attr: Vec<f32>,
-    /// `N + 1` CSR row offsets.
-    pub row_ptr: Vec<i64>,
+    blocks: Vec<Rows>,
+    dinv: Vec<f64>,
     /// Counts.
     pub stats: GraphStats,
 }
 
+impl Graph {
+    /// `N + 1` CSR row offsets.
+    pub fn row_ptr(&self) -> Vec<i64> {
+        let mut rp = Vec::with_capacity(self.stats.num_nodes + 1);
+        rp.push(0i64);
+        for b in &self.blocks {
+            for &len in &b.lens {
+                rp.push(rp[rp.len() - 1] + len as i64);
+            }
+        }
+        rp
+    }
+
+    fn block_starts(&self) -> (Vec<usize>, Vec<usize>) {
+        let (mut edges, mut rows) = (vec![0usize], vec![0usize]);
+        for b in &self.blocks {
+            edges.push(edges[edges.len() - 1] + b.cols.len());
+            rows.push(rows[rows.len() - 1] + b.lens.len());
+        }
+        (edges, rows)
+    }
+
+    /// The `E` float32 weights of `Â = D^-1/2 (A + I) D^-1/2`; frees the
+    /// f64 weights of `A + I`.
+    pub fn take_edge_attr(&mut self) -> Vec<f32> {
+        let e = self.stats.num_edges;
+        let (_, row_starts) = self.block_starts();
+        let mut attr = vec![0f32; e];
+        let dinv = &self.dinv;
+        let mut parts = Vec::with_capacity(self.blocks.len());
+        let mut rest = &mut attr[..];
+        for b in &self.blocks {
+            let (x, y) = rest.split_at_mut(b.cols.len());
+            parts.push(x);
+            rest = y;
+        }
+        parts.into_par_iter().zip(self.blocks.par_iter()).zip(row_starts.par_iter()).for_each(|((out, b), &row0)| {
+            let mut k = 0;
+            for (r, &len) in b.lens.iter().enumerate() {
+                let dr = dinv[row0 + r];
+                for e in k..k + len as usize {
+                    out[e] = ((b.w[e] * dr) * dinv[b.cols[e] as usize]) as f32;
+                }
+                k += len as usize;
+            }
+        });
+        for b in &mut self.blocks {
+            b.w = Vec::new();
+        }
+        attr
+    }
+
+    /// The `2·E` int64 `edge_index` (rows, then columns); consumes the graph.
+    pub fn into_edge_index(self) -> Vec<i64> {
+        let e = self.stats.num_edges;
+        let (_, row_starts) = self.block_starts();
+        let mut idx = vec![0i64; 2 * e];
+        let (rows, cols) = idx.split_at_mut(e);
+        let (mut rr, mut cc) = (rows, cols);
+        let mut parts = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            let n = b.cols.len();
+            let (r1, r2) = rr.split_at_mut(n);
+            let (c1, c2) = cc.split_at_mut(n);
+            parts.push((r1, c1));
+            rr = r2;
+            cc = c2;
+        }
+        parts.into_par_iter().zip(self.blocks.into_par_iter()).zip(row_starts.into_par_iter()).for_each(|(((ro, co), b), row0)| {
+            let mut k = 0;
+            for (r, &len) in b.lens.iter().enumerate() {
+                ro[k..k + len as usize].fill((row0 + r) as i64);
+                k += len as usize;
+            }
+            for (o, &c) in co.iter_mut().zip(&b.cols) {
+                *o = c as i64;
+            }
+        });
+        idx
+    }
+}
+
 /// Sparse rows being built: concatenated columns and weights plus lengths.
 #[derive(Default)]
-struct Rows {
+pub(crate) struct Rows {
     cols: Vec<u32>,
     w: Vec<f64>,
     lens: Vec<u32>,
@@ -70,6 +150,14 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let nd = offsets.len() - 1;
     let nv = num_words;
     let doc_len = |d: usize| offsets[d + 1] - offsets[d];
+    let trace = std::env::var_os("TEXTGCN_TRACE").is_some();
+    let mut t0 = std::time::Instant::now();
+    let mut mark = |what: &str| {
+        if trace {
+            eprintln!("    graph::build {what} {:.3}s", t0.elapsed().as_secs_f64());
+            t0 = std::time::Instant::now();
+        }
+    };
 
     // Inverted index: occurrences (global token positions) of every word,
     // ascending, hence grouped by document.
@@ -92,6 +180,7 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
         }
     }
     drop(fill);
+    mark("inverted index");
     let occ_of = |i: usize| &occ[starts[i]..starts[i + 1]];
 
     // #W and #W(i): windows containing word i, counted once per window.
@@ -129,6 +218,7 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
         })
         .collect();
 
+    mark("window frequencies");
     // IDF over all documents: ln(N / df).
     let idf: Vec<f64> = (0..nv)
         .map(|i| {
@@ -179,6 +269,7 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
         })
         .collect();
 
+    mark("idf and document rows");
     // Word rows: documents (TF-IDF), then words (PMI) with the self loop.
     let nw_f = num_windows as f64;
     let nw2 = (num_windows * num_windows) as f64;
@@ -250,6 +341,7 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
         .collect();
     drop(occ);
     drop(doc_of);
+    mark("word rows (co-occurrence, PMI)");
 
     // Degrees of A + I (rows in order: documents, then words).
     let blocks: Vec<&Rows> = doc_rows.iter().chain(word_rows.iter().map(|(r, _)| r)).collect();
@@ -265,38 +357,13 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     }
     let doc_word_pairs: usize = doc_rows.iter().map(|b| b.cols.len() - b.lens.len()).sum();
     let word_pairs: usize = word_rows.iter().map(|(_, p)| p).sum::<usize>() / 2;
+    drop(blocks);
 
-    let mut edge_index = Vec::with_capacity(2 * num_edges);
-    let mut row_ptr = Vec::with_capacity(nd + nv + 1);
-    row_ptr.push(0i64);
-    let mut row = 0i64;
-    for b in &blocks {
-        for &len in &b.lens {
-            edge_index.extend(std::iter::repeat_n(row, len as usize));
-            row_ptr.push(row_ptr[row as usize] + len as i64);
-            row += 1;
-        }
-    }
-    for b in &blocks {
-        edge_index.extend(b.cols.iter().map(|&c| c as i64));
-    }
-    let mut edge_attr = Vec::with_capacity(num_edges);
-    let mut row = 0usize;
-    for b in &blocks {
-        let mut k = 0;
-        for &len in &b.lens {
-            let dr = dinv[row];
-            for e in k..k + len as usize {
-                edge_attr.push(((b.w[e] * dr) * dinv[b.cols[e] as usize]) as f32);
-            }
-            k += len as usize;
-            row += 1;
-        }
-    }
+    mark("degrees");
+    let blocks: Vec<Rows> = doc_rows.into_iter().chain(word_rows.into_iter().map(|(r, _)| r)).collect();
     Graph {
-        edge_index,
-        edge_attr,
-        row_ptr,
+        blocks,
+        dinv,
         stats: GraphStats { num_docs: nd, num_words: nv, num_nodes: nd + nv, num_edges, windows: num_windows, word_pairs, doc_word_pairs },
     }
 }
@@ -471,17 +538,24 @@ mod tests {
             ids.extend_from_slice(d);
             offsets.push(ids.len());
         }
-        let g = build(&offsets, &ids, nv, w, mode);
+        let mut g = build(&offsets, &ids, nv, w, mode);
         let want = oracle(&docs, nv, w, mode);
         let e = g.stats.num_edges;
         assert_eq!(e, want.len(), "edge count, window {w}, {mode:?}");
-        let (rows, cols) = g.edge_index.split_at(e);
+        let row_ptr = g.row_ptr();
+        let attr = g.take_edge_attr();
+        let idx = g.into_edge_index();
+        let (rows, cols) = idx.split_at(e);
+        for (r, pair) in row_ptr.windows(2).enumerate() {
+            assert!(rows[pair[0] as usize..pair[1] as usize].iter().all(|&x| x == r as i64), "row_ptr disagrees with rows");
+        }
+        assert_eq!(row_ptr[row_ptr.len() - 1] as usize, e);
         for k in 0..e {
             if k > 0 {
                 assert!((rows[k - 1], cols[k - 1]) < (rows[k], cols[k]), "not sorted/coalesced at {k}");
             }
             let v = want[&(rows[k] as usize, cols[k] as usize)];
-            assert!((g.edge_attr[k] as f64 - v).abs() <= 1e-6 * v.abs(), "({},{}): {} vs {v}", rows[k], cols[k], g.edge_attr[k]);
+            assert!((attr[k] as f64 - v).abs() <= 1e-6 * v.abs(), "({},{}): {} vs {v}", rows[k], cols[k], attr[k]);
         }
     }
 

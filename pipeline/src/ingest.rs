@@ -152,6 +152,7 @@ fn memchr0(bytes: &[u8]) -> Option<usize> {
 
 fn decode(path: &Path, line_no: usize, offset: usize, raw: &[u8], enc: Encoding, replacements: &mut u64) -> Result<String, IngestError> {
     match enc {
+        Encoding::Latin1 if raw.is_ascii() => Ok(std::str::from_utf8(raw).expect("ASCII is UTF-8").to_owned()),
         Encoding::Latin1 => Ok(raw.iter().map(|&b| b as char).collect()),
         Encoding::Utf8 => std::str::from_utf8(raw).map(str::to_owned).map_err(|e| {
             let at = e.valid_up_to();

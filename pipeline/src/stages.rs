@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
+use arrow_array::Array;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -177,15 +178,14 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             outputs.insert("documents".into(), tables::put_documents(store, &docs)?);
         }
         1 => {
-            let docs = tables::get_documents(store, &input(0, "documents"))?;
+            let texts = tables::get_string_column(store, &input(0, "documents"), "text")?;
             let rules = c.tokenize.rules;
             let lower = c.tokenize.lowercase;
-            let cleaned: Vec<String> = docs
-                .texts
-                .par_iter()
-                .map_init(Vec::new, |buf, t| match rules {
-                    Rules::Reference => clean::reference_tokens(t, lower, buf).collect::<Vec<_>>().join(" "),
-                    Rules::Unicode => clean::unicode_tokens(t, lower).join(" "),
+            let cleaned: Vec<String> = (0..texts.len())
+                .into_par_iter()
+                .map_init(Vec::new, |buf, i| match rules {
+                    Rules::Reference => clean::reference_clean(texts.value(i), lower, buf),
+                    Rules::Unicode => clean::unicode_tokens(texts.value(i), lower).join(" "),
                 })
                 .collect();
             let n_tokens: usize = cleaned.iter().map(|d| d.split(' ').filter(|t| !t.is_empty()).count()).sum();
@@ -195,6 +195,7 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
         2 => {
             let toks = tables::get_tokens(store, &input(1, "tokens"))?;
             let sw: HashSet<String> = stopword_list(cfg)?.into_iter().collect();
+            let toks: Vec<&str> = toks.iter().map(|t| t.unwrap_or("")).collect();
             let (v, dt) = vocab::build(&toks, &vocab::VocabParams { min_freq: c.vocab.min_freq, stopwords: &sw, max_size: c.vocab.max_size });
             if v.words.is_empty() {
                 return Err(PipelineError::EmptyVocabulary { min_freq: c.vocab.min_freq, stopwords: c.vocab.stopwords.clone() });
@@ -206,7 +207,15 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             outputs.insert("doc_tokens".into(), tables::put_doc_tokens(store, &dt)?);
         }
         3 => {
-            let docs = tables::get_documents(store, &input(0, "documents"))?;
+            let trace = std::env::var_os("TEXTGCN_TRACE").is_some();
+            let mut t = Instant::now();
+            let mut mark = |what: &str| {
+                if trace {
+                    eprintln!("  graph: {what} {:.3}s", t.elapsed().as_secs_f64());
+                    t = Instant::now();
+                }
+            };
+            let docs = tables::get_document_meta(store, &input(0, "documents"))?;
             let v = tables::get_vocab(store, &input(2, "vocab"))?;
             let dt = tables::get_doc_tokens(store, &input(2, "doc_tokens"))?;
             let mut labels: Vec<String> = docs.labels.clone();
@@ -215,17 +224,23 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             outputs.insert("nodes".into(), tables::put_nodes(store, &docs, &v, &labels)?);
             outputs.insert("labels".into(), tables::put_labels(store, &labels)?);
             drop(docs);
-            let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), c.graph.window_size, c.graph.cooccurrence);
+            mark("read inputs, nodes and labels");
+            let mut g = graph::build(&dt.offsets, &dt.ids, v.words.len(), c.graph.window_size, c.graph.cooccurrence);
             drop(dt);
+            mark("compute");
             summary = serde_json::to_value(&g.stats).expect("stats serialise");
             let num_nodes = g.stats.num_nodes;
-            let graph::Graph { edge_index, edge_attr, row_ptr, .. } = g;
-            outputs.insert("row_ptr".into(), RowPtr::publish(store, row_ptr)?);
-            outputs.insert("edge_index".into(), EdgeIndex::publish(store, edge_index, num_nodes)?);
-            outputs.insert("edge_attr".into(), EdgeAttr::publish(store, edge_attr)?);
+            outputs.insert("row_ptr".into(), RowPtr::publish(store, g.row_ptr())?);
+            // Weights first, so that their f64 source is freed before the
+            // large index exists.
+            let attr = g.take_edge_attr();
+            outputs.insert("edge_attr".into(), EdgeAttr::publish(store, attr)?);
+            mark("normalise and publish edge_attr");
+            outputs.insert("edge_index".into(), EdgeIndex::publish(store, g.into_edge_index(), num_nodes)?);
+            mark("assemble and publish edge_index");
         }
         4 => {
-            let docs = tables::get_documents(store, &input(0, "documents"))?;
+            let docs = tables::get_document_meta(store, &input(0, "documents"))?;
             let s = splits::make(&docs.splits, c.splits.seed, c.splits.val_fraction, c.splits.random_split);
             if s.train.is_empty() {
                 return Err(PipelineError::Other("the split leaves no training documents".into()));

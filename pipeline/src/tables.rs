@@ -40,6 +40,12 @@ pub fn put_documents(store: &Store, d: &Documents) -> Result<ObjectId, StoreErro
     publish_table(store, &batch(vec![("name", strings(&d.names)), ("split", strings(&d.splits)), ("label", strings(&d.labels)), ("text", strings(&d.texts))]))
 }
 
+/// Reads the documents table without the text column.
+pub fn get_document_meta(store: &Store, id: &ObjectId) -> Result<Documents, StoreError> {
+    let b = textgcn_artifacts::read_table_columns(store, id, Some(&["name", "split", "label"]))?;
+    Ok(Documents { names: string_vec(&b, id, "name")?, splits: string_vec(&b, id, "split")?, labels: string_vec(&b, id, "label")?, texts: Vec::new(), replacements: 0 })
+}
+
 /// Reads the documents table.
 pub fn get_documents(store: &Store, id: &ObjectId) -> Result<Documents, StoreError> {
     let b = read_table(store, id)?;
@@ -52,14 +58,20 @@ pub fn get_documents(store: &Store, id: &ObjectId) -> Result<Documents, StoreErr
     })
 }
 
+/// Reads one string column of a table (e.g. the documents' `text`).
+pub fn get_string_column(store: &Store, id: &ObjectId, name: &str) -> Result<StringArray, StoreError> {
+    let b = textgcn_artifacts::read_table_columns(store, id, Some(&[name]))?;
+    Ok(col::<StringArray>(&b, id, name)?.clone())
+}
+
 /// Publishes cleaned documents (tokens joined by single spaces).
 pub fn put_tokens(store: &Store, docs: &[String]) -> Result<ObjectId, StoreError> {
     publish_table(store, &batch(vec![("tokens", strings(docs))]))
 }
 
 /// Reads cleaned documents.
-pub fn get_tokens(store: &Store, id: &ObjectId) -> Result<Vec<String>, StoreError> {
-    string_vec(&read_table(store, id)?, id, "tokens")
+pub fn get_tokens(store: &Store, id: &ObjectId) -> Result<StringArray, StoreError> {
+    get_string_column(store, id, "tokens")
 }
 
 /// Publishes the vocabulary table (id, word, freq, df).

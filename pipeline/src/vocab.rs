@@ -52,25 +52,46 @@ pub struct VocabParams<'a> {
 /// spaces) and encodes them. Frequencies count every occurrence in every
 /// document, stop words included, as the reference does.
 pub fn build<S: AsRef<str>>(docs: &[S], p: &VocabParams) -> (Vocab, DocTokens) {
-    let mut freq: FxHashMap<&str, u64> = FxHashMap::default();
+    // One hashing pass: provisional ids in order of first appearance, with
+    // counts; every token is stored by provisional id.
+    let mut prov: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut words: Vec<&str> = Vec::new();
+    let mut freq: Vec<u64> = Vec::new();
+    let mut ids: Vec<u32> = Vec::new();
+    let mut offsets = Vec::with_capacity(docs.len() + 1);
+    offsets.push(0usize);
     for d in docs {
         for t in d.as_ref().split(' ').filter(|t| !t.is_empty()) {
-            *freq.entry(t).or_insert(0) += 1;
+            let id = *prov.entry(t).or_insert_with(|| {
+                words.push(t);
+                freq.push(0);
+                (words.len() - 1) as u32
+            });
+            freq[id as usize] += 1;
+            ids.push(id);
         }
+        offsets.push(ids.len());
     }
-    let mut kept: Vec<(&str, u64)> = freq.iter().filter(|(w, f)| **f >= p.min_freq && !p.stopwords.contains(**w)).map(|(w, f)| (*w, *f)).collect();
-    kept.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+    drop(prov);
+    // Keep, sort by (frequency desc, word bytes asc), map provisional -> final.
+    let mut kept: Vec<u32> = (0..words.len() as u32).filter(|&i| freq[i as usize] >= p.min_freq && !p.stopwords.contains(words[i as usize])).collect();
+    kept.sort_unstable_by(|&a, &b| freq[b as usize].cmp(&freq[a as usize]).then_with(|| words[a as usize].as_bytes().cmp(words[b as usize].as_bytes())));
     if let Some(m) = p.max_size {
         kept.truncate(m);
     }
-    let id_of: FxHashMap<&str, u32> = kept.iter().enumerate().map(|(i, (w, _))| (*w, i as u32)).collect();
-    let mut toks = DocTokens { offsets: Vec::with_capacity(docs.len() + 1), ids: Vec::new() };
+    const DROPPED: u32 = u32::MAX;
+    let mut final_id = vec![DROPPED; words.len()];
+    for (f, &pi) in kept.iter().enumerate() {
+        final_id[pi as usize] = f as u32;
+    }
+    let mut toks = DocTokens { offsets: Vec::with_capacity(docs.len() + 1), ids: Vec::with_capacity(ids.len()) };
     toks.offsets.push(0);
     let mut df = vec![0u64; kept.len()];
     let mut last_doc = vec![u32::MAX; kept.len()];
-    for (di, d) in docs.iter().enumerate() {
-        for t in d.as_ref().split(' ').filter(|t| !t.is_empty()) {
-            if let Some(&id) = id_of.get(t) {
+    for di in 0..docs.len() {
+        for &pi in &ids[offsets[di]..offsets[di + 1]] {
+            let id = final_id[pi as usize];
+            if id != DROPPED {
                 toks.ids.push(id);
                 if last_doc[id as usize] != di as u32 {
                     last_doc[id as usize] = di as u32;
@@ -80,7 +101,7 @@ pub fn build<S: AsRef<str>>(docs: &[S], p: &VocabParams) -> (Vocab, DocTokens) {
         }
         toks.offsets.push(toks.ids.len());
     }
-    let vocab = Vocab { words: kept.iter().map(|(w, _)| (*w).to_owned()).collect(), freq: kept.iter().map(|(_, f)| *f).collect(), df };
+    let vocab = Vocab { words: kept.iter().map(|&i| words[i as usize].to_owned()).collect(), freq: kept.iter().map(|&i| freq[i as usize]).collect(), df };
     (vocab, toks)
 }
 

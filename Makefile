@@ -58,7 +58,7 @@ test: $(SETUP_STAMP) check-data
 	$(TORCH_ENV) TEXTGCN_PYTHON="$(PY)" TEXTGCN_BIN_DIR="$(BIN)" cargo test --release --workspace
 
 bench: build check-data
-	TEXTGCN_PYTHON="$(PY)" TEXTGCN_BIN_DIR="$(BIN)" bash scripts/bench.sh
+	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean-store:
 	rm -rf .textgcn-store

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""textgcn benchmarks: `make bench` runs this and prints one table per part.
+
+Pipeline: raw corpus -> published, hashed, fsynced artifacts in a fresh
+store, per dataset: wall seconds and peak RSS of the whole process
+(/usr/bin/time -v), per-stage seconds, output sizes, and the exact counts
+(vocabulary, nodes, non-zeros, average length) against the reference.
+
+Training: `textgcn-train --runs SEEDS` with reference settings: test
+accuracy mean ± std against the targets, median epoch seconds, peak RSS
+(from outside), peak anonymous memory (sampled from /proc/PID/smaps_rollup)
+and the mapped graph's resident size.
+
+Writes the tables to docs/benchmarks.md with the date, machine and load.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("TEXTGCN_BIN_DIR", os.path.join(ROOT, "target", "release"))
+DATA = os.environ.get("TEXTGCN_DATA_DIR")
+
+EXPECTED = {  # vocabulary, nodes, non-zeros of A+I, average cleaned length
+    "R8": (7688, 15362, 3504462, 65.72),
+    "mr": (18764, 29426, 1927676, 20.39),
+    "ohsumed": (14157, 21557, 8066963, 135.82),
+    "20ng": (42757, 61603, 26990597, 221.26),
+}
+TARGET_ACC = {"R8": 0.965, "mr": 0.760, "ohsumed": 0.675, "20ng": 0.858}
+PIPE_TARGET = {"R8": (0.5, None), "20ng": (3.0, 1000)}
+EPOCH_TARGET = {"R8": 0.3, "20ng": 3.0}
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def timed(cmd, env=None, sample=False):
+    """Runs cmd under /usr/bin/time -v; returns (stdout, wall, maxrss_MB, peak_anon_MB, peak_file_MB)."""
+    full = ["/usr/bin/time", "-v"] + cmd
+    t0 = time.time()
+    p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    peaks = {"anon": 0, "file": 0}
+
+    def sampler():
+        child = None
+        while p.poll() is None:
+            try:
+                if child is None:
+                    kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+                    child = kids[0] if kids else None
+                if child:
+                    roll = open(f"/proc/{child}/smaps_rollup").read()
+                    anon = int(re.search(r"^Anonymous:\s+(\d+)", roll, re.M).group(1)) // 1024
+                    rss = int(re.search(r"^Rss:\s+(\d+)", roll, re.M).group(1)) // 1024
+                    peaks["anon"] = max(peaks["anon"], anon)
+                    peaks["file"] = max(peaks["file"], rss - anon)
+            except (OSError, AttributeError, IndexError):
+                pass
+            time.sleep(0.1)
+
+    th = threading.Thread(target=sampler) if sample else None
+    if th:
+        th.start()
+    out, err = p.communicate()
+    wall = time.time() - t0
+    if th:
+        th.join()
+    if p.returncode != 0:
+        sys.stderr.write(err[-3000:])
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
+    maxrss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) / 1024
+    return out, wall, maxrss, peaks["anon"], peaks["file"], err
+
+
+def pipeline(datasets):
+    rows = []
+    for d in datasets:
+        store = tempfile.mkdtemp(prefix=f"bench-{d}-", dir=os.path.join(ROOT, "target"))
+        cfg = os.path.join(ROOT, "configs", f"{d}.toml")
+        ld = load()
+        out, wall, rss, _, _, _ = timed([os.path.join(BIN, "textgcn"), "--store", store, "build", "--config", cfg, "--json"])
+        rep = json.loads(out)
+        ins = json.loads(subprocess.check_output([os.path.join(BIN, "textgcn"), "--store", store, "inspect", d, "--json"]))
+        got = (ins["vocabulary"], ins["nodes"], ins["edges"], round(ins["avg_doc_length"], 2))
+        exact = got == EXPECTED[d]
+        stage = {s["stage"]: s["seconds"] for s in rep["stages"]}
+        size = sum(o[1] for s in rep["stages"] for o in s["outputs"].values())
+        tw, tr = PIPE_TARGET.get(d, (None, None))
+        ok = (tw is None or wall <= tw) and (tr is None or rss <= tr)
+        rows.append((d, wall, rss, stage, size, got, exact, ok, tw, tr, ld))
+        subprocess.run(["rm", "-rf", store])
+    return rows
+
+
+def training(datasets, seeds, store):
+    rows = []
+    for d in datasets:
+        cfg = os.path.join(ROOT, "configs", f"{d}.toml")
+        subprocess.run([os.path.join(BIN, "textgcn"), "--store", store, "build", "--config", cfg], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ld = load()
+        out, wall, rss, anon, filerss, _ = timed(
+            [os.path.join(BIN, "textgcn-train"), "--store", store, "--config", cfg, "--runs", str(seeds), "--json", "-q", "--out", os.path.join(store, "runs", d)],
+            sample=True,
+        )
+        j = json.loads(out.strip().splitlines()[-1])
+        epochs = [r["epochs_run"] for r in j["per_run"]]
+        med = sorted(r["median_epoch_seconds"] for r in j["per_run"])[len(j["per_run"]) // 2]
+        rows.append((d, j["test_accuracy_mean"], j["test_accuracy_std"], j["macro_f1_mean"], med, epochs, rss, anon, j["memory"]["mapped_graph_rss"] / 1e6, wall, ld))
+    return rows
+
+
+def spmm_compare(datasets, store):
+    rows = []
+    for d in datasets:
+        cfg = os.path.join(ROOT, "configs", f"{d}.toml")
+        for mode in ["native", "torch"]:
+            env = dict(os.environ, TEXTGCN_SPMM=mode)
+            ld = load()
+            out, wall, rss, anon, _, _ = timed([os.path.join(BIN, "textgcn-train"), "--store", store, "--config", cfg, "--epochs", "6", "--early-stopping", "0", "--json", "-q", "--out", os.path.join(store, "cmp")], env=env, sample=True)
+            j = json.loads(out.strip().splitlines()[-1])
+            rows.append((d, mode, j["median_epoch_seconds"], rss, anon, ld))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="R8,mr,ohsumed,20ng")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    a = ap.parse_args()
+    if not DATA:
+        raise SystemExit("set TEXTGCN_DATA_DIR (make bench does)")
+    ds = a.datasets.split(",")
+    os.makedirs(os.path.join(ROOT, "target"), exist_ok=True)
+    lines = []
+    p = lambda s="": (print(s, flush=True), lines.append(s))
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    p(f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {os.cpu_count()} cores ({cpu}), "
+      f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.system()} {platform.release()}. "
+      f"Load average at start: {load():.2f}.")
+    p()
+    p("## Pipeline: raw text to published artifacts (fresh store)")
+    p()
+    p("| dataset | wall s | peak RSS MB | ingest | tokenize | vocab | graph | splits | artifacts MB | vocab / nodes / nnz / avg len | exact | target | load |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (d, wall, rss, st, size, got, exact, ok, tw, tr, ld) in pipeline(ds):
+        target = (f"≤ {tw} s" if tw else "") + (f", ≤ {tr} MB" if tr else "")
+        p(f"| {d} | {wall:.2f} | {rss:.0f} | {st['ingest']:.2f} | {st['tokenize']:.2f} | {st['vocab']:.2f} | {st['graph']:.2f} | {st['splits']:.2f} | {size/1e6:.0f} | "
+          f"{got[0]:,} / {got[1]:,} / {got[2]:,} / {got[3]:.2f} | {'yes' if exact else 'NO'} | {target + (' met' if ok else ' MISSED') if target else '-'} | {ld:.2f} |")
+    if not a.skip_train:
+        store = tempfile.mkdtemp(prefix="bench-train-", dir=os.path.join(ROOT, "target"))
+        p()
+        p(f"## Training: reference settings, {a.seeds} seeds, CPU")
+        p()
+        p("| dataset | test acc mean ± std | target | macro F1 | median epoch s | epoch target | epochs run | peak RSS MB | peak anon MB | mapped graph MB | wall s | load |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for (d, m, s, f1, med, ep, rss, anon, mapped, wall, ld) in training(ds, a.seeds, store):
+            et = EPOCH_TARGET.get(d)
+            p(f"| {d} | {m:.4f} ± {s:.4f} | ≥ {TARGET_ACC[d]} {'met' if m >= TARGET_ACC[d] else 'MISSED'} | {f1:.4f} | {med:.3f} | "
+              f"{(f'≤ {et} ' + ('met' if med <= et else 'MISSED')) if et else '-'} | {','.join(map(str, ep))} | {rss:.0f} | {anon:.0f} | {mapped:.0f} | {wall:.0f} | {ld:.2f} |")
+        p()
+        p("20ng memory targets: peak RSS ≤ 1200 MB, anonymous ≤ 700 MB (see the 20ng row).")
+        p()
+        p("## Sparse product: native kernel (default on CPU) vs libtorch CSR, 6 epochs")
+        p()
+        p("| dataset | kernel | median epoch s | peak RSS MB | peak anon MB | load |")
+        p("|---|---|---|---|---|---|")
+        for (d, mode, med, rss, anon, ld) in spmm_compare([x for x in ("R8", "20ng") if x in ds], store):
+            p(f"| {d} | {mode} | {med:.3f} | {rss:.0f} | {anon:.0f} | {ld:.2f} |")
+        subprocess.run(["rm", "-rf", store])
+    if not a.no_write:
+        with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
+            f.write("# Benchmarks\n\nThe latest `make bench` output (written by `scripts/bench.py`). "
+                    "These machines are shared and noisy: the load average is given next to every timing.\n\n")
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

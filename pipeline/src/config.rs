@@ -45,6 +45,14 @@ pub enum Format {
     /// The original TextGCN layout: a corpus file (one document per line)
     /// and a meta file (`name<TAB>split<TAB>label`).
     Textgcn,
+    /// Comma-separated values with a header row (read with polars).
+    Csv,
+    /// Tab-separated values with a header row (read with polars).
+    Tsv,
+    /// A Parquet file (read with polars).
+    Parquet,
+    /// Newline-delimited JSON, one object per document (read with polars).
+    Ndjson,
 }
 
 /// Text encoding of the corpus file.
@@ -78,6 +86,21 @@ pub struct IngestConfig {
     /// Keep documents that are blank in the raw corpus (default: error).
     #[serde(default)]
     pub keep_blank_documents: bool,
+    /// Tabular formats: the column holding the text.
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    /// Tabular formats: the column holding the label.
+    #[serde(default = "default_label_column")]
+    pub label_column: String,
+    /// Tabular formats: the column holding `train`/`test` (values containing
+    /// them); without it, documents are split at random by
+    /// `splits.random_split`.
+    #[serde(default)]
+    pub split_column: Option<String>,
+    /// Tabular formats: the column holding unique document names (default:
+    /// `row-<n>`, 1-based).
+    #[serde(default)]
+    pub name_column: Option<String>,
 }
 
 /// Tokenizer rules.
@@ -187,6 +210,12 @@ pub struct TrainConfig {
 
 fn default_format() -> Format {
     Format::Textgcn
+}
+fn default_text_column() -> String {
+    "text".into()
+}
+fn default_label_column() -> String {
+    "label".into()
 }
 fn default_encoding() -> Encoding {
     Encoding::Latin1
@@ -339,6 +368,9 @@ impl Config {
         }
         if self.ingest.format == Format::Textgcn && self.ingest.meta.is_none() {
             return err("ingest.meta", "the textgcn format needs a meta file".into());
+        }
+        if self.ingest.format != Format::Textgcn && self.ingest.meta.is_some() {
+            return err("ingest.meta", format!("only the textgcn format has a meta file; {:?} files name their columns (text_column, label_column, split_column)", self.ingest.format).to_lowercase());
         }
         if self.vocab.min_freq == 0 {
             return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Encoding, IngestConfig};
+use crate::config::{Encoding, Format, IngestConfig};
 
 /// A corpus problem, with the position a user needs to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,36 @@ pub enum IngestError {
         path: PathBuf,
         /// 1-based line.
         line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tabular file could not be parsed (polars' message).
+    #[error("{}: {message}", path.display())]
+    Tabular {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        message: String,
+    },
+    /// A column named in the config is not in the file.
+    #[error("{}: no column {column:?} (config key ingest.{key}); the file has {available:?}", path.display())]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column asked for.
+        column: String,
+        /// The config key that named it.
+        key: &'static str,
+        /// The columns present.
+        available: Vec<String>,
+    },
+    /// A bad value in one row of a tabular file.
+    #[error("{}: row {row}: {message}", path.display())]
+    Row {
+        /// The file.
+        path: PathBuf,
+        /// 1-based data row (not counting a header).
+        row: usize,
         /// What is wrong.
         message: String,
     },
@@ -203,11 +233,7 @@ pub fn read_textgcn(corpus: &Path, meta: &Path, cfg: &IngestConfig) -> Result<Do
         if label.is_empty() {
             return Err(bad(format!("document {name:?} has no label")));
         }
-        let split = if split.contains("test") {
-            "test"
-        } else if split.contains("train") {
-            "train"
-        } else {
+        let Some(split) = split_of(split) else {
             return Err(bad(format!("unknown split value {split:?} for document {name:?} (expected a value containing `train` or `test`)")));
         };
         if !seen.insert(name.to_owned()) {
@@ -235,13 +261,185 @@ pub fn read_textgcn(corpus: &Path, meta: &Path, cfg: &IngestConfig) -> Result<Do
     Ok(docs)
 }
 
+/// Classifies a split field: a value containing `test` is test, else one
+/// containing `train` is train.
+fn split_of(v: &str) -> Option<&'static str> {
+    if v.contains("test") {
+        Some("test")
+    } else if v.contains("train") {
+        Some("train")
+    } else {
+        None
+    }
+}
+
+/// The first record whose field count differs from the header's, as
+/// `(line, fields, header fields)`. Quote-aware (`"` quotes, `""` escapes,
+/// quoted newlines); blank lines are skipped.
+fn first_ragged_line(bytes: &[u8], sep: u8) -> Option<(usize, usize, usize)> {
+    let (mut line, mut start_line, mut fields, mut in_quotes, mut any) = (1usize, 1usize, 1usize, false, false);
+    let mut header: Option<usize> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_quotes {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                }
+            } else if b == b'\n' {
+                line += 1;
+            }
+        } else if b == b'"' {
+            in_quotes = true;
+            any = true;
+        } else if b == sep {
+            fields += 1;
+            any = true;
+        } else if b == b'\n' {
+            if any {
+                match header {
+                    None => header = Some(fields),
+                    Some(h) if h != fields => return Some((start_line, fields, h)),
+                    _ => {}
+                }
+            }
+            line += 1;
+            start_line = line;
+            fields = 1;
+            any = false;
+        } else if b != b'\r' {
+            any = true;
+        }
+        i += 1;
+    }
+    match header {
+        Some(h) if any && h != fields => Some((start_line, fields, h)),
+        _ => None,
+    }
+}
+
+/// Reads a tabular corpus (CSV, TSV, Parquet, NDJSON) with polars, taking
+/// the text, label, and optional split and name columns named in the config.
+pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, IngestError> {
+    use polars::prelude::*;
+    let tab = |e: PolarsError| IngestError::Tabular { path: path.into(), message: e.to_string() };
+    let df = match cfg.format {
+        Format::Csv | Format::Tsv => {
+            let raw = read(path)?;
+            check_binary(path, &raw)?;
+            if raw.iter().all(|b| b.is_ascii_whitespace()) {
+                return Err(IngestError::Empty { path: path.into() });
+            }
+            // Decode per the configured encoding first, so that errors carry
+            // positions and polars sees UTF-8.
+            let utf8: Vec<u8> = match cfg.encoding {
+                Encoding::Utf8 => {
+                    if let Err(e) = std::str::from_utf8(&raw) {
+                        let at = e.valid_up_to();
+                        let line = raw[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                        return Err(IngestError::InvalidUtf8 { path: path.into(), line, offset: at, byte: raw[at] });
+                    }
+                    raw
+                }
+                Encoding::Latin1 => raw.iter().map(|&b| b as char).collect::<String>().into_bytes(),
+                Encoding::Utf8Lossy => String::from_utf8_lossy(&raw).into_owned().into_bytes(),
+            };
+            let sep = if cfg.format == Format::Tsv { b'\t' } else { b',' };
+            if let Some((line, got, want)) = first_ragged_line(&utf8, sep) {
+                return Err(IngestError::Tabular { path: path.into(), message: format!("line {line}: {got} fields, but the header has {want} (ragged row)") });
+            }
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0)) // every column as text
+                .with_parse_options(CsvParseOptions::default().with_separator(sep).with_truncate_ragged_lines(false))
+                .into_reader_with_file_handle(std::io::Cursor::new(utf8))
+                .finish()
+                .map_err(tab)?
+        }
+        Format::Parquet => {
+            let f = std::fs::File::open(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
+            ParquetReader::new(f).finish().map_err(tab)?
+        }
+        Format::Ndjson => {
+            let f = std::fs::File::open(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
+            JsonReader::new(f).with_json_format(JsonFormat::JsonLines).finish().map_err(tab)?
+        }
+        Format::Textgcn => unreachable!("textgcn corpora are read by read_textgcn"),
+    };
+    if df.height() == 0 {
+        return Err(IngestError::Empty { path: path.into() });
+    }
+    let available: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let column = |name: &str, key: &'static str| -> Result<Vec<Option<String>>, IngestError> {
+        let c = df.column(name).map_err(|_| IngestError::MissingColumn { path: path.into(), column: name.into(), key, available: available.clone() })?;
+        let c = c.cast(&DataType::String).map_err(tab)?;
+        Ok(c.str().map_err(tab)?.iter().map(|v| v.map(str::to_owned)).collect())
+    };
+    let texts = column(&cfg.text_column, "text_column")?;
+    let labels = column(&cfg.label_column, "label_column")?;
+    let splits = match &cfg.split_column {
+        Some(c) => Some(column(c, "split_column")?),
+        None => None,
+    };
+    let names = match &cfg.name_column {
+        Some(c) => Some(column(c, "name_column")?),
+        None => None,
+    };
+    let mut docs = Documents::default();
+    let mut seen = HashSet::new();
+    for row in 0..df.height() {
+        let bad = |message: String| IngestError::Row { path: path.into(), row: row + 1, message };
+        let name = match &names {
+            Some(n) => n[row].clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| bad("empty document name".into()))?,
+            None => format!("row-{}", row + 1),
+        };
+        if !seen.insert(name.clone()) {
+            return Err(bad(format!("duplicate document name {name:?}")));
+        }
+        let label = labels[row].clone().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).ok_or_else(|| bad(format!("document {name:?} has no label")))?;
+        let split = match &splits {
+            Some(s) => {
+                let v = s[row].clone().unwrap_or_default();
+                split_of(&v).ok_or_else(|| bad(format!("unknown split value {v:?} for document {name:?} (expected a value containing `train` or `test`)")))?.to_owned()
+            }
+            None => String::new(),
+        };
+        let text = texts[row].clone().unwrap_or_default();
+        if text.trim().is_empty() && !cfg.keep_blank_documents {
+            return Err(bad(format!("document {name:?} is blank; remove it or set ingest.keep_blank_documents = true")));
+        }
+        docs.replacements += text.chars().filter(|&c| c == '\u{fffd}').count() as u64 * (cfg.encoding == Encoding::Utf8Lossy) as u64;
+        docs.names.push(name);
+        docs.labels.push(label);
+        docs.splits.push(split);
+        docs.texts.push(text.trim().to_owned());
+    }
+    let first = &docs.labels[0];
+    if docs.labels.iter().all(|l| l == first) {
+        return Err(IngestError::SingleClass { path: path.into(), label: first.clone() });
+    }
+    Ok(docs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Format;
 
     fn cfg(enc: Encoding) -> IngestConfig {
-        IngestConfig { format: Format::Textgcn, corpus: "c".into(), meta: Some("m".into()), encoding: enc, keep_blank_documents: false }
+        IngestConfig {
+            format: Format::Textgcn,
+            corpus: "c".into(),
+            meta: Some("m".into()),
+            encoding: enc,
+            keep_blank_documents: false,
+            text_column: "text".into(),
+            label_column: "label".into(),
+            split_column: None,
+            name_column: None,
+        }
     }
 
     fn run(corpus: &[u8], meta: &[u8], enc: Encoding) -> Result<Documents, IngestError> {
@@ -253,6 +451,13 @@ mod tests {
     }
 
     const META: &[u8] = b"a\ttrain\tx\nb\ttest\ty\n";
+
+    #[test]
+    fn ragged_rows_are_found_with_quotes_and_newlines() {
+        assert_eq!(first_ragged_line(b"a,b\n1,2\n\"x,\ny\",3\n4,5,6\n", b','), Some((5, 3, 2)));
+        assert_eq!(first_ragged_line(b"a,b\r\n1,\"2,\"\"q\"\"\"\r\n\n", b','), None);
+        assert_eq!(first_ragged_line(b"a\tb\n1\n", b'\t'), Some((2, 1, 2)));
+    }
 
     #[test]
     fn crlf_latin1_and_missing_final_newline() {

@@ -126,7 +126,11 @@ fn plan_ingest(cfg: &LoadedConfig) -> Result<Plan, PipelineError> {
     if let Some(m) = &c.meta {
         inputs.insert("meta".to_owned(), file_hash(&cfg.data_path(m))?.0);
     }
-    Ok(Plan { stage: "ingest", version: VERSIONS[0], params: json!({"format": c.format, "encoding": c.encoding, "keep_blank_documents": c.keep_blank_documents}), inputs })
+    let mut params = json!({"format": c.format, "encoding": c.encoding, "keep_blank_documents": c.keep_blank_documents});
+    if c.format != crate::config::Format::Textgcn {
+        params["columns"] = json!({"text": c.text_column, "label": c.label_column, "split": c.split_column, "name": c.name_column});
+    }
+    Ok(Plan { stage: "ingest", version: VERSIONS[0], params, inputs })
 }
 
 fn plan_for(idx: usize, cfg: &LoadedConfig, prev: &[StageRecord]) -> Result<Plan, PipelineError> {
@@ -169,8 +173,10 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
     match idx {
         0 => {
             let ing = &c.ingest;
-            let meta = ing.meta.as_ref().expect("validated: textgcn format has meta");
-            let docs = ingest::read_textgcn(&cfg.data_path(&ing.corpus), &cfg.data_path(meta), ing)?;
+            let docs = match &ing.meta {
+                Some(meta) => ingest::read_textgcn(&cfg.data_path(&ing.corpus), &cfg.data_path(meta), ing)?,
+                None => ingest::read_tabular(&cfg.data_path(&ing.corpus), ing)?,
+            };
             let n_train = docs.splits.iter().filter(|s| *s == "train").count();
             let labels: HashSet<&String> = docs.labels.iter().collect();
             let blank = docs.texts.iter().filter(|t| t.trim().is_empty()).count();

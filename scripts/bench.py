@@ -66,7 +66,7 @@ def timed(cmd, env=None, sample=False):
                     peaks["file"] = max(peaks["file"], rss - anon)
             except (OSError, AttributeError, IndexError):
                 pass
-            time.sleep(0.1)
+            time.sleep(1.0)  # smaps_rollup walks page tables: sample gently
 
     th = threading.Thread(target=sampler) if sample else None
     if th:

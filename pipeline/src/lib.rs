@@ -33,3 +33,23 @@ pub fn store_dir(flag: Option<&std::path::Path>) -> std::path::PathBuf {
         .or_else(|| std::env::var_os("TEXTGCN_STORE").map(Into::into))
         .unwrap_or_else(|| DEFAULT_STORE.into())
 }
+
+/// Runs a command-line program the same way for both binaries: parse the
+/// arguments (a usage error exits 2, `--help`/`--version` exit 0), run, and
+/// on failure print the error with its causes (`error: a: b: c`) and exit 1.
+pub fn cli_main<C: clap::Parser>(run: impl FnOnce(C) -> anyhow::Result<()>) -> std::process::ExitCode {
+    let cli = match C::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

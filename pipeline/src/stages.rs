@@ -194,7 +194,8 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
                     Rules::Unicode => clean::unicode_tokens(texts.value(i), lower).join(" "),
                 })
                 .collect();
-            let n_tokens: usize = cleaned.iter().map(|d| d.split(' ').filter(|t| !t.is_empty()).count()).sum();
+            // Cleaned documents hold tokens separated by single spaces.
+            let n_tokens: usize = cleaned.iter().filter(|d| !d.is_empty()).map(|d| d.bytes().filter(|&b| b == b' ').count() + 1).sum();
             summary = json!({"documents": cleaned.len(), "tokens": n_tokens});
             outputs.insert("tokens".into(), tables::put_tokens(store, &cleaned)?);
         }

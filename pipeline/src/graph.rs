@@ -146,6 +146,11 @@ fn windows_of(len: usize, w: usize) -> usize {
 
 /// Builds the normalised graph from id-encoded documents.
 pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence) -> Graph {
+    build_impl(offsets, ids, num_words, window, mode, false)
+}
+
+/// [`build`], optionally forcing 64-bit co-occurrence counters (tests).
+fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, force_wide: bool) -> Graph {
     assert!(window >= 1);
     let nd = offsets.len() - 1;
     let nv = num_words;
@@ -271,74 +276,16 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
 
     mark("idf and document rows");
     // Word rows: documents (TF-IDF), then words (PMI) with the self loop.
-    let nw_f = num_windows as f64;
-    let nw2 = (num_windows * num_windows) as f64;
-    let word_ids: Vec<usize> = (0..nv).collect();
-    let word_rows: Vec<(Rows, usize)> = word_ids
-        .par_chunks(256)
-        .map_init(
-            || (vec![0u64; nv], vec![0u64; nv.div_ceil(64)], vec![u32::MAX; nv]),
-            |(acc, bits, stamp), chunk| {
-                let mut r = Rows::default();
-                let mut pairs = 0usize;
-                for &i in chunk {
-                    let start = r.cols.len();
-                    let occs = occ_of(i);
-                    // Document part.
-                    let mut k = 0;
-                    while k < occs.len() {
-                        let d = doc_of[occs[k] as usize];
-                        let mut m = k;
-                        while m < occs.len() && doc_of[occs[m] as usize] == d {
-                            m += 1;
-                        }
-                        let weight = (m - k) as f64 * idf[i];
-                        if weight != 0.0 {
-                            r.cols.push(d);
-                            r.w.push(weight);
-                        }
-                        k = m;
-                    }
-                    // Co-occurrence counts into the accumulator.
-                    match mode {
-                        Cooccurrence::PositionPairs => count_position_pairs(i, occs, ids, offsets, &doc_of, window, acc, bits),
-                        Cooccurrence::Windows => count_windows(i, occs, ids, offsets, &doc_of, window, acc, bits, stamp),
-                    }
-                    // Word part, ascending, with the self loop in place.
-                    let fi = wfreq[i] as f64;
-                    let mut self_done = false;
-                    for (wi, word) in bits.iter_mut().enumerate() {
-                        let mut b = *word;
-                        while b != 0 {
-                            let j = wi * 64 + b.trailing_zeros() as usize;
-                            b &= b - 1;
-                            if !self_done && j > i {
-                                r.cols.push((nd + i) as u32);
-                                r.w.push(1.0);
-                                self_done = true;
-                            }
-                            let c = acc[j] as f64;
-                            acc[j] = 0;
-                            stamp[j] = u32::MAX;
-                            let pmi = ((c / nw_f) / (fi * wfreq[j] as f64 / nw2)).ln();
-                            if pmi > 0.0 {
-                                r.cols.push((nd + j) as u32);
-                                r.w.push(pmi);
-                                pairs += 1;
-                            }
-                        }
-                        *word = 0;
-                    }
-                    if !self_done {
-                        r.cols.push((nd + i) as u32);
-                        r.w.push(1.0);
-                    }
-                    r.lens.push((r.cols.len() - start) as u32);
-                }
-                (r, pairs)
-            },
-        )
-        .collect();
+    // A row's counts sum to at most |occ(i)|·W² (each occurrence lies in at
+    // most W windows of at most W positions), so 32-bit counters suffice
+    // unless a word is very frequent; then all rows use 64-bit counters.
+    let max_occ = (0..nv).map(|i| starts[i + 1] - starts[i]).max().unwrap_or(0) as u64;
+    let ctx = RowCtx { nd, ids, offsets, occ: &occ, starts: &starts, doc_of: &doc_of, idf: &idf, wfreq: &wfreq, num_windows, window, mode };
+    let word_rows = if !force_wide && max_occ.saturating_mul((window * window) as u64) <= u32::MAX as u64 {
+        word_rows::<u32>(&ctx)
+    } else {
+        word_rows::<u64>(&ctx)
+    };
     drop(occ);
     drop(doc_of);
     mark("word rows (co-occurrence, PMI)");
@@ -368,40 +315,159 @@ pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     }
 }
 
+/// What the word rows are computed from.
+struct RowCtx<'a> {
+    nd: usize,
+    ids: &'a [u32],
+    offsets: &'a [usize],
+    occ: &'a [u32],
+    starts: &'a [usize],
+    doc_of: &'a [u32],
+    idf: &'a [f64],
+    wfreq: &'a [u64],
+    num_windows: u64,
+    window: usize,
+    mode: Cooccurrence,
+}
+
+/// A co-occurrence counter: `u32` when no count can overflow it, else `u64`.
+trait Count: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into<u64> + Send + Sync {}
+impl Count for u32 {}
+impl Count for u64 {}
+
+/// Builds the word rows in parallel over words, each with a dense
+/// accumulator and a bitmap of touched columns, returning the rows and the
+/// number of (directed) PMI entries.
+fn word_rows<T: Count>(c: &RowCtx) -> Vec<(Rows, usize)> {
+    let (nd, w) = (c.nd, c.window);
+    let nv = c.starts.len() - 1;
+    let nw = c.num_windows;
+    let nw_f = nw as f64;
+    let nw2 = (nw * nw) as f64;
+    // `tri[k]`: windows shared by positions `p` and `p - W + 1 + k`, away
+    // from the document ends.
+    let tri: Vec<u32> = (0..2 * w - 1).map(|k| (w - k.abs_diff(w - 1)) as u32).collect();
+    let word_ids: Vec<usize> = (0..nv).collect();
+    word_ids
+        .par_chunks(256)
+        .map_init(
+            || (vec![T::default(); nv], vec![0u64; nv.div_ceil(64)], vec![u32::MAX; nv]),
+            |(acc, bits, stamp), chunk| {
+                let mut r = Rows::default();
+                let mut pairs = 0usize;
+                for &i in chunk {
+                    let start = r.cols.len();
+                    let occs = &c.occ[c.starts[i]..c.starts[i + 1]];
+                    // Document part.
+                    let mut k = 0;
+                    while k < occs.len() {
+                        let d = c.doc_of[occs[k] as usize];
+                        let mut m = k;
+                        while m < occs.len() && c.doc_of[occs[m] as usize] == d {
+                            m += 1;
+                        }
+                        let weight = (m - k) as f64 * c.idf[i];
+                        if weight != 0.0 {
+                            r.cols.push(d);
+                            r.w.push(weight);
+                        }
+                        k = m;
+                    }
+                    // Co-occurrence counts into the accumulator.
+                    match c.mode {
+                        Cooccurrence::PositionPairs => count_position_pairs(occs, c.ids, c.offsets, c.doc_of, w, &tri, acc, bits),
+                        Cooccurrence::Windows => count_windows(i, occs, c.ids, c.offsets, c.doc_of, w, acc, bits, stamp),
+                    }
+                    // Word part, ascending, with the self loop in place of
+                    // the pair (i, i), which is never a PMI edge.
+                    let fi = c.wfreq[i];
+                    let mut self_done = false;
+                    for (wi, word) in bits.iter_mut().enumerate() {
+                        let mut b = *word;
+                        while b != 0 {
+                            let j = wi * 64 + b.trailing_zeros() as usize;
+                            b &= b - 1;
+                            let cnt: u64 = acc[j].into();
+                            acc[j] = T::default();
+                            stamp[j] = u32::MAX;
+                            if !self_done && j >= i {
+                                r.cols.push((nd + i) as u32);
+                                r.w.push(1.0);
+                                self_done = true;
+                            }
+                            // PMI > 0 needs cnt·#W > #W(i)·#W(j); when the
+                            // exact integers say no, the float formula below
+                            // cannot say yes (the gap, at least 1/(#W(i)·#W(j)),
+                            // is far above its rounding error), so skip the log.
+                            let fj = c.wfreq[j];
+                            if j == i || (cnt as u128) * (nw as u128) < (fi as u128) * (fj as u128) {
+                                continue;
+                            }
+                            let pmi = ((cnt as f64 / nw_f) / (fi as f64 * fj as f64 / nw2)).ln();
+                            if pmi > 0.0 {
+                                r.cols.push((nd + j) as u32);
+                                r.w.push(pmi);
+                                pairs += 1;
+                            }
+                        }
+                        *word = 0;
+                    }
+                    if !self_done {
+                        r.cols.push((nd + i) as u32);
+                        r.w.push(1.0);
+                    }
+                    r.lens.push((r.cols.len() - start) as u32);
+                }
+                (r, pairs)
+            },
+        )
+        .collect()
+}
+
 /// Reference semantics: for each occurrence `p` of word `i` and each other
 /// position `q` within `W - 1`, add the number of windows holding both.
+///
+/// Positions far enough from both document ends (`W-1 <= p <= L-W`) see
+/// the full neighbourhood, where the count is `W - |q - p|`: those take a
+/// branch-free loop over the precomputed `tri` table. Occurrences of `i`
+/// itself are counted too and cleared by the caller (`acc[i]` is never an
+/// edge), which keeps the loop free of a comparison per position.
 #[allow(clippy::too_many_arguments)]
-fn count_position_pairs(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [u64], bits: &mut [u64]) {
+fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, tri: &[u32], acc: &mut [T], bits: &mut [u64]) {
     for &g in occs {
         let d = doc_of[g as usize] as usize;
         let base = offsets[d];
         let l = offsets[d + 1] - base;
         let p = g as usize - base;
+        let toks = &ids[base..base + l];
+        if l > w && p + 1 >= w && p + w <= l {
+            let near = &toks[p + 1 - w..p + w];
+            for (&jt, &t) in near.iter().zip(tri) {
+                let j = jt as usize;
+                bits[j >> 6] |= 1 << (j & 63);
+                acc[j] += T::from(t);
+            }
+            continue;
+        }
         let qlo = p.saturating_sub(w - 1);
         let qhi = (p + w - 1).min(l - 1);
-        let toks = &ids[base..base + l];
         for (q, &jt) in toks.iter().enumerate().take(qhi + 1).skip(qlo) {
             let j = jt as usize;
-            if j == i {
-                continue;
-            }
             let shared = if l <= w {
                 1
             } else {
                 let (a, b) = if p < q { (p, q) } else { (q, p) };
-                (a.min(l - w) + 1 - (b + 1).saturating_sub(w)) as u64
+                (a.min(l - w) + 1 - (b + 1).saturating_sub(w)) as u32
             };
-            if acc[j] == 0 {
-                bits[j >> 6] |= 1 << (j & 63);
-            }
-            acc[j] += shared;
+            bits[j >> 6] |= 1 << (j & 63);
+            acc[j] += T::from(shared);
         }
     }
 }
 
 /// The paper's semantics: each window holding both words counts once.
 #[allow(clippy::too_many_arguments)]
-fn count_windows(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [u64], bits: &mut [u64], stamp: &mut [u32]) {
+fn count_windows<T: Count>(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [T], bits: &mut [u64], stamp: &mut [u32]) {
     let mut k = 0;
     let mut window_id = 0u32; // unique per (row, window) within this row
     while k < occs.len() {
@@ -425,10 +491,8 @@ fn count_windows(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of:
                     let j = jt as usize;
                     if j != i && stamp[j] != window_id {
                         stamp[j] = window_id;
-                        if acc[j] == 0 {
-                            bits[j >> 6] |= 1 << (j & 63);
-                        }
-                        acc[j] += 1;
+                        bits[j >> 6] |= 1 << (j & 63);
+                        acc[j] += T::from(1);
                     }
                 }
             }
@@ -545,6 +609,11 @@ mod tests {
         let row_ptr = g.row_ptr();
         let attr = g.take_edge_attr();
         let idx = g.into_edge_index();
+        // 64-bit counters give the same graph as the 32-bit ones.
+        let mut wide = build_impl(&offsets, &ids, nv, w, mode, true);
+        assert_eq!(wide.row_ptr(), row_ptr);
+        assert_eq!(wide.take_edge_attr(), attr);
+        assert_eq!(wide.into_edge_index(), idx);
         let (rows, cols) = idx.split_at(e);
         for (r, pair) in row_ptr.windows(2).enumerate() {
             assert!(rows[pair[0] as usize..pair[1] as usize].iter().all(|&x| x == r as i64), "row_ptr disagrees with rows");

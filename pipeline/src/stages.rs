@@ -200,12 +200,20 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             outputs.insert("tokens".into(), tables::put_tokens(store, &cleaned)?);
         }
         2 => {
+            let trace = std::env::var_os("TEXTGCN_TRACE").is_some();
+            let t = Instant::now();
             let toks = tables::get_tokens(store, &input(1, "tokens"))?;
+            if trace {
+                eprintln!("  vocab: read tokens {:.3}s", t.elapsed().as_secs_f64());
+            }
             let sw: HashSet<String> = stopword_list(cfg)?.into_iter().collect();
             let toks: Vec<&str> = toks.iter().map(|t| t.unwrap_or("")).collect();
             let (v, dt) = vocab::build(&toks, &vocab::VocabParams { min_freq: c.vocab.min_freq, stopwords: &sw, max_size: c.vocab.max_size });
             if v.words.is_empty() {
                 return Err(PipelineError::EmptyVocabulary { min_freq: c.vocab.min_freq, stopwords: c.vocab.stopwords.clone() });
+            }
+            if trace {
+                eprintln!("  vocab: count and encode {:.3}s", t.elapsed().as_secs_f64());
             }
             let empty = (0..dt.num_docs()).filter(|&d| dt.doc(d).is_empty()).count();
             let avg = dt.ids.len() as f64 / dt.num_docs() as f64;
@@ -243,8 +251,10 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             let attr = g.take_edge_attr();
             outputs.insert("edge_attr".into(), EdgeAttr::publish(store, attr)?);
             mark("normalise and publish edge_attr");
-            outputs.insert("edge_index".into(), EdgeIndex::publish(store, g.into_edge_index(), num_nodes)?);
-            mark("assemble and publish edge_index");
+            let ei = g.into_edge_index();
+            mark("assemble edge_index");
+            outputs.insert("edge_index".into(), EdgeIndex::publish(store, ei, num_nodes)?);
+            mark("publish edge_index");
         }
         4 => {
             let docs = tables::get_document_meta(store, &input(0, "documents"))?;

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 /// The vocabulary: ids are positions, sorted by descending corpus frequency,
@@ -48,30 +49,67 @@ pub struct VocabParams<'a> {
     pub max_size: Option<usize>,
 }
 
+/// Token counts of a run of documents, under provisional (chunk-local) ids
+/// in order of first appearance.
+struct ChunkCounts<'a> {
+    words: Vec<&'a str>,
+    freq: Vec<u64>,
+    ids: Vec<u32>,
+    /// Token counts per document.
+    lens: Vec<usize>,
+}
+
+fn count_chunk<'a, S: AsRef<str>>(docs: &'a [S]) -> ChunkCounts<'a> {
+    let mut prov: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut c = ChunkCounts { words: Vec::new(), freq: Vec::new(), ids: Vec::new(), lens: Vec::with_capacity(docs.len()) };
+    for d in docs {
+        let before = c.ids.len();
+        for t in d.as_ref().split(' ').filter(|t| !t.is_empty()) {
+            let id = *prov.entry(t).or_insert_with(|| {
+                c.words.push(t);
+                c.freq.push(0);
+                (c.words.len() - 1) as u32
+            });
+            c.freq[id as usize] += 1;
+            c.ids.push(id);
+        }
+        c.lens.push(c.ids.len() - before);
+    }
+    c
+}
+
 /// Builds the vocabulary from cleaned documents (tokens separated by single
 /// spaces) and encodes them. Frequencies count every occurrence in every
 /// document, stop words included, as the reference does.
-pub fn build<S: AsRef<str>>(docs: &[S], p: &VocabParams) -> (Vocab, DocTokens) {
-    // One hashing pass: provisional ids in order of first appearance, with
-    // counts; every token is stored by provisional id.
+///
+/// Runs of documents are counted in parallel, each with its own hash map;
+/// the runs' words are then merged. Final ids depend only on the counts
+/// (see [`Vocab`]), so the result does not depend on the number of threads.
+pub fn build<S: AsRef<str> + Sync>(docs: &[S], p: &VocabParams) -> (Vocab, DocTokens) {
+    let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let chunks: Vec<ChunkCounts> = docs.par_chunks(chunk).map(count_chunk).collect();
+    // Merge: global provisional ids in order of first appearance.
     let mut prov: FxHashMap<&str, u32> = FxHashMap::default();
     let mut words: Vec<&str> = Vec::new();
     let mut freq: Vec<u64> = Vec::new();
-    let mut ids: Vec<u32> = Vec::new();
-    let mut offsets = Vec::with_capacity(docs.len() + 1);
-    offsets.push(0usize);
-    for d in docs {
-        for t in d.as_ref().split(' ').filter(|t| !t.is_empty()) {
-            let id = *prov.entry(t).or_insert_with(|| {
-                words.push(t);
-                freq.push(0);
-                (words.len() - 1) as u32
-            });
-            freq[id as usize] += 1;
-            ids.push(id);
-        }
-        offsets.push(ids.len());
-    }
+    let to_global: Vec<Vec<u32>> = chunks
+        .iter()
+        .map(|c| {
+            c.words
+                .iter()
+                .zip(&c.freq)
+                .map(|(&w, &f)| {
+                    let g = *prov.entry(w).or_insert_with(|| {
+                        words.push(w);
+                        freq.push(0);
+                        (words.len() - 1) as u32
+                    });
+                    freq[g as usize] += f;
+                    g
+                })
+                .collect()
+        })
+        .collect();
     drop(prov);
     // Keep, sort by (frequency desc, word bytes asc), map provisional -> final.
     let mut kept: Vec<u32> = (0..words.len() as u32).filter(|&i| freq[i as usize] >= p.min_freq && !p.stopwords.contains(words[i as usize])).collect();
@@ -84,22 +122,48 @@ pub fn build<S: AsRef<str>>(docs: &[S], p: &VocabParams) -> (Vocab, DocTokens) {
     for (f, &pi) in kept.iter().enumerate() {
         final_id[pi as usize] = f as u32;
     }
-    let mut toks = DocTokens { offsets: Vec::with_capacity(docs.len() + 1), ids: Vec::with_capacity(ids.len()) };
-    toks.offsets.push(0);
-    let mut df = vec![0u64; kept.len()];
-    let mut last_doc = vec![u32::MAX; kept.len()];
-    for di in 0..docs.len() {
-        for &pi in &ids[offsets[di]..offsets[di + 1]] {
-            let id = final_id[pi as usize];
-            if id != DROPPED {
-                toks.ids.push(id);
-                if last_doc[id as usize] != di as u32 {
-                    last_doc[id as usize] = di as u32;
-                    df[id as usize] += 1;
+    // Encode each run in parallel, with its document frequencies.
+    let nk = kept.len();
+    let encoded: Vec<(Vec<u32>, Vec<usize>, Vec<u64>)> = chunks
+        .par_iter()
+        .zip(&to_global)
+        .map(|(c, g)| {
+            let local_final: Vec<u32> = g.iter().map(|&x| final_id[x as usize]).collect();
+            let mut ids = Vec::with_capacity(c.ids.len());
+            let mut lens = Vec::with_capacity(c.lens.len());
+            let mut df = vec![0u64; nk];
+            let mut last_doc = vec![u32::MAX; nk];
+            let mut k = 0;
+            for (di, &len) in c.lens.iter().enumerate() {
+                let before = ids.len();
+                for &pi in &c.ids[k..k + len] {
+                    let id = local_final[pi as usize];
+                    if id != DROPPED {
+                        ids.push(id);
+                        if last_doc[id as usize] != di as u32 {
+                            last_doc[id as usize] = di as u32;
+                            df[id as usize] += 1;
+                        }
+                    }
                 }
+                k += len;
+                lens.push(ids.len() - before);
             }
+            (ids, lens, df)
+        })
+        .collect();
+    let total: usize = encoded.iter().map(|e| e.0.len()).sum();
+    let mut toks = DocTokens { offsets: Vec::with_capacity(docs.len() + 1), ids: Vec::with_capacity(total) };
+    toks.offsets.push(0);
+    let mut df = vec![0u64; nk];
+    for (ids, lens, cdf) in encoded {
+        toks.ids.extend_from_slice(&ids);
+        for len in lens {
+            toks.offsets.push(toks.offsets[toks.offsets.len() - 1] + len);
         }
-        toks.offsets.push(toks.ids.len());
+        for (a, b) in df.iter_mut().zip(cdf) {
+            *a += b;
+        }
     }
     let vocab = Vocab { words: kept.iter().map(|&i| words[i as usize].to_owned()).collect(), freq: kept.iter().map(|&i| freq[i as usize]).collect(), df };
     (vocab, toks)
@@ -140,5 +204,33 @@ mod tests {
         assert_eq!(clean_text(&v, &t), "cat sat\ncat\nsat cat");
         let (v, _) = build(&docs, &VocabParams { min_freq: 1, stopwords: &stop, max_size: Some(3) });
         assert_eq!(v.words, ["cat", "sat", "a"]);
+    }
+
+    #[test]
+    fn same_result_for_any_number_of_threads() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let docs: Vec<String> = (0..200)
+            .map(|_| (0..rng.random_range(0..40)).map(|_| format!("w{}", rng.random_range(0..60u32).pow(2) % 97)).collect::<Vec<_>>().join(" "))
+            .collect();
+        let stop: HashSet<String> = ["w4".to_owned()].into();
+        let p = VocabParams { min_freq: 3, stopwords: &stop, max_size: None };
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| build(&docs, &p));
+        for n in [2, 3, 7] {
+            let many = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(|| build(&docs, &p));
+            assert_eq!(many, one, "{n} threads");
+        }
+        // Frequencies are what a direct count gives, and the kept words are
+        // exactly those counted at least `min_freq` times.
+        let mut direct: std::collections::HashMap<&str, u64> = Default::default();
+        for t in docs.iter().flat_map(|d| d.split(' ')).filter(|t| !t.is_empty()) {
+            *direct.entry(t).or_default() += 1;
+        }
+        for (w, f) in one.0.words.iter().zip(&one.0.freq) {
+            assert_eq!(direct[w.as_str()], *f, "{w}");
+        }
+        let want = direct.iter().filter(|(w, f)| **f >= 3 && **w != "w4").count();
+        assert_eq!(one.0.words.len(), want);
+        assert_eq!(one.1.ids.len() as u64, one.0.freq.iter().sum::<u64>());
     }
 }

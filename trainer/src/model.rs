@@ -57,9 +57,20 @@ impl Model {
 
     /// Logits of every node without dropout (evaluation).
     pub fn logits(&self, adj: &Adj) -> Tensor {
-        let mut h = adj.mm(&self.w0);
-        let _ = h.relu_();
-        adj.mm(&h.mm(&self.w1))
+        self.logits_from(&self.first_layer(adj), adj)
+    }
+
+    /// The first layer's pre-activation `Z1 = Â · W0` (the identity input
+    /// is never formed). Training reuses the evaluation's `Z1` for the next
+    /// step's forward pass, as `W0` does not change in between.
+    pub fn first_layer(&self, adj: &Adj) -> Tensor {
+        adj.mm(&self.w0)
+    }
+
+    /// Logits without dropout from `z1`, which must be
+    /// [`Model::first_layer`] of these weights.
+    pub fn logits_from(&self, z1: &Tensor, adj: &Adj) -> Tensor {
+        adj.mm(&z1.relu().mm(&self.w1))
     }
 
     /// The hidden representation `ReLU(Â · W0)` of every node.
@@ -124,19 +135,22 @@ pub fn loss_acc(logits: &Tensor, idx: &Tensor, labels: &Tensor) -> (f64, f64) {
 /// One full-batch training step: forward with dropout, explicit backward
 /// through `Â` (symmetric, reused as its own transpose), Adam update.
 /// Returns the training loss and accuracy of the forward pass.
-pub fn train_step(model: &mut Model, opt: &mut Adam, adj: &Adj, train: &Tensor, labels: &Tensor, h: &Hyper) -> (f64, f64) {
-    let (loss, acc, grads) = gradients(model, adj, train, labels, h);
+///
+/// `z1`, when given, must be `model.first_layer(adj)` for the model's
+/// current weights (it is consumed); otherwise it is computed.
+pub fn train_step(model: &mut Model, opt: &mut Adam, adj: &Adj, z1: Option<Tensor>, train: &Tensor, labels: &Tensor, h: &Hyper) -> (f64, f64) {
+    let (loss, acc, grads) = gradients(model, adj, z1, train, labels, h);
     tch::no_grad(|| opt.step(model, grads));
     (loss, acc)
 }
 
 /// Forward with dropout and the explicit backward pass: training loss,
-/// accuracy, and the gradients of `W0` and `W1`.
-pub fn gradients(model: &Model, adj: &Adj, train: &Tensor, labels: &Tensor, h: &Hyper) -> (f64, f64, [Tensor; 2]) {
+/// accuracy, and the gradients of `W0` and `W1`. `z1` as in [`train_step`].
+pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, labels: &Tensor, h: &Hyper) -> (f64, f64, [Tensor; 2]) {
     let mut tr = Trace::new();
     tch::no_grad(|| {
         // Forward. `hd` is, in place, Â·W0 -> ReLU -> dropout.
-        let mut hd = adj.mm(&model.w0);
+        let mut hd = z1.unwrap_or_else(|| model.first_layer(adj));
         tr.mark("A.W0");
         let _ = hd.relu_();
         let scale = if h.dropout > 0.0 {
@@ -247,7 +261,7 @@ mod tests {
             let logits = a.mm(&a.mm(&w0).relu().mm(&w1));
             let loss = logits.index_select(0, &train).cross_entropy_for_logits(&labels.index_select(0, &train)) + (&w0 * &w0).sum(Kind::Float) * (wd / 2.0);
             loss.backward();
-            let (l, _, [g0, g1]) = gradients(&model, &adj, &train, &labels, &h);
+            let (l, _, [g0, g1]) = gradients(&model, &adj, None, &train, &labels, &h);
             let ce = loss.double_value(&[]) - (&model.w0 * &model.w0).sum(Kind::Float).double_value(&[]) * wd / 2.0;
             assert!((l - ce).abs() < 1e-5, "loss {l} vs {ce}");
             assert!(g0.allclose(&w0.grad(), 1e-4, 1e-6, false), "dW0 differs");

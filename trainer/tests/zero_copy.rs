@@ -40,12 +40,12 @@ fn graph_tensors_view_the_mappings_and_steps_allocate_no_graph_sized_buffer() {
     let mut m = Model::new(n, h.hidden, 4, Device::Cpu);
     let mut opt = Adam::new(&m, h.learning_rate);
     // Warm-up: fault the mapped graph in and let the allocator settle.
-    model::train_step(&mut m, &mut opt, &g.adj, &g.train, &g.labels, &h);
+    model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.labels, &h);
     let _ = tch::no_grad(|| m.logits(&g.adj));
     for _ in 0..3 {
         let before = metrics::rss_now();
         metrics::reset_peak();
-        model::train_step(&mut m, &mut opt, &g.adj, &g.train, &g.labels, &h);
+        model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.labels, &h);
         let _ = tch::no_grad(|| model::loss_acc(&m.logits(&g.adj), &g.val, &g.labels));
         let grew = metrics::peak_rss().saturating_sub(before);
         assert!(grew < graph_bytes / 8, "a training step grew RSS by {grew} bytes; the graph is {graph_bytes} bytes");
@@ -62,4 +62,28 @@ fn native_and_libtorch_products_agree() {
     let t = Tensor::sparse_csr_tensor_crow_col_value_size(row_ptr.tensor(), cols.tensor(), vals.tensor(), [300, 300], (Kind::Float, Device::Cpu));
     let x = Tensor::randn([300, 37], (Kind::Float, Device::Cpu));
     assert!(g.adj.mm(&x).allclose(&t.mm(&x), 1e-5, 1e-5, false));
+}
+
+#[test]
+fn reusing_the_evaluations_first_layer_changes_nothing() {
+    // `train_run` hands the evaluation's Â·W0 to the next step; a loop that
+    // recomputes it must see exactly the same losses.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), OpenMode::Write).unwrap();
+    let g = dense_graph(&store, 200);
+    let h = Hyper { hidden: 8, dropout: 0.5, learning_rate: 0.05, weight_decay: 0.0, epochs: 6, early_stopping: 0, seed: 5 };
+    let mut cached = Vec::new();
+    let _ = textgcn_trainer::run::train_run(&g, &h, |e| cached.push((e.train_loss, e.val_loss)));
+    tch::manual_seed(h.seed as i64);
+    let mut m = Model::new(200, h.hidden, 4, Device::Cpu);
+    let mut opt = Adam::new(&m, h.learning_rate);
+    let mut fresh = Vec::new();
+    for _ in 0..h.epochs {
+        let (tl, _) = model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.labels, &h);
+        let (vl, _) = tch::no_grad(|| model::loss_acc(&m.logits(&g.adj), &g.val, &g.labels));
+        fresh.push((tl, vl));
+    }
+    assert_eq!(cached.len(), h.epochs);
+    assert_eq!(cached, fresh);
+    assert!(cached[0] != cached[h.epochs - 1], "training must move the losses");
 }

@@ -101,6 +101,12 @@ pub struct IngestConfig {
     /// `row-<n>`, 1-based).
     #[serde(default)]
     pub name_column: Option<String>,
+    /// Inductive evaluation: keep the test documents out of every later
+    /// stage (vocabulary, graph, training) and store them aside, so that the
+    /// trainer classifies them as new documents. Needs a train/test split in
+    /// the corpus.
+    #[serde(default)]
+    pub hold_out_test: bool,
 }
 
 /// Tokenizer rules.
@@ -372,6 +378,9 @@ impl Config {
         if self.ingest.format != Format::Textgcn && self.ingest.meta.is_some() {
             return err("ingest.meta", format!("only the textgcn format has a meta file; {:?} files name their columns (text_column, label_column, split_column)", self.ingest.format).to_lowercase());
         }
+        if self.ingest.hold_out_test && self.ingest.format != Format::Textgcn && self.ingest.split_column.is_none() {
+            return err("ingest.hold_out_test", "needs a train/test split in the corpus: a meta file or `split_column`".into());
+        }
         if self.vocab.min_freq == 0 {
             return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());
         }
@@ -519,6 +528,15 @@ mod tests {
         let e = err(&GOOD.replace("window_size = 20", "windw_size = 20"));
         assert!(e.starts_with("c.toml:6: key `graph.windw_size`"), "{e}");
         assert!(e.contains("did you mean `window_size`?"), "{e}");
+    }
+
+    #[test]
+    fn holding_out_test_documents_needs_a_split() {
+        let tab = "name = \"t\"\n[ingest]\nformat = \"csv\"\ncorpus = \"t.csv\"\nhold_out_test = true\n";
+        let e = err(tab);
+        assert!(e.contains("ingest.hold_out_test") && e.contains("needs a train/test split"), "{e}");
+        assert!(parse(&tab.replace("hold_out_test", "split_column = \"s\"\nhold_out_test"), Path::new("c.toml")).unwrap().ingest.hold_out_test);
+        assert!(parse(&GOOD.replace("[graph]", "hold_out_test = true\n[graph]"), Path::new("c.toml")).unwrap().ingest.hold_out_test);
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub enum IngestError {
         message: String,
     },
     /// A column named in the config is not in the file.
-    #[error("{}: no column {column:?} (config key ingest.{key}); the file has {available:?}", path.display())]
+    #[error("{}: no column {column:?} ({key}); the file has {available:?}", path.display())]
     MissingColumn {
         /// The file.
         path: PathBuf,
@@ -261,6 +261,24 @@ pub fn read_textgcn(corpus: &Path, meta: &Path, cfg: &IngestConfig) -> Result<Do
     Ok(docs)
 }
 
+impl Documents {
+    /// Splits off the test documents: returns them, keeping the others.
+    pub fn take_test(&mut self) -> Documents {
+        let mut kept = Documents { replacements: self.replacements, ..Default::default() };
+        let mut test = Documents::default();
+        let old = std::mem::take(self);
+        for (((n, s), l), t) in old.names.into_iter().zip(old.splits).zip(old.labels).zip(old.texts) {
+            let to = if s == "test" { &mut test } else { &mut kept };
+            to.names.push(n);
+            to.splits.push(s);
+            to.labels.push(l);
+            to.texts.push(t);
+        }
+        *self = kept;
+        test
+    }
+}
+
 /// Classifies a split field: a value containing `test` is test, else one
 /// containing `train` is train.
 fn split_of(v: &str) -> Option<&'static str> {
@@ -321,12 +339,13 @@ fn first_ragged_line(bytes: &[u8], sep: u8) -> Option<(usize, usize, usize)> {
     }
 }
 
-/// Reads a tabular corpus (CSV, TSV, Parquet, NDJSON) with polars, taking
-/// the text, label, and optional split and name columns named in the config.
-pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, IngestError> {
+/// Loads a CSV, TSV, Parquet or NDJSON file as a data frame (CSV/TSV
+/// decoded per `encoding` first, every column as text, ragged rows
+/// rejected with their line).
+fn load_frame(path: &Path, format: Format, encoding: Encoding) -> Result<polars::prelude::DataFrame, IngestError> {
     use polars::prelude::*;
     let tab = |e: PolarsError| IngestError::Tabular { path: path.into(), message: e.to_string() };
-    let df = match cfg.format {
+    let df = match format {
         Format::Csv | Format::Tsv => {
             let raw = read(path)?;
             check_binary(path, &raw)?;
@@ -335,7 +354,7 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
             }
             // Decode per the configured encoding first, so that errors carry
             // positions and polars sees UTF-8.
-            let utf8: Vec<u8> = match cfg.encoding {
+            let utf8: Vec<u8> = match encoding {
                 Encoding::Utf8 => {
                     if let Err(e) = std::str::from_utf8(&raw) {
                         let at = e.valid_up_to();
@@ -347,7 +366,7 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
                 Encoding::Latin1 => raw.iter().map(|&b| b as char).collect::<String>().into_bytes(),
                 Encoding::Utf8Lossy => String::from_utf8_lossy(&raw).into_owned().into_bytes(),
             };
-            let sep = if cfg.format == Format::Tsv { b'\t' } else { b',' };
+            let sep = if format == Format::Tsv { b'\t' } else { b',' };
             if let Some((line, got, want)) = first_ragged_line(&utf8, sep) {
                 return Err(IngestError::Tabular { path: path.into(), message: format!("line {line}: {got} fields, but the header has {want} (ragged row)") });
             }
@@ -372,20 +391,79 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
     if df.height() == 0 {
         return Err(IngestError::Empty { path: path.into() });
     }
-    let available: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-    let column = |name: &str, key: &'static str| -> Result<Vec<Option<String>>, IngestError> {
-        let c = df.column(name).map_err(|_| IngestError::MissingColumn { path: path.into(), column: name.into(), key, available: available.clone() })?;
-        let c = c.cast(&DataType::String).map_err(tab)?;
-        Ok(c.str().map_err(tab)?.iter().map(|v| v.map(str::to_owned)).collect())
+    Ok(df)
+}
+
+/// A column of `df` as optional strings; a missing column is an error
+/// naming the setting `key` that named it.
+fn frame_column(df: &polars::prelude::DataFrame, path: &Path, name: &str, key: &'static str) -> Result<Vec<Option<String>>, IngestError> {
+    use polars::prelude::*;
+    let tab = |e: PolarsError| IngestError::Tabular { path: path.into(), message: e.to_string() };
+    let available = || df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let c = df.column(name).map_err(|_| IngestError::MissingColumn { path: path.into(), column: name.into(), key, available: available() })?;
+    let c = c.cast(&DataType::String).map_err(tab)?;
+    Ok(c.str().map_err(tab)?.iter().map(|v| v.map(str::to_owned)).collect())
+}
+
+/// New documents to classify (`textgcn-train predict`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewDocuments {
+    /// Names: the name column's values, else `line-<n>` / `row-<n>`.
+    pub names: Vec<String>,
+    /// Decoded text.
+    pub texts: Vec<String>,
+    /// True labels, when the input has a label column.
+    pub labels: Option<Vec<String>>,
+}
+
+/// Reads documents to classify: plain text (`Format::Textgcn`: one
+/// document per line, blank lines are empty documents), or a tabular file
+/// with a text column and optionally label and name columns. With
+/// `label_column` `None`, a column called `label` is used when present.
+pub fn read_new_documents(path: &Path, format: Format, encoding: Encoding, text_column: &str, label_column: Option<&str>, name_column: Option<&str>) -> Result<NewDocuments, IngestError> {
+    if format == Format::Textgcn {
+        let bytes = read(path)?;
+        check_binary(path, &bytes)?;
+        let mut out = NewDocuments::default();
+        let mut replacements = 0;
+        for (i, (off, raw)) in lines(&bytes).iter().enumerate() {
+            let lead = raw.len() - raw.trim_ascii_start().len();
+            out.texts.push(decode(path, i + 1, off + lead, strip(raw), encoding, &mut replacements)?);
+            out.names.push(format!("line-{}", i + 1));
+        }
+        if out.texts.is_empty() {
+            return Err(IngestError::Empty { path: path.into() });
+        }
+        return Ok(out);
+    }
+    let df = load_frame(path, format, encoding)?;
+    let column = |name: &str, key: &'static str| frame_column(&df, path, name, key);
+    let texts = column(text_column, "option --text-column")?.into_iter().map(|t| t.unwrap_or_default().trim().to_owned()).collect();
+    let label_column = label_column.or_else(|| df.get_column_names().iter().any(|c| c.as_str() == "label").then_some("label"));
+    let labels = match label_column {
+        Some(c) => Some(column(c, "option --label-column")?.into_iter().map(|l| l.unwrap_or_default().trim().to_owned()).collect()),
+        None => None,
     };
-    let texts = column(&cfg.text_column, "text_column")?;
-    let labels = column(&cfg.label_column, "label_column")?;
+    let names = match name_column {
+        Some(c) => column(c, "option --name-column")?.into_iter().enumerate().map(|(i, n)| n.unwrap_or_else(|| format!("row-{}", i + 1))).collect(),
+        None => (1..=df.height()).map(|i| format!("row-{i}")).collect(),
+    };
+    Ok(NewDocuments { names, texts, labels })
+}
+
+/// Reads a tabular corpus (CSV, TSV, Parquet, NDJSON) with polars, taking
+/// the text, label, and optional split and name columns named in the config.
+pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, IngestError> {
+    let df = load_frame(path, cfg.format, cfg.encoding)?;
+    let column = |name: &str, key: &'static str| frame_column(&df, path, name, key);
+    let texts = column(&cfg.text_column, "config key ingest.text_column")?;
+    let labels = column(&cfg.label_column, "config key ingest.label_column")?;
     let splits = match &cfg.split_column {
-        Some(c) => Some(column(c, "split_column")?),
+        Some(c) => Some(column(c, "config key ingest.split_column")?),
         None => None,
     };
     let names = match &cfg.name_column {
-        Some(c) => Some(column(c, "name_column")?),
+        Some(c) => Some(column(c, "config key ingest.name_column")?),
         None => None,
     };
     let mut docs = Documents::default();
@@ -439,6 +517,7 @@ mod tests {
             label_column: "label".into(),
             split_column: None,
             name_column: None,
+            hold_out_test: false,
         }
     }
 

@@ -127,6 +127,9 @@ fn plan_ingest(cfg: &LoadedConfig) -> Result<Plan, PipelineError> {
         inputs.insert("meta".to_owned(), file_hash(&cfg.data_path(m))?.0);
     }
     let mut params = json!({"format": c.format, "encoding": c.encoding, "keep_blank_documents": c.keep_blank_documents});
+    if c.hold_out_test {
+        params["hold_out_test"] = json!(true);
+    }
     if c.format != crate::config::Format::Textgcn {
         params["columns"] = json!({"text": c.text_column, "label": c.label_column, "split": c.split_column, "name": c.name_column});
     }
@@ -173,14 +176,24 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
     match idx {
         0 => {
             let ing = &c.ingest;
-            let docs = match &ing.meta {
+            let mut docs = match &ing.meta {
                 Some(meta) => ingest::read_textgcn(&cfg.data_path(&ing.corpus), &cfg.data_path(meta), ing)?,
                 None => ingest::read_tabular(&cfg.data_path(&ing.corpus), ing)?,
             };
+            let held_out = ing.hold_out_test.then(|| docs.take_test());
+            if let Some(h) = &held_out {
+                if h.names.is_empty() {
+                    return Err(PipelineError::Other("ingest.hold_out_test: the corpus has no test documents to hold out".into()));
+                }
+                if docs.names.is_empty() {
+                    return Err(PipelineError::Other("ingest.hold_out_test: the corpus has only test documents".into()));
+                }
+                outputs.insert("held_out".into(), tables::put_documents(store, h)?);
+            }
             let n_train = docs.splits.iter().filter(|s| *s == "train").count();
             let labels: HashSet<&String> = docs.labels.iter().collect();
             let blank = docs.texts.iter().filter(|t| t.trim().is_empty()).count();
-            summary = json!({"documents": docs.names.len(), "train": n_train, "test": docs.names.len() - n_train, "classes": labels.len(), "replacements": docs.replacements, "blank_documents": blank});
+            summary = json!({"documents": docs.names.len(), "train": n_train, "test": docs.names.len() - n_train, "classes": labels.len(), "replacements": docs.replacements, "blank_documents": blank, "held_out": held_out.as_ref().map_or(0, |h| h.names.len())});
             outputs.insert("documents".into(), tables::put_documents(store, &docs)?);
         }
         1 => {

@@ -12,7 +12,9 @@ use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, RowPtr, Store};
 use textgcn_pipeline::config::LoadedConfig;
 use textgcn_pipeline::{stages, tables};
 
+use crate::predict::VocabInfo;
 use crate::zerocopy::MappedTensor;
+use textgcn_pipeline::ingest::Documents;
 
 /// `Â` on one device, as whatever computes `Â · X` best there.
 pub enum Adj {
@@ -85,6 +87,12 @@ pub struct GraphData {
     pub mapped_bytes: u64,
     /// Paths of the mapped graph files (to find them in /proc/self/smaps).
     pub mapped_paths: Vec<std::path::PathBuf>,
+    /// What an inductive predictor needs from the pipeline (set by
+    /// [`load`]; `None` for graphs opened from bare objects).
+    pub vocab: Option<VocabInfo>,
+    /// Test documents held out of the graph (`ingest.hold_out_test`), to
+    /// be classified inductively after training.
+    pub held_out: Option<Documents>,
     cols: MappedTensor<Int64Type>,
     vals: MappedTensor<Float32Type>,
     rowptr: MappedTensor<Int64Type>,
@@ -143,6 +151,8 @@ impl GraphData {
             split_lists: Default::default(),
             mapped_bytes,
             mapped_paths,
+            vocab: None,
+            held_out: None,
             cols,
             vals,
             rowptr,
@@ -166,6 +176,18 @@ impl GraphData {
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
         self.label_names.len()
+    }
+
+    /// The self-loop weights `Â_ii` of `nodes` (from the mapped host arrays;
+    /// `0` where a row has no diagonal entry).
+    pub fn self_loops(&self, nodes: std::ops::Range<usize>) -> Vec<f32> {
+        let (rp, cols, vals) = (self.rowptr.values(), self.cols.values(), self.vals.values());
+        nodes
+            .map(|i| {
+                let (a, b) = (rp[i] as usize, rp[i + 1] as usize);
+                cols[a..b].binary_search(&(i as i64)).map_or(0.0, |k| vals[a + k])
+            })
+            .collect()
     }
 }
 
@@ -191,5 +213,19 @@ pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<Gra
     }
     let labels: Vec<i64> = docs.iter().map(|&i| nodes.label_id[i] as i64).collect();
     let doc_names: Vec<String> = docs.iter().map(|&i| nodes.name[i].clone()).collect();
-    Ok(data.with_labels(labels, label_names, doc_names, [s.train, s.val, s.test]))
+    let mut data = data.with_labels(labels, label_names, doc_names, [s.train, s.val, s.test]);
+    let v = tables::get_vocab(&store, &recs["vocab"].outputs["vocab"])?;
+    data.vocab = Some(VocabInfo {
+        dataset: name.clone(),
+        rules: cfg.config.tokenize.rules,
+        lowercase: cfg.config.tokenize.lowercase,
+        vocab_object: recs["vocab"].outputs["vocab"].to_string(),
+        graph_object: g.outputs["edge_attr"].to_string(),
+        words: v.words,
+        df: v.df,
+    });
+    if let Some(id) = recs["ingest"].outputs.get("held_out") {
+        data.held_out = Some(tables::get_documents(&store, id)?);
+    }
+    Ok(data)
 }

@@ -11,10 +11,12 @@
 pub mod graph;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod run;
 pub mod spmm;
 pub mod zerocopy;
 
 pub use graph::{Adj, GraphData};
 pub use model::{Hyper, Model};
-pub use run::{RunResult, train_run};
+pub use predict::{Prediction, Predictor};
+pub use run::{RunResult, Trained, train_run};

@@ -9,13 +9,25 @@ use tch::Device;
 use textgcn_pipeline::{config, store_dir};
 use textgcn_trainer::{Hyper, graph, run};
 
-/// Train the TextGCN model on artifacts built by `textgcn build`.
+mod predict_cmd;
+
+/// Train the TextGCN model on artifacts built by `textgcn build`, or
+/// classify new documents with a trained run (`predict`).
 #[derive(Parser)]
-#[command(name = "textgcn-train", version, about, after_help = "Examples:\n  textgcn-train --config configs/R8.toml\n  textgcn-train --config configs/mr.toml --runs 5 --json\n  textgcn-train --config configs/20ng.toml --device cuda --epochs 100")]
+#[command(
+    name = "textgcn-train",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  textgcn-train --config configs/R8.toml\n  textgcn-train --config configs/mr.toml --runs 5 --json\n  textgcn-train --config configs/20ng.toml --device cuda --epochs 100\n  textgcn-train predict --model runs/R8/seed-0 --input new.txt"
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Run config (TOML); its [train] section gives the defaults.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required = true)]
+    config: Option<PathBuf>,
     /// Store directory (default: $TEXTGCN_STORE, else ./.textgcn-store).
     #[arg(long)]
     store: Option<PathBuf>,
@@ -60,6 +72,14 @@ struct Cli {
     quiet: bool,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Classify new documents with a trained run, without rebuilding the
+    /// graph or retraining.
+    #[command(after_help = "Examples:\n  textgcn-train predict --model runs/R8/seed-0 --input new.txt\n  textgcn-train predict --model runs/R8/seed-0 --input new.csv --text-column body --output out.parquet\n  textgcn-train predict --model runs/R8/seed-0 --input new.txt --config configs/R8.toml --json")]
+    Predict(predict_cmd::PredictArgs),
+}
+
 fn main() -> ExitCode {
     passive_openmp();
     textgcn_pipeline::cli_main::<Cli>(real_main)
@@ -92,10 +112,14 @@ fn mb(b: u64) -> f64 {
 }
 
 fn real_main(cli: Cli) -> Result<()> {
+    if let Some(Command::Predict(args)) = cli.command {
+        return predict_cmd::run(args);
+    }
+    let config_path = cli.config.clone().expect("clap requires --config without a subcommand");
     if std::env::var("TEXTGCN_MALLOC").as_deref() != Ok("default") {
         textgcn_trainer::zerocopy::reuse_large_allocations();
     }
-    let cfg = config::load(&cli.config)?;
+    let cfg = config::load(&config_path)?;
     let t = &cfg.config.train;
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);
@@ -157,7 +181,7 @@ fn real_main(cli: Cli) -> Result<()> {
     for k in 0..cli.runs {
         let h = Hyper { seed: hyper.seed + k as u64, ..hyper.clone() };
         let quiet = cli.quiet;
-        let (res, model, probs) = run::train_run(&data, &h, |e| {
+        let trained = run::train_run(&data, &h, |e| {
             if !quiet {
                 eprintln!(
                     "epoch {:>3}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  {:.3}s",
@@ -170,7 +194,14 @@ fn real_main(cli: Cli) -> Result<()> {
             Some(d) => d.join(format!("seed-{}", h.seed)),
             None => PathBuf::from("runs").join(&cfg.config.name).join(format!("seed-{}", h.seed)),
         };
-        run::write_outputs(&dir, &data, &res, &model, &probs)?;
+        run::write_outputs(&dir, &data, &trained)?;
+        let res = trained.result;
+        if let Some(ind) = &res.inductive {
+            eprintln!(
+                "held-out test documents classified inductively: {} ({} without a known word, {} with a label unseen in training), {:.0} documents/s",
+                ind.documents, ind.no_known_words, ind.unseen_labels, ind.documents_per_second
+            );
+        }
         eprintln!(
             "seed {}: test accuracy {:.4}, macro P/R/F1 {:.4}/{:.4}/{:.4}, {} epochs, median {:.3}s/epoch -> {}",
             res.seed,
@@ -216,6 +247,8 @@ fn real_main(cli: Cli) -> Result<()> {
             "seed": last.seed,
             "device": last.device,
             "memory": last.memory,
+            "inductive": last.inductive,
+            "per_class": last.per_class,
             "runs": results.len(),
             "test_accuracy_mean": mean,
             "test_accuracy_std": std,

@@ -30,7 +30,11 @@ pub fn classification(truth: &[i64], pred: &[i64], labels: &[String]) -> (f64, f
             tp[t as usize] += 1;
             correct += 1;
         } else {
-            fp[p as usize] += 1;
+            // A negative prediction is "no prediction": a miss, no class's
+            // false positive.
+            if p >= 0 {
+                fp[p as usize] += 1;
+            }
             fne[t as usize] += 1;
         }
     }

@@ -14,6 +14,7 @@ use tch::{Device, Kind, Tensor};
 use crate::graph::GraphData;
 use crate::metrics::{self, ClassRow, Memory};
 use crate::model::{self, Adam, Hyper, Model};
+use crate::predict::{Prediction, Predictor};
 
 /// One epoch's numbers.
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +54,9 @@ pub struct RunResult {
     pub median_epoch_seconds: f64,
     /// Per-class scores on the test set.
     pub per_class: Vec<ClassRow>,
+    /// Set when the test documents were held out of the graph and
+    /// classified inductively (the test metrics above are theirs).
+    pub inductive: Option<Inductive>,
     /// Memory of the process.
     pub memory: Memory,
     /// Hyper-parameters.
@@ -62,7 +66,7 @@ pub struct RunResult {
 }
 
 /// Trains one model with `h` on `data`. `on_epoch` sees every epoch.
-pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -> (RunResult, Model, Tensor) {
+pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -> Trained {
     let device = data.adj.device();
     tch::manual_seed(h.seed as i64);
     if let Device::Cuda(_) = device {
@@ -96,17 +100,49 @@ pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog
     }
     let z = z1.unwrap_or_else(|| tch::no_grad(|| model.first_layer(&data.adj)));
     let probs = tch::no_grad(|| model.logits_from(&z, &data.adj).narrow(0, 0, data.num_docs as i64).softmax(-1, Kind::Float)).to_device(Device::Cpu);
+    let predictor = data.vocab.as_ref().map(|info| {
+        let words = data.num_docs..data.num_nodes;
+        Predictor::from_training(info, data.num_docs, &data.label_names, &model.w0, &model.w1, &z, &data.self_loops(words)).expect("the graph's nodes are its documents and words")
+    });
+    drop(z);
     let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false)).expect("int64 predictions");
     let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu)).expect("int64 labels");
     let test = &data.split_lists[2];
-    let truth: Vec<i64> = test.iter().map(|&i| labels[i as usize]).collect();
-    let tp: Vec<i64> = test.iter().map(|&i| pred[i as usize]).collect();
-    let (acc, p, r, f, per_class) = metrics::classification(&truth, &tp, &data.label_names);
+    let mut truth: Vec<i64> = test.iter().map(|&i| labels[i as usize]).collect();
+    let mut tp: Vec<i64> = test.iter().map(|&i| pred[i as usize]).collect();
+    let mut label_names = data.label_names.clone();
+    // Held-out test documents: classified inductively, as new documents.
+    let mut inductive = None;
+    let mut held_out_predictions = None;
+    if let (Some(held), Some(pr)) = (&data.held_out, &predictor) {
+        let t = Instant::now();
+        let preds = pr.predict_all(&held.texts, 5);
+        let seconds = t.elapsed().as_secs_f64();
+        for (label, p) in held.labels.iter().zip(&preds) {
+            // A label never seen in training cannot be predicted: it gets a
+            // class of its own in the report and always counts as wrong.
+            let id = label_names.iter().position(|l| l == label).unwrap_or_else(|| {
+                label_names.push(label.clone());
+                label_names.len() - 1
+            });
+            truth.push(id as i64);
+            // No known word: no prediction, which is never right.
+            tp.push(p.label_id.map_or(-1, |k| k as i64));
+        }
+        inductive = Some(Inductive {
+            documents: preds.len(),
+            no_known_words: preds.iter().filter(|p| p.label_id.is_none()).count(),
+            unseen_labels: label_names.len() - data.label_names.len(),
+            documents_per_second: preds.len() as f64 / seconds.max(1e-9),
+        });
+        held_out_predictions = Some(preds);
+    }
+    let (acc, p, r, f, per_class) = metrics::classification(&truth, &tp, &label_names);
     let mut times: Vec<f64> = log.iter().map(|e| e.seconds).collect();
     times.sort_by(f64::total_cmp);
     let peak = metrics::peak_rss();
     let mapped = metrics::mapped_rss(&data.mapped_paths);
-    let res = RunResult {
+    let result = RunResult {
         seed: h.seed,
         device: format!("{device:?}"),
         epochs_run: log.len(),
@@ -116,16 +152,47 @@ pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog
         macro_f1: f,
         median_epoch_seconds: times.get(times.len() / 2).copied().unwrap_or(0.0),
         per_class,
+        inductive,
         memory: Memory { peak_rss: peak, mapped_graph_rss: mapped, peak_anon, other_peak: peak.saturating_sub(mapped), mapped_graph_bytes: data.mapped_bytes },
         hyper: h.clone(),
         epochs: log,
     };
-    (res, model, probs)
+    Trained { result, model, probs, predictor, held_out_predictions }
 }
 
-/// Writes `metrics.json`, `epochs.csv`, `predictions.parquet` and
-/// `model.safetensors` into `dir` (created), each atomically.
-pub fn write_outputs(dir: &Path, data: &GraphData, res: &RunResult, model: &Model, probs: &Tensor) -> Result<()> {
+/// Everything a training run produced.
+pub struct Trained {
+    /// Metrics and logs.
+    pub result: RunResult,
+    /// Final weights.
+    pub model: Model,
+    /// Class probabilities of the graph's documents `[D, C]` (CPU).
+    pub probs: Tensor,
+    /// The inductive classifier (when the graph came from a store).
+    pub predictor: Option<Predictor>,
+    /// Predictions of the held-out test documents, in their order.
+    pub held_out_predictions: Option<Vec<Prediction>>,
+}
+
+/// How the held-out test documents were classified.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inductive {
+    /// Held-out documents classified.
+    pub documents: usize,
+    /// Of those, documents without any known word (counted as errors).
+    pub no_known_words: usize,
+    /// Labels of held-out documents never seen in training.
+    pub unseen_labels: usize,
+    /// Classification throughput (documents per second, all threads).
+    pub documents_per_second: f64,
+}
+
+/// Writes `metrics.json`, `epochs.csv`, `predictions.parquet`,
+/// `model.safetensors` and the predictor files into `dir` (created), each
+/// atomically. Held-out documents appear in `predictions.parquet` with the
+/// split `held-out`.
+pub fn write_outputs(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
+    let (res, model, probs) = (&run.result, &run.model, &run.probs);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let atomic = |name: &str, bytes: &[u8]| -> Result<()> {
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -149,29 +216,71 @@ pub fn write_outputs(dir: &Path, data: &GraphData, res: &RunResult, model: &Mode
             split[i as usize] = name;
         }
     }
-    let mut cols: Vec<(String, ArrayRef)> = vec![
-        ("document".into(), Arc::new(StringArray::from_iter_values(&data.doc_names))),
-        ("split".into(), Arc::new(StringArray::from_iter_values(split.iter()))),
-        ("true_label".into(), Arc::new(StringArray::from_iter_values(labels.iter().map(|&l| &data.label_names[l as usize])))),
-        ("predicted_label".into(), Arc::new(StringArray::from_iter_values(pred.iter().map(|&l| &data.label_names[l as usize])))),
-    ];
-    let pv: Vec<f32> = Vec::<f32>::try_from(probs.flatten(0, -1))?;
     let c = data.num_classes();
-    for (k, name) in data.label_names.iter().enumerate() {
-        cols.push((format!("p_{name}"), Arc::new(Float32Array::from_iter_values((0..data.num_docs).map(|d| pv[d * c + k])))));
+    let pv: Vec<f32> = Vec::<f32>::try_from(probs.flatten(0, -1))?;
+    let mut rows = PredictionRows::default();
+    for d in 0..data.num_docs {
+        rows.push(&data.doc_names[d], split[d], &data.label_names[labels[d] as usize], Some(&data.label_names[pred[d] as usize]), &pv[d * c..(d + 1) * c]);
     }
-    let schema = Arc::new(Schema::new(cols.iter().map(|(n, a)| Field::new(n, a.data_type().clone(), false)).collect::<Vec<_>>()));
-    let batch = RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect())?;
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None)?;
-    w.write(&batch)?;
-    w.close()?;
-    atomic("predictions.parquet", &buf)?;
+    if let (Some(held), Some(preds)) = (&data.held_out, &run.held_out_predictions) {
+        for ((name, label), p) in held.names.iter().zip(&held.labels).zip(preds) {
+            rows.push(name, "held-out", label, p.label.as_deref(), &p.probabilities);
+        }
+    }
+    atomic("predictions.parquet", &rows.to_parquet(&data.label_names)?)?;
 
     let tmp = tempfile::Builder::new().suffix(".safetensors").tempfile_in(dir)?;
     let (w0, w1) = (model.w0.to_device(Device::Cpu), model.w1.to_device(Device::Cpu));
     Tensor::write_safetensors(&[("w0", &w0), ("w1", &w1)], tmp.path())?;
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.persist(dir.join("model.safetensors")).map_err(|e| e.error)?;
+    if let Some(p) = &run.predictor {
+        p.save(dir)?;
+    }
     Ok(())
+}
+
+/// Rows of a predictions table: document, split, true label, predicted
+/// label (empty when there is none) and one probability column per class.
+#[derive(Default)]
+pub struct PredictionRows {
+    document: Vec<String>,
+    split: Vec<String>,
+    true_label: Vec<String>,
+    predicted: Vec<String>,
+    probs: Vec<f32>,
+}
+
+impl PredictionRows {
+    /// Adds one document.
+    pub fn push(&mut self, document: &str, split: &str, true_label: &str, predicted: Option<&str>, probs: &[f32]) {
+        self.document.push(document.to_owned());
+        self.split.push(split.to_owned());
+        self.true_label.push(true_label.to_owned());
+        self.predicted.push(predicted.unwrap_or("").to_owned());
+        self.probs.extend_from_slice(probs);
+    }
+
+    /// The table as Parquet bytes; `labels` name the probability columns
+    /// (`p_<label>`).
+    pub fn to_parquet(&self, labels: &[String]) -> Result<Vec<u8>> {
+        let c = labels.len();
+        let n = self.document.len();
+        let mut cols: Vec<(String, ArrayRef)> = vec![
+            ("document".into(), Arc::new(StringArray::from_iter_values(&self.document))),
+            ("split".into(), Arc::new(StringArray::from_iter_values(&self.split))),
+            ("true_label".into(), Arc::new(StringArray::from_iter_values(&self.true_label))),
+            ("predicted_label".into(), Arc::new(StringArray::from_iter_values(&self.predicted))),
+        ];
+        for (k, name) in labels.iter().enumerate() {
+            cols.push((format!("p_{name}"), Arc::new(Float32Array::from_iter_values((0..n).map(|d| self.probs[d * c + k])))));
+        }
+        let schema = Arc::new(Schema::new(cols.iter().map(|(n, a)| Field::new(n, a.data_type().clone(), false)).collect::<Vec<_>>()));
+        let batch = RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect())?;
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None)?;
+        w.write(&batch)?;
+        w.close()?;
+        Ok(buf)
+    }
 }

@@ -1,0 +1,232 @@
+//! `textgcn-train predict`: classify new documents with a trained run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use textgcn_artifacts::{OpenMode, Store};
+use textgcn_pipeline::config::{self, Encoding, Format};
+use textgcn_pipeline::{ingest, stages, store_dir};
+use textgcn_trainer::run::PredictionRows;
+use textgcn_trainer::{Prediction, Predictor};
+
+/// Options of `predict`.
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// Training run directory (runs/<name>/seed-<n>).
+    #[arg(long)]
+    model: PathBuf,
+    /// Documents: plain text (one per line) or CSV/TSV/Parquet/NDJSON.
+    #[arg(long)]
+    input: PathBuf,
+    /// Input format: text, csv, tsv, parquet or ndjson (default: from the
+    /// file extension; anything else is text).
+    #[arg(long)]
+    format: Option<String>,
+    /// Encoding of text/CSV input: utf-8 (strict), latin-1 or utf-8-lossy.
+    #[arg(long, default_value = "utf-8")]
+    encoding: String,
+    /// Tabular input: the text column.
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    /// Tabular input: a column of true labels (default: `label` when
+    /// present); accuracy is reported when there is one.
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Tabular input: a column of document names.
+    #[arg(long)]
+    name_column: Option<String>,
+    /// Output file: .csv, .parquet, .json or .ndjson/.jsonl (default: CSV
+    /// on stdout).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Contributing words reported per document.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// A pipeline config to check the model against: its tokenizer
+    /// settings and its built vocabulary must be the model's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Store of that config's artifacts (default: $TEXTGCN_STORE, else
+    /// ./.textgcn-store).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Print the summary as one JSON object on stdout (needs --output).
+    #[arg(long)]
+    json: bool,
+}
+
+fn input_format(args: &PredictArgs) -> Result<Format> {
+    let name = match &args.format {
+        Some(f) => f.to_ascii_lowercase(),
+        None => args.input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase(),
+    };
+    Ok(match name.as_str() {
+        "csv" => Format::Csv,
+        "tsv" => Format::Tsv,
+        "parquet" => Format::Parquet,
+        "ndjson" | "jsonl" => Format::Ndjson,
+        "text" | "txt" => Format::Textgcn,
+        _ if args.format.is_none() => Format::Textgcn,
+        other => bail!("--format {other:?}: expected text, csv, tsv, parquet or ndjson"),
+    })
+}
+
+fn encoding(name: &str) -> Result<Encoding> {
+    Ok(match name {
+        "utf-8" | "utf8" => Encoding::Utf8,
+        "latin-1" | "latin1" => Encoding::Latin1,
+        "utf-8-lossy" => Encoding::Utf8Lossy,
+        other => bail!("--encoding {other:?}: expected utf-8, latin-1 or utf-8-lossy"),
+    })
+}
+
+/// Refuses a model whose pipeline differs from `config`'s built one.
+fn check_pipeline(pred: &Predictor, config_path: &Path, store: Option<&Path>) -> Result<()> {
+    let cfg = config::load(config_path)?;
+    let m = pred.meta();
+    let t = &cfg.config.tokenize;
+    if t.rules != m.rules || t.lowercase != m.lowercase {
+        bail!(
+            "model/pipeline mismatch: the model was trained with tokenizer rules {:?}, lowercase {}; {} has rules {:?}, lowercase {}",
+            m.rules,
+            m.lowercase,
+            config_path.display(),
+            t.rules,
+            t.lowercase
+        );
+    }
+    let store_path = store_dir(store);
+    let store = Store::open(&store_path, OpenMode::Read).with_context(|| format!("opening the store {}", store_path.display()))?;
+    let recs = stages::ref_records(&store, &cfg.config.name)?;
+    let vocab = recs["vocab"].outputs["vocab"].to_string();
+    if vocab != m.vocab_object {
+        bail!(
+            "model/pipeline mismatch: the model was trained on vocabulary {} (of {}), but {} built vocabulary {}; retrain, or predict without --config",
+            &m.vocab_object[..12],
+            m.dataset,
+            cfg.config.name,
+            &vocab[..12.min(vocab.len())]
+        );
+    }
+    Ok(())
+}
+
+/// Runs `predict`.
+pub fn run(args: PredictArgs) -> Result<()> {
+    if args.json && args.output.is_none() {
+        bail!("--json prints the summary on stdout, so the predictions need --output FILE");
+    }
+    let t0 = Instant::now();
+    let pred = Predictor::load(&args.model)?;
+    if let Some(c) = &args.config {
+        check_pipeline(&pred, c, args.store.as_deref())?;
+    }
+    let docs = ingest::read_new_documents(&args.input, input_format(&args)?, encoding(&args.encoding)?, &args.text_column, args.label_column.as_deref(), args.name_column.as_deref())?;
+    let t = Instant::now();
+    let preds = pred.predict_all(&docs.texts, args.top);
+    let seconds = t.elapsed().as_secs_f64();
+    let no_words = preds.iter().filter(|p| p.label.is_none()).count();
+    let unknown: usize = preds.iter().map(|p| p.unknown_tokens).sum();
+    let known: usize = preds.iter().map(|p| p.known_tokens).sum();
+    let accuracy = docs.labels.as_ref().map(|labels| labels.iter().zip(&preds).filter(|(l, p)| p.label.as_deref() == Some(l.as_str())).count() as f64 / labels.len() as f64);
+    write_predictions(&args, &pred, &docs, &preds)?;
+    let summary = serde_json::json!({
+        "model": args.model,
+        "dataset": pred.meta().dataset,
+        "documents": preds.len(),
+        "without_known_words": no_words,
+        "known_tokens": known,
+        "unknown_tokens": unknown,
+        "accuracy": accuracy,
+        "documents_per_second": preds.len() as f64 / seconds.max(1e-9),
+        "seconds": t0.elapsed().as_secs_f64(),
+    });
+    eprintln!(
+        "{} documents classified with {} in {:.3}s ({:.0} documents/s); {} without any known word; {} of {} tokens unknown (ignored){}",
+        preds.len(),
+        args.model.display(),
+        seconds,
+        preds.len() as f64 / seconds.max(1e-9),
+        no_words,
+        unknown,
+        known + unknown,
+        accuracy.map_or(String::new(), |a| format!("; accuracy {a:.4}"))
+    );
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+fn write_predictions(args: &PredictArgs, pred: &Predictor, docs: &ingest::NewDocuments, preds: &[Prediction]) -> Result<()> {
+    let ext = args.output.as_ref().and_then(|o| o.extension()).and_then(|e| e.to_str()).unwrap_or("csv").to_ascii_lowercase();
+    let label_of = |i: usize| docs.labels.as_ref().map_or("", |l| l[i].as_str());
+    let top = |p: &Prediction| p.top_words.iter().map(|w| format!("{}:{:.4}", w.word, w.share)).collect::<Vec<_>>().join(" ");
+    let bytes: Vec<u8> = match ext.as_str() {
+        "parquet" => {
+            let mut rows = PredictionRows::default();
+            for (i, p) in preds.iter().enumerate() {
+                rows.push(&docs.names[i], "new", label_of(i), p.label.as_deref(), &p.probabilities);
+            }
+            rows.to_parquet(pred.labels())?
+        }
+        "json" | "ndjson" | "jsonl" => {
+            let objs: Vec<serde_json::Value> = preds
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut o = serde_json::json!({"document": docs.names[i], "prediction": p});
+                    if let Some(l) = &docs.labels {
+                        o["true_label"] = serde_json::json!(l[i]);
+                    }
+                    o
+                })
+                .collect();
+            if ext == "json" {
+                serde_json::to_vec_pretty(&objs)?
+            } else {
+                objs.iter().flat_map(|o| format!("{o}\n").into_bytes()).collect()
+            }
+        }
+        "csv" => {
+            let mut w = csv_line(["document", "true_label", "predicted_label", "note", "top_words", "known_tokens", "unknown_tokens"].iter().map(|s| s.to_string()).chain(pred.labels().iter().map(|l| format!("p_{l}"))));
+            for (i, p) in preds.iter().enumerate() {
+                let fields = [docs.names[i].clone(), label_of(i).to_owned(), p.label.clone().unwrap_or_default(), p.note.unwrap_or("").to_owned(), top(p), p.known_tokens.to_string(), p.unknown_tokens.to_string()];
+                w.extend(csv_line(fields.into_iter().chain(p.probabilities.iter().map(|x| format!("{x:.6}")))));
+            }
+            w
+        }
+        other => bail!("--output: unknown extension {other:?}; use .csv, .parquet, .json, .ndjson or .jsonl"),
+    };
+    match &args.output {
+        None => std::io::stdout().lock().write_all(&bytes).context("writing the predictions to stdout")?,
+        Some(path) => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a file in {}", dir.display()))?;
+            tmp.write_all(&bytes)?;
+            tmp.persist(path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One CSV record (RFC 4180 quoting where needed), newline-terminated.
+fn csv_line(fields: impl IntoIterator<Item = String>) -> Vec<u8> {
+    let mut out = String::new();
+    for (k, f) in fields.into_iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        if f.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&f.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&f);
+        }
+    }
+    out.push('\n');
+    out.into_bytes()
+}

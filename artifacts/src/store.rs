@@ -114,13 +114,26 @@ fn hash_reader(mut f: &File) -> io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Crash-test hook: when the environment variable `TEXTGCN_FAILPOINT` equals
-/// `name`, the process kills itself with SIGKILL at this point. Used by the
-/// kill tests to stop a publish at exactly the named step.
+/// Crash-test hook: when the environment variable `TEXTGCN_FAILPOINT` is
+/// `name` (or `name:N`), the process kills itself with SIGKILL at this
+/// point (at its N-th pass, default the first). Used by the kill tests to
+/// stop a build at exactly the named step of any publish. Fail-points:
+/// `after-temp-write`, `after-fsync`, `after-rename` (objects),
+/// `before-record`, `after-record`, `before-ref`.
 pub fn failpoint(name: &str) {
-    static WANTED: OnceLock<Option<String>> = OnceLock::new();
-    let wanted = WANTED.get_or_init(|| std::env::var("TEXTGCN_FAILPOINT").ok());
-    if wanted.as_deref() == Some(name) {
+    static WANTED: OnceLock<Option<(String, usize)>> = OnceLock::new();
+    static HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let wanted = WANTED.get_or_init(|| {
+        let v = std::env::var("TEXTGCN_FAILPOINT").ok()?;
+        Some(match v.split_once(':') {
+            Some((n, k)) => (n.to_owned(), k.parse().unwrap_or(1).max(1)),
+            None => (v, 1),
+        })
+    });
+    if let Some((want, nth)) = wanted
+        && want == name
+        && HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *nth
+    {
         crate::mapped::kill_self();
     }
 }
@@ -272,15 +285,9 @@ impl Store {
             }
             OpenMode::Write => {
                 fs::create_dir_all(&root).ctx("creating store", &root)?;
-                for d in DIRS {
-                    let p = root.join(d);
-                    fs::create_dir_all(&p).ctx("creating", &p)?;
-                }
-                if !marker.exists() {
-                    write_atomic(&root, &marker, format!("textgcn-store {LAYOUT_VERSION}\n").as_bytes(), true)?;
-                } else {
-                    check_marker(&marker)?;
-                }
+                // The lock comes first: nothing may write a temporary file
+                // before holding it, since a process that holds it alone
+                // sweeps the temporary directory.
                 let lock_path = root.join("store.lock");
                 let lock = OpenOptions::new()
                     .create(true)
@@ -289,12 +296,29 @@ impl Store {
                     .write(true)
                     .open(&lock_path)
                     .ctx("opening", &lock_path)?;
-                if lock.try_lock().is_ok() {
+                let alone = lock.try_lock().is_ok();
+                if !alone {
+                    lock.lock_shared().ctx("locking (shared)", &lock_path)?;
+                }
+                for d in DIRS {
+                    let p = root.join(d);
+                    fs::create_dir_all(&p).ctx("creating", &p)?;
+                }
+                if alone {
                     // Nobody else is using the store: sweep leftovers of crashes.
                     sweep_tmp(&root.join("tmp"))?;
-                    lock.unlock().ctx("unlocking", &lock_path)?;
                 }
-                lock.lock_shared().ctx("locking (shared)", &lock_path)?;
+                if !marker.exists() {
+                    write_atomic(&root, &marker, format!("textgcn-store {LAYOUT_VERSION}\n").as_bytes(), true)?;
+                } else {
+                    check_marker(&marker)?;
+                }
+                if alone {
+                    // Downgrade; in the gap another opener may sweep, but this
+                    // process has no temporary file at this point.
+                    lock.unlock().ctx("unlocking", &lock_path)?;
+                    lock.lock_shared().ctx("locking (shared)", &lock_path)?;
+                }
                 Ok(Store { root, _lock: Some(lock), created: Default::default() })
             }
         }

@@ -105,6 +105,7 @@ fn tabular_mistakes_are_named() {
     let cases = [
         ("c.csv", "csv", "text_column = \"body\"", "no column \"body\" (config key ingest.text_column)"),
         ("c.parquet", "parquet", "label_column = \"class\"", "no column \"class\" (config key ingest.label_column)"),
+        ("c.ndjson", "ndjson", "text_column = \"body\"", "c.ndjson: no column \"body\" (config key ingest.text_column)"),
         ("ragged.csv", "csv", "", "ragged.csv: line 3: 3 fields, but the header has 2 (ragged row)"),
         ("badsplit.csv", "csv", "split_column = \"split\"", "badsplit.csv: row 2: unknown split value \"dev\""),
         ("nolabel.csv", "csv", "", "nolabel.csv: row 1: document \"row-1\" has no label"),

@@ -6,6 +6,7 @@
 #   make test            all tests (installs what it needs)
 #   make bench           benchmark table (all four datasets)
 #   make setup           project-local venv with torch (idempotent)
+#   make fuzz            each fuzz target for a minute (nightly + cargo-fuzz)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
@@ -14,26 +15,27 @@ CONFIG ?= configs/R8.toml
 TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-SETUP_STAMP := $(VENV)/.setup-torch-$(TORCH_VERSION)
+SETUP_STAMP := $(VENV)/.setup-torch-$(TORCH_VERSION)-polars
 TORCH_LIB = $(VENV)/lib/python3.11/site-packages/torch/lib
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 
-# Corpora: TEXTGCN_DATA_DIR if set, else ./data, else ../shared/data.
-TEXTGCN_DATA_DIR ?= $(if $(wildcard $(CURDIR)/data),$(CURDIR)/data,$(abspath $(CURDIR)/../shared/data))
+# Corpora: TEXTGCN_DATA_DIR if set, else ./data, else ../shared/data when it
+# exists, else ./data (where `make` fetches R8).
+TEXTGCN_DATA_DIR ?= $(if $(wildcard $(CURDIR)/data),$(CURDIR)/data,$(if $(wildcard $(CURDIR)/../shared/data),$(abspath $(CURDIR)/../shared/data),$(CURDIR)/data))
 export TEXTGCN_DATA_DIR
 
 # Building the trainer needs the venv's torch (tch with LIBTORCH_USE_PYTORCH).
 TORCH_ENV = PATH="$(VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTABLE="$(PY)"
 
-.PHONY: all setup build build-pipeline pipeline train test bench clean-store check-data
+.PHONY: all setup build build-pipeline fetch-default pipeline train test bench fuzz clean-store check-data
 
 all: pipeline train
 
 $(SETUP_STAMP):
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11) is needed for the torch venv" >&2; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q "torch==$(TORCH_VERSION)" numpy scipy pyarrow
+	$(PY) -m pip install --disable-pip-version-check -q "torch==$(TORCH_VERSION)" numpy scipy pyarrow polars
 	@touch $@
 
 setup: $(SETUP_STAMP)
@@ -47,7 +49,13 @@ build: $(SETUP_STAMP)
 check-data:
 	@test -d "$(TEXTGCN_DATA_DIR)" || { echo "error: data directory $(TEXTGCN_DATA_DIR) not found; set TEXTGCN_DATA_DIR to the folder holding R8/, mr/, ohsumed/, 20ng/" >&2; exit 1; }
 
-pipeline: build-pipeline check-data
+# The default dataset is downloaded when it is missing (textgcn fetch).
+fetch-default: build-pipeline
+	@if [ "$(CONFIG)" = "configs/R8.toml" ] && [ ! -f "$(TEXTGCN_DATA_DIR)/R8/R8.txt" ]; then \
+		echo "R8 is not in $(TEXTGCN_DATA_DIR); fetching it"; \
+		$(BIN)/textgcn fetch R8 --dir "$(TEXTGCN_DATA_DIR)"; fi
+
+pipeline: build-pipeline fetch-default check-data
 	$(BIN)/textgcn build --config $(CONFIG)
 
 train: build check-data
@@ -59,6 +67,10 @@ test: $(SETUP_STAMP) check-data
 
 bench: build check-data
 	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench.py $(BENCH_ARGS)
+
+# Each cargo-fuzz target for FUZZ_SECONDS (default 60); needs nightly and cargo-fuzz.
+fuzz: build-pipeline check-data
+	TEXTGCN_BIN_DIR="$(BIN)" scripts/fuzz.sh
 
 clean-store:
 	rm -rf .textgcn-store

@@ -78,5 +78,5 @@ fn only_what_changed_reruns() {
     std::fs::write(&corpus, text).unwrap();
     let r = build_json(&store, &cfg, &[]);
     expect(&r, &ALL_REBUILT);
-    assert_eq!(why(&r, "ingest"), "corpus content changed");
+    assert_eq!(why(&r, "ingest"), "corpus R8.txt content changed");
 }

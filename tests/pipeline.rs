@@ -90,3 +90,15 @@ fn builds_are_byte_identical_across_runs_threads_and_environments() {
         assert_eq!(std::fs::read(a.join("records").join(&f)).unwrap(), std::fs::read(b.join("records").join(&f)).unwrap(), "record {f} differs");
     }
 }
+
+#[test]
+fn python_reads_the_graph_with_pyarrow_polars_and_scipy() {
+    let python = std::env::var("TEXTGCN_PYTHON").expect("TEXTGCN_PYTHON (the project venv's python; make test sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    build_and_inspect("mr", &store, "2");
+    let out = std::process::Command::new(python).arg(repo().join("scripts/interop_check.py")).arg(&store).arg("mr").output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "interop check failed:\n{t}");
+    assert!(t.contains("INTEROP OK nodes=29426 documents=10662 words=18764 edges=1927676"), "{t}");
+}

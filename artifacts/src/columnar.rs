@@ -96,13 +96,19 @@ pub fn publish_column<T: ArrowPrimitiveType>(store: &Store, field: &str, values:
 /// Maps, verifies and decodes a column published by [`publish_column`].
 /// `kind` is checked against the stored metadata.
 pub fn open_column<T: ArrowPrimitiveType>(store: &Store, id: &ObjectId, kind: &'static str) -> Result<MappedColumn<T>> {
-    let map = store.map_verified(id)?;
+    decode_column(bytes::Bytes::from_owner(store.map_verified(id)?), id, kind)
+}
+
+/// Decodes the bytes of a columnar file (already verified) without copying
+/// them; any malformation is a [`StoreError::Format`] naming `id`. Public
+/// for the fuzz targets.
+pub fn decode_column<T: ArrowPrimitiveType>(bytes: bytes::Bytes, id: &ObjectId, kind: &'static str) -> Result<MappedColumn<T>> {
     let mapping = {
-        let p = map.as_ptr() as usize;
-        p..p + map.len()
+        let p = bytes.as_ptr() as usize;
+        p..p + bytes.len()
     };
     let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind, detail };
-    let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+    let buffer = Buffer::from(bytes);
     if buffer.len() < 10 + 8 {
         return Err(fmt(format!("file of {} bytes is too short for Arrow IPC", buffer.len())));
     }
@@ -172,15 +178,19 @@ impl EdgeIndex {
     }
     /// Maps and verifies an `edge_index` object.
     pub fn open(store: &Store, id: &ObjectId) -> Result<Self> {
-        let col = open_column::<Int64Type>(store, id, "edge_index")?;
-        let bad = |d: String| StoreError::Format { id: id.to_string(), kind: "edge_index", detail: d };
+        Self::from_column(open_column::<Int64Type>(store, id, "edge_index")?)
+    }
+    /// Checks a decoded column's shape metadata against its data.
+    pub fn from_column(col: MappedColumn<Int64Type>) -> Result<Self> {
+        let bad = |d: String| StoreError::Format { id: col.id().to_string(), kind: "edge_index", detail: d };
         let n = col.values().len();
-        let shape_e = col.meta()["shape"][1].as_u64().ok_or_else(|| bad("no shape".into()))? as usize;
-        let num_nodes = col.meta()["num_nodes"].as_u64().ok_or_else(|| bad("no num_nodes".into()))? as usize;
-        if n != 2 * shape_e {
+        let shape_e = col.meta()["shape"][1].as_u64().ok_or_else(|| bad("no shape".into()))?;
+        let num_nodes = col.meta()["num_nodes"].as_u64().ok_or_else(|| bad("no num_nodes".into()))?;
+        if shape_e.checked_mul(2) != Some(n as u64) {
             return Err(bad(format!("shape says {shape_e} edges, data holds {n} values")));
         }
-        Ok(EdgeIndex { col, num_edges: shape_e, num_nodes })
+        let num_nodes = usize::try_from(num_nodes).map_err(|_| bad(format!("{num_nodes} nodes")))?;
+        Ok(EdgeIndex { col, num_edges: shape_e as usize, num_nodes })
     }
     /// Number of edges E.
     pub fn num_edges(&self) -> usize {

@@ -27,8 +27,8 @@ mod mapped;
 pub mod store;
 pub mod table;
 
-pub use columnar::{EdgeAttr, EdgeIndex, RowPtr, MappedColumn, open_column, publish_column};
+pub use columnar::{EdgeAttr, EdgeIndex, MappedColumn, RowPtr, decode_column, open_column, publish_column};
 pub use error::{Result, StoreError};
 pub use mapped::Mmap;
 pub use store::{Built, GcReport, Outcome, ObjectId, OpenMode, Ref, StageLock, StageRecord, Store, VerifyReport, failpoint, fingerprint, hash_bytes};
-pub use table::{publish_table, read_table, read_table_columns};
+pub use table::{decode_table, publish_table, read_table, read_table_columns};

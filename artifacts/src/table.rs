@@ -38,7 +38,13 @@ pub fn read_table(store: &Store, id: &ObjectId) -> Result<RecordBatch> {
 /// Reads only the named top-level columns of a Parquet object (all when
 /// `columns` is `None`).
 pub fn read_table_columns(store: &Store, id: &ObjectId, columns: Option<&[&str]>) -> Result<RecordBatch> {
-    let bytes = store.read_verified(id)?;
+    decode_table(store.read_verified(id)?, id, columns)
+}
+
+/// Decodes Parquet bytes (already verified) into one record batch; any
+/// malformation is a [`StoreError::Format`] naming `id`. Public for the
+/// fuzz targets.
+pub fn decode_table(bytes: bytes::Bytes, id: &ObjectId, columns: Option<&[&str]>) -> Result<RecordBatch> {
     let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind: "Parquet table", detail };
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
     if let Some(cols) = columns {

@@ -531,6 +531,44 @@ mod tests {
     }
 
     #[test]
+    fn reference_doc_matches_the_structs() {
+        fn flatten(v: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+            match v.as_object() {
+                Some(m) => m.iter().for_each(|(k, x)| flatten(x, &if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out)),
+                None => drop(out.insert(prefix.to_owned(), v.clone())),
+            }
+        }
+        fn render(v: &serde_json::Value) -> String {
+            match v {
+                serde_json::Value::Null => "none".into(),
+                serde_json::Value::String(s) => format!("\"{s}\""),
+                serde_json::Value::Array(a) => format!("[{}]", a.iter().map(render).collect::<Vec<_>>().join(", ")),
+                serde_json::Value::Number(n) if n.is_f64() => format!("{:?}", n.as_f64().unwrap()),
+                other => other.to_string(),
+            }
+        }
+        let doc = include_str!("../../docs/config.md");
+        let rows: std::collections::BTreeMap<String, String> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells.len() >= 5 && cells[1].starts_with('`')).then(|| (cells[1].trim_matches('`').to_owned(), cells[3].trim_matches('`').to_owned()))
+            })
+            .collect();
+        // Every key at its default: only the required ones are given.
+        let c: Config = toml::from_str("name = \"x\"\n[ingest]\ncorpus = \"c.txt\"\n").unwrap();
+        let mut keys = std::collections::BTreeMap::new();
+        flatten(&serde_json::to_value(&c).unwrap(), "", &mut keys);
+        assert_eq!(rows.keys().collect::<Vec<_>>(), keys.keys().collect::<Vec<_>>(), "docs/config.md lists other keys than the structs have");
+        for (k, v) in &keys {
+            let want = &rows[k];
+            if want != "required" {
+                assert_eq!(&render(v), want, "docs/config.md: default of `{k}`");
+            }
+        }
+    }
+
+    #[test]
     fn holding_out_test_documents_needs_a_split() {
         let tab = "name = \"t\"\n[ingest]\nformat = \"csv\"\ncorpus = \"t.csv\"\nhold_out_test = true\n";
         let e = err(tab);

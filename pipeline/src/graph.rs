@@ -155,11 +155,11 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     let nd = offsets.len() - 1;
     let nv = num_words;
     let doc_len = |d: usize| offsets[d + 1] - offsets[d];
-    let trace = std::env::var_os("TEXTGCN_TRACE").is_some();
+    let trace = tracing::enabled!(tracing::Level::DEBUG);
     let mut t0 = std::time::Instant::now();
     let mut mark = |what: &str| {
         if trace {
-            eprintln!("    graph::build {what} {:.3}s", t0.elapsed().as_secs_f64());
+            tracing::debug!("graph::build {what} {:.3}s", t0.elapsed().as_secs_f64());
             t0 = std::time::Instant::now();
         }
     };

@@ -199,12 +199,16 @@ fn decode(path: &Path, line_no: usize, offset: usize, raw: &[u8], enc: Encoding,
 /// `meta` (`name<TAB>split<TAB>label` per line, split field containing
 /// `test` or `train`).
 pub fn read_textgcn(corpus: &Path, meta: &Path, cfg: &IngestConfig) -> Result<Documents, IngestError> {
-    let cbytes = read(corpus)?;
-    let mbytes = read(meta)?;
-    check_binary(corpus, &cbytes)?;
-    check_binary(meta, &mbytes)?;
-    let clines = lines(&cbytes);
-    let mlines = lines(&mbytes);
+    parse_textgcn(corpus, &read(corpus)?, meta, &read(meta)?, cfg)
+}
+
+/// [`read_textgcn`] on bytes already read (`corpus` and `meta` name the
+/// files in errors). Public for the fuzz targets.
+pub fn parse_textgcn(corpus: &Path, cbytes: &[u8], meta: &Path, mbytes: &[u8], cfg: &IngestConfig) -> Result<Documents, IngestError> {
+    check_binary(corpus, cbytes)?;
+    check_binary(meta, mbytes)?;
+    let clines = lines(cbytes);
+    let mlines = lines(mbytes);
     if clines.is_empty() {
         return Err(IngestError::Empty { path: corpus.into() });
     }
@@ -294,7 +298,8 @@ fn split_of(v: &str) -> Option<&'static str> {
 /// The first record whose field count differs from the header's, as
 /// `(line, fields, header fields)`. Quote-aware (`"` quotes, `""` escapes,
 /// quoted newlines); blank lines are skipped.
-fn first_ragged_line(bytes: &[u8], sep: u8) -> Option<(usize, usize, usize)> {
+#[doc(hidden)]
+pub fn first_ragged_line(bytes: &[u8], sep: u8) -> Option<(usize, usize, usize)> {
     let (mut line, mut start_line, mut fields, mut in_quotes, mut any) = (1usize, 1usize, 1usize, false, false);
     let mut header: Option<usize> = None;
     let mut i = 0;

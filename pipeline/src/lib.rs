@@ -13,15 +13,31 @@
 //! - [`splits`]: seeded train/validation/test node sets.
 //! - [`stages`]: fingerprints, freshness, build and status.
 //! - [`tables`]: Parquet tables of the pipeline.
+//! - [`fetch`]: downloading the standard corpora, resumably.
+//! - [`plot`]: PNG charts (training curves, histograms).
+//! - [`ui`]: logs, progress bars and the build summary table.
 
 pub mod clean;
 pub mod config;
+pub mod fetch;
 pub mod graph;
 pub mod ingest;
+pub mod plot;
 pub mod splits;
 pub mod stages;
 pub mod tables;
+pub mod ui;
 pub mod vocab;
+
+/// `println!` that returns an error (to be propagated with `?`) instead of
+/// panicking when stdout is closed.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
 
 /// The default store directory, relative to the working directory.
 pub const DEFAULT_STORE: &str = ".textgcn-store";
@@ -37,6 +53,8 @@ pub fn store_dir(flag: Option<&std::path::Path>) -> std::path::PathBuf {
 /// Runs a command-line program the same way for both binaries: parse the
 /// arguments (a usage error exits 2, `--help`/`--version` exit 0), run, and
 /// on failure print the error with its causes (`error: a: b: c`) and exit 1.
+/// Output for stdout should go through [`outln!`], so that a closed pipe
+/// ends the program quietly instead of panicking.
 pub fn cli_main<C: clap::Parser>(run: impl FnOnce(C) -> anyhow::Result<()>) -> std::process::ExitCode {
     let cli = match C::try_parse() {
         Ok(c) => c,
@@ -47,6 +65,8 @@ pub fn cli_main<C: clap::Parser>(run: impl FnOnce(C) -> anyhow::Result<()>) -> s
     };
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): stop quietly, as Unix tools do.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(1)

@@ -7,11 +7,20 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, Store};
+use textgcn_pipeline::ui::{self, Verbosity};
 use textgcn_pipeline::{config, stages, store_dir, tables};
 
 /// Turn text corpora into TextGCN graphs, incrementally.
+///
+/// Exit codes: 0 success, 1 failure (bad input, damaged store, ...),
+/// 2 usage error.
 #[derive(Parser)]
-#[command(name = "textgcn", version, about, after_help = "Examples:\n  textgcn build --config configs/R8.toml\n  textgcn status --config configs/R8.toml\n  textgcn inspect R8 --json\n  textgcn export-clean --config configs/R8.toml > R8.clean.txt")]
+#[command(
+    name = "textgcn",
+    version,
+    about,
+    after_help = "Examples:\n  textgcn fetch R8 --dir data\n  textgcn build --config configs/R8.toml\n  textgcn status --config configs/R8.toml\n  textgcn inspect R8 --json\n  textgcn inspect R8 --plot plots/\n  textgcn export-clean --config configs/R8.toml > R8.clean.txt\n  textgcn completions bash > ~/.local/share/bash-completion/completions/textgcn\n\nLogs: -v, -vv, -vvv, or TEXTGCN_LOG=<filter> (e.g. debug). Exit codes: 0 ok, 1 failure, 2 usage."
+)]
 struct Cli {
     /// Store directory (default: $TEXTGCN_STORE, else ./.textgcn-store).
     #[arg(long, global = true)]
@@ -19,6 +28,12 @@ struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// More detail on stderr (-v: steps, -vv: timings inside stages).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Errors only: no progress, no summary.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -26,6 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run every stale stage and point the config's ref at the result.
+    #[command(after_help = "Examples:\n  textgcn build --config configs/R8.toml\n  textgcn build --config configs/20ng.toml --json > report.json\n  textgcn -v build --config configs/mr.toml")]
     Build {
         /// Run config (TOML).
         #[arg(long)]
@@ -35,6 +51,7 @@ enum Cmd {
         json: bool,
     },
     /// Say what a build would rerun and why, without running.
+    #[command(after_help = "Examples:\n  textgcn status --config configs/R8.toml\n  textgcn status --config configs/R8.toml --json")]
     Status {
         /// Run config (TOML).
         #[arg(long)]
@@ -44,23 +61,52 @@ enum Cmd {
         json: bool,
     },
     /// Sizes and statistics of a build (a ref name, a config file, or an object id).
+    #[command(after_help = "Examples:\n  textgcn inspect R8\n  textgcn inspect configs/mr.toml --json\n  textgcn inspect R8 --plot plots/   # degree.png, weights.png")]
     Inspect {
         /// Ref name, config path, or object id.
         target: String,
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Write degree and edge-weight histograms (PNG) into this folder.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Print the cleaned corpus in the reference's `.clean.txt` form.
+    #[command(after_help = "Example:\n  textgcn export-clean --config configs/R8.toml > R8.clean.txt")]
     ExportClean {
         /// Run config (TOML).
         #[arg(long)]
         config: PathBuf,
     },
-    /// Re-hash every object; report any mismatch.
+    /// Re-hash every object; report any mismatch (exit 1 if there is one).
+    #[command(after_help = "Example:\n  textgcn --store /data/store verify")]
     Verify,
     /// Remove what no ref reaches.
+    #[command(after_help = "Example:\n  textgcn gc")]
     Gc,
+    /// Download a standard corpus (20ng, R8, R52, mr, ohsumed), resumably,
+    /// recording SHA-256 sums.
+    #[command(after_help = "Examples:\n  textgcn fetch R8 --dir data\n  textgcn fetch 20ng --dir \"$TEXTGCN_DATA_DIR\"\n  textgcn fetch mr --base-url https://mirror.example.org/text_gcn/data")]
+    Fetch {
+        /// Dataset name.
+        dataset: String,
+        /// Data directory (default: $TEXTGCN_DATA_DIR, else ./data).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Where the files are: <base>/corpus/<D>.txt and <base>/<D>.txt.
+        #[arg(long, default_value = textgcn_pipeline::fetch::DEFAULT_BASE)]
+        base_url: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  textgcn completions bash > ~/.local/share/bash-completion/completions/textgcn\n  textgcn completions zsh > ~/.zfunc/_textgcn")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +114,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let v = Verbosity::from_flags(cli.verbose, cli.quiet);
+    ui::init_logging(v);
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting up threads")?;
     }
@@ -76,19 +124,38 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Build { config, json } => {
             let cfg = config::load(&config)?;
             let store = Store::open(&store_path, OpenMode::Write).with_context(|| format!("opening store {}", store_path.display()))?;
+            let pb = ui::spinner(if json { Verbosity::Quiet } else { v }, format!("{}: {}", cfg.config.name, stages::STAGES[0]));
             let report = stages::build(&store, &cfg, |r| {
-                if !json {
-                    let why = r.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
-                    eprintln!("{:>9} {:<8} {:>7.3}s{}", r.stage, r.status, r.seconds, why);
+                tracing::info!("{} {} in {:.3}s{}", r.stage, r.status, r.seconds, r.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default());
+                if let Some(next) = stages::STAGES.iter().skip_while(|s| **s != r.stage).nth(1) {
+                    pb.set_message(format!("{}: {next}", cfg.config.name));
                 }
             })
-            .with_context(|| format!("building {}", cfg.config.name))?;
+            .with_context(|| format!("building {}", cfg.config.name));
+            pb.finish_and_clear();
+            let report = report?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
+                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&report)?)?;
+            } else if v.shows_results() {
                 let bytes: u64 = report.stages.iter().flat_map(|s| s.outputs.values().map(|o| o.1)).sum();
+                eprint!("{}", ui::build_table(&report.stages));
                 eprintln!("built {} in {:.3}s ({:.1} MB of artifacts)", report.name, report.seconds, bytes as f64 / 1e6);
             }
+        }
+        Cmd::Fetch { dataset, dir, base_url, json } => {
+            let dir = dir.or_else(|| std::env::var_os("TEXTGCN_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("data"));
+            let got = textgcn_pipeline::fetch::fetch(&dataset, &dir, &base_url, if json { Verbosity::Quiet } else { v })?;
+            if json {
+                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&got)?)?;
+            } else if v.shows_results() {
+                for f in &got {
+                    eprintln!("{:<10} {} ({} bytes, sha256 {})", f.action, f.path.display(), f.bytes, f.sha256);
+                }
+            }
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "textgcn", &mut std::io::stdout());
         }
         Cmd::Status { config, json } => {
             let cfg = config::load(&config)?;
@@ -97,20 +164,26 @@ fn run(cli: Cli) -> Result<()> {
                 Err(_) => stages::STAGES.iter().map(|s| stages::StageStatus { stage: (*s).into(), status: "stale", why: Some("no store yet".into()) }).collect(),
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
                 for s in st {
-                    println!("{:>9} {}{}", s.stage, s.status, s.why.map(|w| format!(" ({w})")).unwrap_or_default());
+                    textgcn_pipeline::outln!("{:>9} {}{}", s.stage, s.status, s.why.map(|w| format!(" ({w})")).unwrap_or_default())?;
                 }
             }
         }
-        Cmd::Inspect { target, json } => {
+        Cmd::Inspect { target, json, plot } => {
             let store = Store::open(&store_path, OpenMode::Read)?;
-            let v = inspect(&store, &target)?;
+            let info = inspect(&store, &target)?;
+            if let Some(dir) = plot {
+                let written = plot_graph(&store, &info, &dir)?;
+                for p in written {
+                    eprintln!("wrote {}", p.display());
+                }
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&info)?)?;
             } else {
-                print_human(&v, 0);
+                print_human(&info, 0)?;
             }
         }
         Cmd::ExportClean { config } => {
@@ -126,7 +199,7 @@ fn run(cli: Cli) -> Result<()> {
             for p in &rep.problems {
                 eprintln!("problem: {p}");
             }
-            println!("verified {} objects and {} records: {} problem(s)", rep.objects_checked, rep.records_checked, rep.problems.len());
+            textgcn_pipeline::outln!("verified {} objects and {} records: {} problem(s)", rep.objects_checked, rep.records_checked, rep.problems.len())?;
             if !rep.problems.is_empty() {
                 bail!("store {} has {} problem(s)", store_path.display(), rep.problems.len());
             }
@@ -134,28 +207,52 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Gc => {
             let store = Store::open(&store_path, OpenMode::Read)?;
             let rep = store.gc()?;
-            println!("removed {} objects and {} records ({:.1} MB); kept {} objects", rep.objects_removed, rep.records_removed, rep.bytes_freed as f64 / 1e6, rep.objects_kept);
+            textgcn_pipeline::outln!("removed {} objects and {} records ({:.1} MB); kept {} objects", rep.objects_removed, rep.records_removed, rep.bytes_freed as f64 / 1e6, rep.objects_kept)?;
         }
     }
     Ok(())
 }
 
-fn print_human(v: &serde_json::Value, indent: usize) {
+/// Degree and weight histograms of the ref `info` describes.
+fn plot_graph(store: &Store, info: &serde_json::Value, dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let Some(name) = info["ref"].as_str() else { bail!("--plot needs a ref or config, not a single object") };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let recs = stages::ref_records(store, name)?;
+    let g = &recs["graph"];
+    let rp = textgcn_artifacts::RowPtr::open(store, &g.outputs["row_ptr"])?;
+    let ea = EdgeAttr::open(store, &g.outputs["edge_attr"])?;
+    let nd = info["documents"].as_u64().unwrap_or(0) as usize;
+    let deg: Vec<f64> = rp.values().windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+    let (dd, wd) = deg.split_at(nd.min(deg.len()));
+    let degree = dir.join("degree.png");
+    textgcn_pipeline::plot::histogram(&degree, &format!("{name}: node degrees (non-zeros per row of A+I), {} nodes", deg.len()), "degree (log scale)", &deg, 60, true)?;
+    let docs = dir.join("degree_documents.png");
+    textgcn_pipeline::plot::histogram(&docs, &format!("{name}: document node degrees"), "degree (log scale)", dd, 50, true)?;
+    let words = dir.join("degree_words.png");
+    textgcn_pipeline::plot::histogram(&words, &format!("{name}: word node degrees"), "degree (log scale)", wd, 50, true)?;
+    let w: Vec<f64> = ea.values().iter().map(|&x| x as f64).collect();
+    let weights = dir.join("weights.png");
+    textgcn_pipeline::plot::histogram(&weights, &format!("{name}: edge weights of the normalised adjacency"), "weight (log scale)", &w, 60, true)?;
+    Ok(vec![degree, docs, words, weights])
+}
+
+fn print_human(v: &serde_json::Value, indent: usize) -> std::io::Result<()> {
     if let Some(m) = v.as_object() {
         for (k, x) in m {
             if x.is_object() || x.is_array() && x.as_array().is_some_and(|a| a.iter().any(|e| e.is_object())) {
-                println!("{:indent$}{k}:", "");
-                print_human(x, indent + 2);
+                textgcn_pipeline::outln!("{:indent$}{k}:", "")?;
+                print_human(x, indent + 2)?;
             } else {
-                println!("{:indent$}{k}: {x}", "");
+                textgcn_pipeline::outln!("{:indent$}{k}: {x}", "")?;
             }
         }
     } else if let Some(a) = v.as_array() {
         for x in a {
-            print_human(x, indent);
-            println!();
+            print_human(x, indent)?;
+            textgcn_pipeline::outln!()?;
         }
     }
+    Ok(())
 }
 
 fn stats(xs: impl Iterator<Item = f64>) -> serde_json::Value {

@@ -213,11 +213,11 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             outputs.insert("tokens".into(), tables::put_tokens(store, &cleaned)?);
         }
         2 => {
-            let trace = std::env::var_os("TEXTGCN_TRACE").is_some();
+            let trace = tracing::enabled!(tracing::Level::DEBUG);
             let t = Instant::now();
             let toks = tables::get_tokens(store, &input(1, "tokens"))?;
             if trace {
-                eprintln!("  vocab: read tokens {:.3}s", t.elapsed().as_secs_f64());
+                tracing::debug!("vocab: read tokens {:.3}s", t.elapsed().as_secs_f64());
             }
             let sw: HashSet<String> = stopword_list(cfg)?.into_iter().collect();
             let toks: Vec<&str> = toks.iter().map(|t| t.unwrap_or("")).collect();
@@ -226,7 +226,7 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
                 return Err(PipelineError::EmptyVocabulary { min_freq: c.vocab.min_freq, stopwords: c.vocab.stopwords.clone() });
             }
             if trace {
-                eprintln!("  vocab: count and encode {:.3}s", t.elapsed().as_secs_f64());
+                tracing::debug!("vocab: count and encode {:.3}s", t.elapsed().as_secs_f64());
             }
             let empty = (0..dt.num_docs()).filter(|&d| dt.doc(d).is_empty()).count();
             let avg = dt.ids.len() as f64 / dt.num_docs() as f64;
@@ -235,11 +235,11 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             outputs.insert("doc_tokens".into(), tables::put_doc_tokens(store, &dt)?);
         }
         3 => {
-            let trace = std::env::var_os("TEXTGCN_TRACE").is_some();
+            let trace = tracing::enabled!(tracing::Level::DEBUG);
             let mut t = Instant::now();
             let mut mark = |what: &str| {
                 if trace {
-                    eprintln!("  graph: {what} {:.3}s", t.elapsed().as_secs_f64());
+                    tracing::debug!("graph: {what} {:.3}s", t.elapsed().as_secs_f64());
                     t = Instant::now();
                 }
             };
@@ -284,7 +284,7 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
 }
 
 /// Why a stage with plan `plan` is not the one the previous build used.
-fn why(plan: &Plan, prev_ref: Option<&StageRecord>, cached: bool) -> String {
+fn why(plan: &Plan, prev_ref: Option<&StageRecord>, cached: bool, cfg: &LoadedConfig) -> String {
     let Some(old) = prev_ref else {
         return if cached { "no previous build of this config; outputs found in the store cache".into() } else { "no previous build of this config".into() };
     };
@@ -305,7 +305,19 @@ fn why(plan: &Plan, prev_ref: Option<&StageRecord>, cached: bool) -> String {
         if old.inputs.get(k) != Some(v) {
             reasons.push(match k.split_once('.') {
                 Some((stage, out)) => format!("input {out} from {stage} changed"),
-                None => format!("{k} content changed"),
+                None => {
+                    let ing = &cfg.config.ingest;
+                    let file = match k.as_str() {
+                        "corpus" => Some(ing.corpus.clone()),
+                        "meta" => ing.meta.clone(),
+                        "stopwords" => Some(cfg.config.vocab.stopwords.clone().into()),
+                        _ => None,
+                    };
+                    match file.as_ref().and_then(|f| f.file_name()) {
+                        Some(f) => format!("{k} {} content changed", f.to_string_lossy()),
+                        None => format!("{k} content changed"),
+                    }
+                }
             });
         }
     }
@@ -371,9 +383,9 @@ fn build_inner(store: &Store, cfg: &LoadedConfig, mut on_stage: impl FnMut(&Stag
         let (rec, outcome) = store.get_or_build(plan.stage, plan.version, plan.params.clone(), plan.inputs.clone(), |s| build_stage(idx, s, cfg, &recs))?;
         let same_as_before = old_rec.is_some_and(|o| o.fingerprint == fp);
         let (status, why) = match outcome {
-            Outcome::Built => ("rebuilt", Some(why(&plan, old_rec, false))),
+            Outcome::Built => ("rebuilt", Some(why(&plan, old_rec, false, cfg))),
             Outcome::Fresh if same_as_before => ("fresh", None),
-            Outcome::Fresh => ("fresh", Some(why(&plan, old_rec, true))),
+            Outcome::Fresh => ("fresh", Some(why(&plan, old_rec, true, cfg))),
         };
         let secs = t.elapsed().as_secs_f64();
         if outcome == Outcome::Built {
@@ -423,10 +435,10 @@ pub fn status(store: &Store, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, Pip
         match store.get_record(&fp)? {
             Some(rec) => {
                 let same = old_rec.is_some_and(|o| o.fingerprint == fp);
-                out.push(StageStatus { stage: STAGES[idx].into(), status: "fresh", why: if same { None } else { Some(why(&plan, old_rec, true)) } });
+                out.push(StageStatus { stage: STAGES[idx].into(), status: "fresh", why: if same { None } else { Some(why(&plan, old_rec, true, cfg)) } });
                 recs.push(rec);
             }
-            None => out.push(StageStatus { stage: STAGES[idx].into(), status: "stale", why: Some(why(&plan, old_rec, false)) }),
+            None => out.push(StageStatus { stage: STAGES[idx].into(), status: "stale", why: Some(why(&plan, old_rec, false, cfg)) }),
         }
     }
     Ok(out)

@@ -124,6 +124,7 @@ impl GraphData {
         if ea.values().len() != e || rp.values().len() != n + 1 || rp.values()[n] != e as i64 {
             bail!("graph objects disagree: {e} edges in edge_index, {} weights, row_ptr of {} ending at {:?}", ea.values().len(), rp.values().len(), rp.values().last());
         }
+        check_csr(rp.values(), &ei.cols(), n)?;
         // Only the column half of edge_index is viewed; the row half is never touched.
         let cols = MappedTensor::view(ei.column(), e, e, Kind::Int64);
         let vals = MappedTensor::view(ea.column(), 0, e, Kind::Float);
@@ -191,6 +192,25 @@ impl GraphData {
     }
 }
 
+/// Checks the CSR structure the kernels index by: offsets start at 0, never
+/// decrease and end at `E`; every column is a node. Objects are verified
+/// against their hashes, but a hash only says the bytes are the ones named,
+/// not that whoever wrote them was right; a bad graph must be an error, not
+/// an out-of-bounds panic in a kernel.
+fn check_csr(row_ptr: &[i64], cols: &[i64], n: usize) -> Result<()> {
+    use rayon::prelude::*;
+    if row_ptr.first() != Some(&0) {
+        bail!("graph objects are inconsistent: row_ptr starts at {:?}, not 0", row_ptr.first());
+    }
+    if let Some(r) = row_ptr.windows(2).position(|w| w[1] < w[0]) {
+        bail!("graph objects are inconsistent: row_ptr decreases at row {r}");
+    }
+    if let Some(k) = cols.par_iter().position_any(|&c| c < 0 || c as usize >= n) {
+        bail!("graph objects are inconsistent: edge {k} has column {} outside 0..{n}", cols[k]);
+    }
+    Ok(())
+}
+
 /// Loads the artifacts a config's ref points at. Refuses when the ref is
 /// missing or stale, naming the stage and the command that rebuilds it.
 pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<GraphData> {
@@ -228,4 +248,19 @@ pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<Gra
         data.held_out = Some(tables::get_documents(&store, id)?);
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_csr;
+
+    #[test]
+    fn malformed_csr_structures_are_errors() {
+        assert!(check_csr(&[0, 2, 3], &[0, 1, 1], 2).is_ok());
+        let e = |rp: &[i64], cols: &[i64]| check_csr(rp, cols, 2).unwrap_err().to_string();
+        assert!(e(&[1, 2, 3], &[0, 1, 1]).contains("starts at Some(1)"));
+        assert!(e(&[0, 3, 2], &[0, 1, 1]).contains("decreases at row 1"));
+        assert!(e(&[0, 2, 3], &[0, 2, 1]).contains("edge 1 has column 2 outside 0..2"));
+        assert!(e(&[0, 2, 3], &[0, -1, 1]).contains("column -1"));
+    }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tch::Device;
+use textgcn_pipeline::ui::{self, Verbosity};
 use textgcn_pipeline::{config, store_dir};
 use textgcn_trainer::{Hyper, graph, run};
 
@@ -67,9 +68,12 @@ struct Cli {
     /// Print final metrics as one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// No per-epoch lines.
-    #[arg(short, long)]
+    /// No per-epoch lines, no progress bar.
+    #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
+    /// More detail on stderr (-v: steps, -vv: timings inside an epoch).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(clap::Subcommand)]
@@ -116,6 +120,8 @@ fn real_main(cli: Cli) -> Result<()> {
         return predict_cmd::run(args);
     }
     let config_path = cli.config.clone().expect("clap requires --config without a subcommand");
+    let v = Verbosity::from_flags(cli.verbose, cli.quiet);
+    ui::init_logging(v);
     if std::env::var("TEXTGCN_MALLOC").as_deref() != Ok("default") {
         textgcn_trainer::zerocopy::reuse_large_allocations();
     }
@@ -137,7 +143,9 @@ fn real_main(cli: Cli) -> Result<()> {
             if tch::Cuda::is_available() {
                 Device::Cuda(0)
             } else {
-                eprintln!("note: no CUDA device found; training on the CPU");
+                if v.shows_results() {
+                    eprintln!("note: no CUDA device found; training on the CPU");
+                }
                 Device::Cpu
             }
         }
@@ -165,7 +173,12 @@ fn real_main(cli: Cli) -> Result<()> {
     }
     let store = store_dir(cli.store.as_deref());
     let data = graph::load(&store, &cfg, device).with_context(|| format!("loading the artifacts of {}", cfg.config.name))?;
-    eprintln!(
+    let say = |line: String| {
+        if v.shows_results() {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
         "{}: {} nodes ({} documents, {} classes), {} edges; train/val/test {}/{}/{}; device {:?}",
         cfg.config.name,
         data.num_nodes,
@@ -176,19 +189,19 @@ fn real_main(cli: Cli) -> Result<()> {
         data.split_lists[1].len(),
         data.split_lists[2].len(),
         device
-    );
+    ));
     let mut results = Vec::new();
     for k in 0..cli.runs {
         let h = Hyper { seed: hyper.seed + k as u64, ..hyper.clone() };
-        let quiet = cli.quiet;
+        let pb = ui::bar(v, h.epochs as u64, format!("seed {}", h.seed));
         let trained = run::train_run(&data, &h, |e| {
-            if !quiet {
-                eprintln!(
-                    "epoch {:>3}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  {:.3}s",
-                    e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.seconds
-                );
+            pb.inc(1);
+            pb.set_message(format!("val loss {:.4} acc {:.4}", e.val_loss, e.val_acc));
+            if v.shows_results() {
+                ui::println(&pb, &format!("epoch {:>3}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  {:.3}s", e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.seconds));
             }
         });
+        pb.finish_and_clear();
         let dir = match &cli.out {
             Some(d) if cli.runs == 1 => d.clone(),
             Some(d) => d.join(format!("seed-{}", h.seed)),
@@ -197,12 +210,12 @@ fn real_main(cli: Cli) -> Result<()> {
         run::write_outputs(&dir, &data, &trained)?;
         let res = trained.result;
         if let Some(ind) = &res.inductive {
-            eprintln!(
+            say(format!(
                 "held-out test documents classified inductively: {} ({} without a known word, {} with a label unseen in training), {:.0} documents/s",
                 ind.documents, ind.no_known_words, ind.unseen_labels, ind.documents_per_second
-            );
+            ));
         }
-        eprintln!(
+        say(format!(
             "seed {}: test accuracy {:.4}, macro P/R/F1 {:.4}/{:.4}/{:.4}, {} epochs, median {:.3}s/epoch -> {}",
             res.seed,
             res.test_accuracy,
@@ -212,26 +225,30 @@ fn real_main(cli: Cli) -> Result<()> {
             res.epochs_run,
             res.median_epoch_seconds,
             dir.display()
-        );
+        ));
         results.push(res);
     }
     let last = results.last().expect("at least one run");
-    eprintln!("\n{:<28} {:>9} {:>9} {:>9} {:>8}", "class", "precision", "recall", "f1", "support");
-    for r in &last.per_class {
-        eprintln!("{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8}", r.label, r.precision, r.recall, r.f1, r.support);
-    }
     let m = &last.memory;
-    eprintln!(
+    if v.shows_results() {
+        eprintln!("\n{:<28} {:>9} {:>9} {:>9} {:>8}", "class", "precision", "recall", "f1", "support");
+        for r in &last.per_class {
+            eprintln!("{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8}", r.label, r.precision, r.recall, r.f1, r.support);
+        }
+    }
+    if v.shows_results() {
+        eprintln!(
         "memory: peak RSS {:.0} MB = mapped graph {:.0} MB (of {:.0} MB on disk) + other {:.0} MB; peak anonymous {:.0} MB",
         mb(m.peak_rss),
         mb(m.mapped_graph_rss),
         mb(m.mapped_graph_bytes),
         mb(m.other_peak),
         mb(m.peak_anon)
-    );
+        );
+    }
     let accs: Vec<f64> = results.iter().map(|r| r.test_accuracy).collect();
     let (mean, std) = mean_std(&accs);
-    if cli.runs > 1 {
+    if cli.runs > 1 && v.shows_results() {
         eprintln!("test accuracy over {} seeds: {:.4} ± {:.4}", cli.runs, mean, std);
     }
     if cli.json {
@@ -255,7 +272,7 @@ fn real_main(cli: Cli) -> Result<()> {
             "macro_f1_mean": mean_std(&f1).0,
             "per_run": results.iter().map(|r| serde_json::json!({"seed": r.seed, "test_accuracy": r.test_accuracy, "macro_f1": r.macro_f1, "epochs_run": r.epochs_run, "median_epoch_seconds": r.median_epoch_seconds})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string(&out)?);
+        textgcn_pipeline::outln!("{}", serde_json::to_string(&out)?)?;
     }
     Ok(())
 }

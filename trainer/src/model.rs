@@ -270,8 +270,8 @@ mod tests {
     }
 }
 
-/// Per-operation timings of a step, printed to stderr when the environment
-/// variable `TEXTGCN_TRACE` is set (for profiling; off by default).
+/// Per-operation timings of a step, logged at debug level when
+/// debug logs are on (`-vv` or `TEXTGCN_LOG=debug`; for profiling).
 struct Trace {
     on: bool,
     last: std::time::Instant,
@@ -280,7 +280,7 @@ struct Trace {
 
 impl Trace {
     fn new() -> Self {
-        Trace { on: std::env::var_os("TEXTGCN_TRACE").is_some(), last: std::time::Instant::now(), parts: Vec::new() }
+        Trace { on: tracing::enabled!(tracing::Level::DEBUG), last: std::time::Instant::now(), parts: Vec::new() }
     }
     fn mark(&mut self, what: &'static str) {
         if self.on {
@@ -292,7 +292,7 @@ impl Trace {
     fn finish(&self) {
         if self.on {
             let s: Vec<String> = self.parts.iter().map(|(w, t)| format!("{w} {t:.3}")).collect();
-            eprintln!("step: {}", s.join(", "));
+            tracing::debug!("step: {}", s.join(", "));
         }
     }
 }

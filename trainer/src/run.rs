@@ -187,7 +187,7 @@ pub struct Inductive {
     pub documents_per_second: f64,
 }
 
-/// Writes `metrics.json`, `epochs.csv`, `predictions.parquet`,
+/// Writes `metrics.json`, `epochs.csv`, `curves.png`, `predictions.parquet`,
 /// `model.safetensors` and the predictor files into `dir` (created), each
 /// atomically. Held-out documents appear in `predictions.parquet` with the
 /// split `held-out`.
@@ -237,7 +237,20 @@ pub fn write_outputs(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> 
     if let Some(p) = &run.predictor {
         p.save(dir)?;
     }
+    write_curves(&dir.join("curves.png"), res)?;
     Ok(())
+}
+
+/// `curves.png`: training and validation loss and accuracy per epoch.
+pub fn write_curves(path: &Path, res: &RunResult) -> Result<()> {
+    use textgcn_pipeline::plot::{Panel, line_panels};
+    let pts = |f: fn(&EpochLog) -> f64| -> Vec<(f64, f64)> { res.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect() };
+    let panels = [
+        Panel { title: "loss", x_label: "epoch", y_label: "cross-entropy", series: vec![("train (with dropout)", pts(|e| e.train_loss)), ("validation", pts(|e| e.val_loss))] },
+        Panel { title: "accuracy", x_label: "epoch", y_label: "accuracy", series: vec![("train (with dropout)", pts(|e| e.train_acc)), ("validation", pts(|e| e.val_acc))] },
+    ];
+    let title = format!("seed {}: test accuracy {:.4} after {} epochs", res.seed, res.test_accuracy, res.epochs_run);
+    line_panels(path, &title, &panels)
 }
 
 /// Rows of a predictions table: document, split, true label, predicted

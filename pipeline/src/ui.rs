@@ -1,0 +1,134 @@
+//! What both binaries show on the terminal: logs (`tracing`, filtered by
+//! `-v`/`-q` or `TEXTGCN_LOG`), progress bars and spinners (`indicatif`,
+//! drawn only when stderr is a terminal, so CI logs stay clean), and the
+//! summary table of a build.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::stages::StageReport;
+
+/// How much a command says on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Errors only (`-q`).
+    Quiet,
+    /// Results, warnings and progress (the default).
+    Normal,
+    /// Also what each step does (`-v`: info logs; `-vv`: debug, with
+    /// timings of the steps inside stages; `-vvv`: trace).
+    Verbose(u8),
+}
+
+impl Verbosity {
+    /// From the `-v` count and the `-q` flag.
+    pub fn from_flags(verbose: u8, quiet: bool) -> Self {
+        match (quiet, verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            (false, v) => Verbosity::Verbose(v),
+        }
+    }
+
+    /// Whether results and progress are shown.
+    pub fn shows_results(self) -> bool {
+        self != Verbosity::Quiet
+    }
+
+    /// Whether `-v` (or more) was given.
+    pub fn is_verbose(self) -> bool {
+        matches!(self, Verbosity::Verbose(_))
+    }
+}
+
+/// Installs the log subscriber (stderr, no timestamps). `TEXTGCN_LOG`
+/// (an `EnvFilter` directive such as `debug` or
+/// `textgcn_pipeline::stages=trace`) overrides the level the flags give.
+pub fn init_logging(v: Verbosity) {
+    use tracing_subscriber::EnvFilter;
+    let level = match v {
+        Verbosity::Quiet => "error",
+        Verbosity::Normal => "warn",
+        Verbosity::Verbose(1) => "info",
+        Verbosity::Verbose(2) => "debug",
+        Verbosity::Verbose(_) => "trace",
+    };
+    let filter = std::env::var("TEXTGCN_LOG").ok().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// A spinner with a message, ticking on its own; hidden when stderr is not
+/// a terminal or output is quiet.
+pub fn spinner(v: Verbosity, message: impl Into<String>) -> ProgressBar {
+    if !v.shows_results() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    pb.set_message(message.into());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// A bar over `len` steps (e.g. epochs); hidden like [`spinner`].
+pub fn bar(v: Verbosity, len: u64, prefix: impl Into<String>) -> ProgressBar {
+    if !v.shows_results() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})").expect("valid template").progress_chars("=> "));
+    pb.set_prefix(prefix.into());
+    pb
+}
+
+/// Prints a line above a progress bar, or to stderr when the bar is hidden.
+pub fn println(pb: &ProgressBar, line: &str) {
+    if pb.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        pb.println(line);
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..1_000 => format!("{b} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        _ => format!("{:.2} GB", b as f64 / 1e9),
+    }
+}
+
+/// The summary table of a build: stage, fresh/rebuilt, seconds, output
+/// size, and why it reran.
+pub fn build_table(stages: &[StageReport]) -> String {
+    let mut out = format!("{:<9} {:<8} {:>8} {:>10}  {}\n", "stage", "status", "seconds", "outputs", "why");
+    for s in stages {
+        let bytes: u64 = s.outputs.values().map(|o| o.1).sum();
+        out.push_str(&format!("{:<9} {:<8} {:>8.3} {:>10}  {}\n", s.stage, s.status, s.seconds, human_bytes(bytes), s.why.as_deref().unwrap_or("-")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_sizes() {
+        assert_eq!(Verbosity::from_flags(0, true), Verbosity::Quiet);
+        assert_eq!(Verbosity::from_flags(2, false), Verbosity::Verbose(2));
+        assert!(!Verbosity::Quiet.shows_results() && Verbosity::Normal.shows_results());
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        // Hidden bars never draw (stderr of a test is not a terminal anyway).
+        assert!(spinner(Verbosity::Quiet, "x").is_hidden());
+    }
+}

@@ -45,9 +45,7 @@ fn r8_documents_fed_back_deterministic_edge_cases_and_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let cfg = repo().join("configs/R8.toml");
-    let mut c = textgcn(&store);
-    c.env("TEXTGCN_DATA_DIR", data_dir()).arg("build").arg("--config").arg(&cfg);
-    ok(c);
+    build(&store, &cfg);
     let model = dir.path().join("run");
     let mut c = trainer();
     c.arg("--store").arg(&store).arg("--config").arg(&cfg).arg("--out").arg(&model).args(["--epochs", "60", "--seed", "3", "-q"]);

@@ -21,9 +21,7 @@ fn r8_learns_and_is_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let cfg = repo().join("configs/R8.toml");
-    let mut c = textgcn(&store);
-    c.env("TEXTGCN_DATA_DIR", data_dir()).arg("build").arg("--config").arg(&cfg);
-    ok(c);
+    build(&store, &cfg);
     let a = metrics(&train(&store, &cfg, &dir.path().join("a"), &["--epochs", "25", "--seed", "7"]));
     // R8's largest class is 49% of the test set; chance is far below 0.85.
     let acc = a["test_accuracy"].as_f64().unwrap();

@@ -62,6 +62,14 @@ pub fn write_config(dir: &Path, name: &str, data: &Path, corpus: &str, meta: &st
     p
 }
 
+/// Builds `config` (with the benchmark data directory) into `store`,
+/// asserting success.
+pub fn build(store: &Path, config: &Path) {
+    let mut c = textgcn(store);
+    c.env("TEXTGCN_DATA_DIR", data_dir()).arg("build").arg("--config").arg(config);
+    ok(c);
+}
+
 /// `build --json` on a config; returns stage -> (status, why).
 pub fn build_json(store: &Path, config: &Path, extra_args: &[&str]) -> serde_json::Value {
     let mut c = textgcn(store);

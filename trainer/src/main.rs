@@ -227,6 +227,7 @@ fn real_main(cli: Cli) -> Result<()> {
             dir.display()
         ));
         results.push(res);
+        textgcn_trainer::zerocopy::release_free_memory();
     }
     let last = results.last().expect("at least one run");
     let m = &last.memory;

@@ -68,9 +68,13 @@ impl Model {
     }
 
     /// Logits without dropout from `z1`, which must be
-    /// [`Model::first_layer`] of these weights.
+    /// [`Model::first_layer`] of these weights. `ReLU(z1)·W1` is formed in
+    /// row blocks, so no second `[N, hidden]` buffer exists next to `z1`.
     pub fn logits_from(&self, z1: &Tensor, adj: &Adj) -> Tensor {
-        adj.mm(&z1.relu().mm(&self.w1))
+        const BLOCK: i64 = 8192;
+        let n = z1.size()[0];
+        let parts: Vec<Tensor> = (0..n).step_by(BLOCK as usize).map(|s| z1.narrow(0, s, BLOCK.min(n - s)).relu().mm(&self.w1)).collect();
+        adj.mm(&Tensor::cat(&parts, 0))
     }
 
     /// The hidden representation `ReLU(Â · W0)` of every node.
@@ -198,7 +202,7 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, l
         let mut dhd = dp.mm(&model.w1.tr());
         drop(dp);
         // Through dropout and ReLU: kept, positive units pass, scaled.
-        let _ = dhd.g_mul_(&hd.gt(0.0).to_kind(Kind::Float));
+        let _ = dhd.masked_fill_(&hd.le(0.0), 0.0);
         drop(hd);
         if scale != 1.0 {
             let _ = dhd.g_mul_scalar_(scale);

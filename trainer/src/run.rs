@@ -100,6 +100,7 @@ pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog
     }
     let z = z1.unwrap_or_else(|| tch::no_grad(|| model.first_layer(&data.adj)));
     let probs = tch::no_grad(|| model.logits_from(&z, &data.adj).narrow(0, 0, data.num_docs as i64).softmax(-1, Kind::Float)).to_device(Device::Cpu);
+    drop(opt); // the Adam state is as large as the weights: free it first
     let predictor = data.vocab.as_ref().map(|info| {
         let words = data.num_docs..data.num_nodes;
         Predictor::from_training(info, data.num_docs, &data.label_names, &model.w0, &model.w1, &z, &data.self_loops(words)).expect("the graph's nodes are its documents and words")

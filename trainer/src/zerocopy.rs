@@ -162,3 +162,14 @@ pub fn reuse_large_allocations() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
+
+/// Returns the heap's free memory to the kernel (`malloc_trim`). Called
+/// between seeds: [`reuse_large_allocations`] keeps freed blocks, which is
+/// right within a run (the same shapes every epoch) but lets the heap grow
+/// across runs through fragmentation.
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only releases free heap memory; valid at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -108,6 +108,11 @@ pub fn decode_column<T: ArrowPrimitiveType>(bytes: bytes::Bytes, id: &ObjectId, 
         p..p + bytes.len()
     };
     let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind, detail };
+    crate::error::decode_guard(fmt, || decode_ipc(bytes, mapping, id, kind))
+}
+
+fn decode_ipc<T: ArrowPrimitiveType>(bytes: bytes::Bytes, mapping: Range<usize>, id: &ObjectId, kind: &'static str) -> Result<MappedColumn<T>> {
+    let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind, detail };
     let buffer = Buffer::from(bytes);
     if buffer.len() < 10 + 8 {
         return Err(fmt(format!("file of {} bytes is too short for Arrow IPC", buffer.len())));

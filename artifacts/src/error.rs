@@ -89,3 +89,13 @@ impl<T> IoContext<T> for io::Result<T> {
         self.map_err(|source| StoreError::Io { op, path: path.into(), source })
     }
 }
+
+/// Runs a third-party decoder on untrusted bytes, turning a panic of it
+/// (arrow and parquet assert on some malformed inputs; the `artifact` fuzz
+/// target found several) into the error `fmt` makes of its message.
+pub(crate) fn decode_guard<T>(fmt: impl Fn(String) -> StoreError, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+        Err(fmt(format!("the decoder failed: {msg}")))
+    })
+}

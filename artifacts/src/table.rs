@@ -46,18 +46,34 @@ pub fn read_table_columns(store: &Store, id: &ObjectId, columns: Option<&[&str]>
 /// fuzz targets.
 pub fn decode_table(bytes: bytes::Bytes, id: &ObjectId, columns: Option<&[&str]>) -> Result<RecordBatch> {
     let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind: "Parquet table", detail };
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
-    if let Some(cols) = columns {
-        let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
-        builder = builder.with_projection(mask);
-    }
-    let schema: Arc<arrow_schema::Schema> = builder.schema().clone();
-    let reader = builder.with_batch_size(1 << 30).build().map_err(|e| fmt(e.to_string()))?;
-    let mut batches = Vec::new();
-    for b in reader {
-        batches.push(b.map_err(|e| fmt(e.to_string()))?);
-    }
-    arrow_select_concat(&schema, &batches).map_err(fmt)
+    // The parquet crate asserts (panics) on some malformed metadata, e.g. a
+    // negative column chunk offset (found by the `artifact` fuzz target).
+    // Check what those asserts check first, and turn any other panic of the
+    // decoder into a format error as well.
+    let len = bytes.len() as i64;
+    crate::error::decode_guard(fmt, || -> Result<RecordBatch> {
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
+        for (g, rg) in builder.metadata().row_groups().iter().enumerate() {
+            for (c, col) in rg.columns().iter().enumerate() {
+                let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset());
+                let size = col.compressed_size();
+                if start < 0 || size < 0 || col.data_page_offset() < 0 || start.checked_add(size).is_none_or(|end| end > len) {
+                    return Err(fmt(format!("row group {g}, column {c}: chunk at {start} of {size} bytes lies outside the file")));
+                }
+            }
+        }
+        if let Some(cols) = columns {
+            let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
+            builder = builder.with_projection(mask);
+        }
+        let schema: Arc<arrow_schema::Schema> = builder.schema().clone();
+        let reader = builder.with_batch_size(1 << 30).build().map_err(|e| fmt(e.to_string()))?;
+        let mut batches = Vec::new();
+        for b in reader {
+            batches.push(b.map_err(|e| fmt(e.to_string()))?);
+        }
+        arrow_select_concat(&schema, &batches).map_err(fmt)
+    })
 }
 
 fn arrow_select_concat(schema: &Arc<arrow_schema::Schema>, batches: &[RecordBatch]) -> std::result::Result<RecordBatch, String> {

@@ -289,3 +289,27 @@ fn a_corrupt_existing_object_is_replaced_by_a_new_publish() {
     assert_eq!(again, b);
     assert!(EdgeAttr::open(&store, &b).is_ok());
 }
+
+/// Inputs that once crashed the `artifact` fuzz target (fuzz/regressions/):
+/// decoding them must give an error, never a panic.
+#[test]
+fn fuzz_regressions_decode_to_errors() {
+    use arrow_array::types::{Float32Type, Int64Type};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/artifact");
+    let id = ObjectId::parse(&"0".repeat(64)).unwrap();
+    let mut n = 0;
+    for e in fs::read_dir(&dir).unwrap() {
+        let data = fs::read(e.unwrap().path()).unwrap();
+        let Some((&which, rest)) = data.split_first() else { continue };
+        let bytes = bytes::Bytes::from(rest.to_vec());
+        let r = std::panic::catch_unwind(|| match which % 4 {
+            0 => textgcn_artifacts::decode_column::<Int64Type>(bytes, &id, "edge_index").is_ok(),
+            1 => textgcn_artifacts::decode_column::<Float32Type>(bytes, &id, "edge_attr").is_ok(),
+            2 => textgcn_artifacts::decode_column::<Int64Type>(bytes, &id, "row_ptr").is_ok(),
+            _ => textgcn_artifacts::decode_table(bytes, &id, None).is_ok(),
+        });
+        assert!(r.is_ok(), "a regression input panicked the decoder");
+        n += 1;
+    }
+    assert!(n >= 1, "no regression inputs in {}", dir.display());
+}

@@ -52,15 +52,6 @@ fn read_sums(path: &Path) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("a file in a folder");
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 /// What a fetch did with one file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Fetched {
@@ -106,7 +97,7 @@ pub fn fetch(dataset: &str, dir: &Path, base: &str, v: Verbosity) -> Result<Vec<
     }
     sums.sort();
     let text: String = sums.iter().map(|(f, h)| format!("{h}  {f}\n")).collect();
-    write_atomic(&sums_path, text.as_bytes())?;
+    crate::write_atomic(&sums_path, text.as_bytes())?;
     Ok(out)
 }
 

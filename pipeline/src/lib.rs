@@ -39,6 +39,31 @@ macro_rules! outln {
     }};
 }
 
+/// Writes the file `path` atomically: `fill` writes a temporary file in the
+/// same folder (given its path, which keeps `path`'s extension, as some
+/// writers choose the format by it); that file is then fsynced, made
+/// world-readable (0644) and renamed over `path`. A crash leaves the old
+/// file or the new one, never half of one. (Store objects have their own,
+/// stricter protocol in `textgcn-artifacts`.)
+pub fn write_atomic_with(path: &std::path::Path, fill: impl FnOnce(&std::path::Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let suffix = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let tmp = tempfile::Builder::new().prefix(".tmp-").suffix(&suffix).tempfile_in(dir).with_context(|| format!("creating a file in {}", dir.display()))?;
+    fill(tmp.path()).with_context(|| format!("writing {}", path.display()))?;
+    let f = std::fs::File::open(tmp.path())?;
+    f.sync_all().with_context(|| format!("fsyncing {}", tmp.path().display()))?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+/// [`write_atomic_with`] for bytes in memory.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |tmp| Ok(std::fs::write(tmp, bytes)?))
+}
+
 /// The default store directory, relative to the working directory.
 pub const DEFAULT_STORE: &str = ".textgcn-store";
 

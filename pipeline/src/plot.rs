@@ -43,8 +43,13 @@ fn span(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// Draws panels side by side into a PNG at `path`, under `title`.
+/// Draws panels side by side into a PNG at `path` (written atomically),
+/// under `title`.
 pub fn line_panels(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
+    crate::write_atomic_with(path, |tmp| draw_panels(tmp, title, panels))
+}
+
+fn draw_panels(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
     font()?;
     let e = pe(path);
     let root = BitMapBackend::new(path, (560 * panels.len() as u32, 460)).into_drawing_area();
@@ -80,10 +85,14 @@ pub fn line_panels(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
     Ok(())
 }
 
-/// A histogram of `values` into a PNG: `bins` bins, linear or logarithmic
+/// A histogram of `values` into a PNG (written atomically): `bins` bins, linear or logarithmic
 /// x (log for heavy-tailed values such as degrees; then values must be
 /// positive), counts on a log y axis.
 pub fn histogram(path: &Path, title: &str, x_label: &str, values: &[f64], bins: usize, log_x: bool) -> Result<()> {
+    crate::write_atomic_with(path, |tmp| draw_histogram(tmp, title, x_label, values, bins, log_x))
+}
+
+fn draw_histogram(path: &Path, title: &str, x_label: &str, values: &[f64], bins: usize, log_x: bool) -> Result<()> {
     font()?;
     let e = pe(path);
     let vals: Vec<f64> = values.iter().copied().filter(|v| v.is_finite() && (!log_x || *v > 0.0)).collect();

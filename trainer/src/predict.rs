@@ -192,13 +192,9 @@ impl Predictor {
             ("word_dinv", Tensor::from_slice(&self.word_dinv)),
             ("word_idf", Tensor::from_slice(&self.word_idf)),
         ];
-        let tmp = tempfile::Builder::new().suffix(".safetensors").tempfile_in(dir)?;
-        Tensor::write_safetensors(&tensors.iter().map(|(n, t)| (*n, t)).collect::<Vec<_>>(), tmp.path())?;
-        tmp.persist(dir.join("predictor.safetensors")).map_err(|e| e.error)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &self.meta)?;
-        tmp.persist(dir.join("predictor.json")).map_err(|e| e.error)?;
-        Ok(())
+        let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        textgcn_pipeline::write_atomic_with(&dir.join("predictor.safetensors"), |tmp| Ok(Tensor::write_safetensors(&named, tmp)?))?;
+        textgcn_pipeline::write_atomic(&dir.join("predictor.json"), &serde_json::to_vec(&self.meta)?)
     }
 
     /// Loads the predictor of a run directory (written by training).

@@ -202,12 +202,7 @@ fn write_predictions(args: &PredictArgs, pred: &Predictor, docs: &ingest::NewDoc
     };
     match &args.output {
         None => std::io::stdout().lock().write_all(&bytes).context("writing the predictions to stdout")?,
-        Some(path) => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a file in {}", dir.display()))?;
-            tmp.write_all(&bytes)?;
-            tmp.persist(path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
-        }
+        Some(path) => textgcn_pipeline::write_atomic(path, &bytes)?,
     }
     Ok(())
 }

@@ -195,13 +195,7 @@ pub struct Inductive {
 pub fn write_outputs(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
     let (res, model, probs) = (&run.result, &run.model, &run.probs);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let atomic = |name: &str, bytes: &[u8]| -> Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, bytes)?;
-        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        tmp.persist(dir.join(name)).map_err(|e| e.error).with_context(|| format!("writing {}", dir.join(name).display()))?;
-        Ok(())
-    };
+    let atomic = |name: &str, bytes: &[u8]| textgcn_pipeline::write_atomic(&dir.join(name), bytes);
     atomic("metrics.json", &serde_json::to_vec_pretty(res)?)?;
     let mut csv = String::from("epoch,train_loss,train_acc,val_loss,val_acc,seconds\n");
     for e in &res.epochs {
@@ -230,11 +224,8 @@ pub fn write_outputs(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> 
     }
     atomic("predictions.parquet", &rows.to_parquet(&data.label_names)?)?;
 
-    let tmp = tempfile::Builder::new().suffix(".safetensors").tempfile_in(dir)?;
     let (w0, w1) = (model.w0.to_device(Device::Cpu), model.w1.to_device(Device::Cpu));
-    Tensor::write_safetensors(&[("w0", &w0), ("w1", &w1)], tmp.path())?;
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    tmp.persist(dir.join("model.safetensors")).map_err(|e| e.error)?;
+    textgcn_pipeline::write_atomic_with(&dir.join("model.safetensors"), |tmp| Ok(Tensor::write_safetensors(&[("w0", &w0), ("w1", &w1)], tmp)?))?;
     if let Some(p) = &run.predictor {
         p.save(dir)?;
     }

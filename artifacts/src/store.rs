@@ -566,18 +566,42 @@ impl Store {
     }
 
     /// Takes back every record and object this handle created since
-    /// [`Store::start_transaction`]: records first (so nothing points at a
-    /// removed object), then objects, then their provenance. Objects that
-    /// existed before are never touched. Used when a build fails, so bad
-    /// input leaves nothing behind.
+    /// [`Store::start_transaction`] that no ref reaches: records first (so
+    /// nothing points at a removed object), then objects, then their
+    /// provenance. Objects that existed before are never touched. Used when
+    /// a build fails, so bad input leaves nothing behind.
+    ///
+    /// Another build may have found one of these records or objects (the
+    /// same stage, the same bytes) and be about to point its ref at it, so
+    /// the shared store lock is first turned exclusive: this waits until no
+    /// other build runs, as `gc` does. Then only the refs can reach what
+    /// this handle made, and whatever they reach is kept.
     pub fn roll_back(&self) -> Result<()> {
         let c = std::mem::take(&mut *self.created.lock().expect("not poisoned"));
-        for fp in &c.records {
+        if c.records.is_empty() && c.objects.is_empty() {
+            return Ok(());
+        }
+        let lock_path = self.root.join("store.lock");
+        if let Some(lock) = &self._lock {
+            lock.lock().ctx("locking (exclusive)", &lock_path)?;
+        }
+        let result = self.remove_unreached(&c);
+        if let Some(lock) = &self._lock {
+            lock.lock_shared().ctx("locking (shared)", &lock_path)?;
+        }
+        result
+    }
+
+    /// Removes the records and objects of `c` that no ref reaches (call
+    /// with the store lock held exclusively).
+    fn remove_unreached(&self, c: &Created) -> Result<()> {
+        let (live_records, live_objects) = self.reachable()?;
+        for fp in c.records.iter().filter(|fp| !live_records.contains(*fp)) {
             let p = self.record_path(fp);
             fs::remove_file(&p).or_else(ignore_missing).ctx("removing", &p)?;
             let _ = fs::remove_file(self.root.join("provenance").join(format!("{fp}.json")));
         }
-        for id in &c.objects {
+        for id in c.objects.iter().filter(|id| !live_objects.contains(*id)) {
             let p = self.object_path(id);
             fs::remove_file(&p).or_else(ignore_missing).ctx("removing", &p)?;
             if let Some(parent) = p.parent() {
@@ -586,6 +610,26 @@ impl Store {
         }
         sync_dir(&self.root.join("records"))?;
         sync_dir(&self.root.join("objects"))
+    }
+
+    /// The records the refs name and the objects those records list.
+    /// A damaged record that a ref names is reachable; its objects are
+    /// unknown.
+    fn reachable(&self) -> Result<(BTreeSet<String>, BTreeSet<ObjectId>)> {
+        let mut records = BTreeSet::new();
+        for name in self.ref_names()? {
+            for (_, fp) in self.get_ref(&name)?.stages {
+                records.insert(fp);
+            }
+        }
+        let mut objects = BTreeSet::new();
+        for (path, rec) in self.all_records()? {
+            let fp = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            if let (true, Ok(rec)) = (records.contains(&fp), rec) {
+                objects.extend(rec.outputs.into_values());
+            }
+        }
+        Ok((records, objects))
     }
 
     fn all_records(&self) -> Result<Vec<(PathBuf, Result<StageRecord>)>> {
@@ -688,27 +732,16 @@ impl Store {
             });
         }
         lock.lock().ctx("locking (exclusive)", &lock_path)?;
-        let mut live_records = BTreeSet::new();
-        for name in self.ref_names()? {
-            for (_, fp) in self.get_ref(&name)?.stages {
-                live_records.insert(fp);
-            }
-        }
+        let (live_records, live_objects) = self.reachable()?;
         let mut rep = GcReport::default();
-        let mut live_objects = BTreeSet::new();
-        for (path, rec) in self.all_records()? {
+        for (path, _) in self.all_records()? {
             let fp = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            match rec {
-                Ok(rec) if live_records.contains(&fp) => {
-                    live_objects.extend(rec.outputs.into_values());
-                }
-                _ if live_records.contains(&fp) => {} // damaged but referenced: keep for inspection
-                _ => {
-                    fs::remove_file(&path).ctx("removing", &path)?;
-                    let _ = fs::remove_file(self.root.join("provenance").join(format!("{fp}.json")));
-                    let _ = fs::remove_file(self.root.join("locks").join(format!("{fp}.lock")));
-                    rep.records_removed += 1;
-                }
+            // Live records stay, damaged ones too (kept for inspection).
+            if !live_records.contains(&fp) {
+                fs::remove_file(&path).ctx("removing", &path)?;
+                let _ = fs::remove_file(self.root.join("provenance").join(format!("{fp}.json")));
+                let _ = fs::remove_file(self.root.join("locks").join(format!("{fp}.lock")));
+                rep.records_removed += 1;
             }
         }
         for (id, path) in self.all_objects()? {

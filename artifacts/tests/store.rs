@@ -280,6 +280,59 @@ fn records_refs_and_gc() {
     assert!(store.verify().unwrap().problems.is_empty());
 }
 
+/// A failed build takes back what it made, except what another build
+/// found and points its ref at: build A publishes an object and a record,
+/// build B (another handle, so another `flock` holder, as another process)
+/// reuses both and publishes its ref while A is still running, then A fails.
+/// A's roll-back must wait for B to finish and keep both; what only A made
+/// goes.
+#[test]
+fn a_roll_back_keeps_what_another_build_reuses() {
+    let (d, a) = temp_store();
+    let root = d.path().join("store");
+    let rec = |fp: &str, id: &ObjectId| StageRecord {
+        stage: "s".into(),
+        fingerprint: fp.into(),
+        code_version: 1,
+        params: serde_json::json!({}),
+        inputs: BTreeMap::new(),
+        outputs: [("o".to_owned(), id.clone())].into(),
+        summary: serde_json::json!({}),
+    };
+    a.start_transaction();
+    let shared = a.publish_bytes(b"made by A, reused by B").unwrap();
+    let only_a = a.publish_bytes(b"made by A alone").unwrap();
+    let fp_shared = fingerprint("s", 1, &serde_json::json!({"k": 1}), &BTreeMap::new());
+    let fp_only_a = fingerprint("s", 1, &serde_json::json!({"k": 2}), &BTreeMap::new());
+    a.put_record(&rec(&fp_shared, &shared)).unwrap();
+    a.put_record(&rec(&fp_only_a, &only_a)).unwrap();
+
+    // B runs: it finds A's record and the same bytes, so it creates neither.
+    let b = Store::open(&root, OpenMode::Write).unwrap();
+    b.start_transaction();
+    assert_eq!(b.publish_bytes(b"made by A, reused by B").unwrap(), shared);
+    assert!(b.get_record(&fp_shared).unwrap().is_some());
+    // A fails while B still runs: its roll-back must wait for B.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rolling = std::thread::spawn(move || {
+        a.roll_back().unwrap();
+        tx.send(()).unwrap();
+        a
+    });
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the roll-back ran while another build held the store");
+    b.put_ref(&Ref { name: "B".into(), stages: vec![("s".into(), fp_shared.clone())] }).unwrap();
+    drop(b);
+    rx.recv_timeout(Duration::from_secs(30)).expect("the roll-back finishes once the other build is done");
+    let a = rolling.join().unwrap();
+
+    assert!(a.has_object(&shared) && a.get_record(&fp_shared).unwrap().is_some(), "B's build lost its record or object");
+    assert!(!a.has_object(&only_a) && a.get_record(&fp_only_a).unwrap().is_none(), "A's own leftovers were kept");
+    assert!(a.verify().unwrap().problems.is_empty());
+    // The handle is back to the shared lock: another writer can open at once.
+    let c = Store::open(&root, OpenMode::Write).unwrap();
+    c.publish_bytes(b"after").unwrap();
+}
+
 #[test]
 fn a_corrupt_existing_object_is_replaced_by_a_new_publish() {
     let (_d, store) = temp_store();

@@ -249,11 +249,9 @@ fn two_processes_building_the_same_stage_both_succeed_with_one_copy() {
     assert!(rep.problems.is_empty());
 }
 
-#[test]
-fn records_refs_and_gc() {
-    let (_d, store) = temp_store();
-    let (a, b) = small_objects(&store);
-    let rec = |fp: &str, id: &ObjectId| StageRecord {
+/// A record of stage `s` with one output `o`.
+fn rec(fp: &str, id: &ObjectId) -> StageRecord {
+    StageRecord {
         stage: "s".into(),
         fingerprint: fp.into(),
         code_version: 1,
@@ -261,7 +259,13 @@ fn records_refs_and_gc() {
         inputs: BTreeMap::new(),
         outputs: [("o".to_owned(), id.clone())].into(),
         summary: serde_json::json!({}),
-    };
+    }
+}
+
+#[test]
+fn records_refs_and_gc() {
+    let (_d, store) = temp_store();
+    let (a, b) = small_objects(&store);
     let fpa = fingerprint("s", 1, &serde_json::json!({"k": 1}), &BTreeMap::new());
     let fpb = fingerprint("s", 1, &serde_json::json!({"k": 2}), &BTreeMap::new());
     assert_ne!(fpa, fpb);
@@ -290,15 +294,6 @@ fn records_refs_and_gc() {
 fn a_roll_back_keeps_what_another_build_reuses() {
     let (d, a) = temp_store();
     let root = d.path().join("store");
-    let rec = |fp: &str, id: &ObjectId| StageRecord {
-        stage: "s".into(),
-        fingerprint: fp.into(),
-        code_version: 1,
-        params: serde_json::json!({}),
-        inputs: BTreeMap::new(),
-        outputs: [("o".to_owned(), id.clone())].into(),
-        summary: serde_json::json!({}),
-    };
     a.start_transaction();
     let shared = a.publish_bytes(b"made by A, reused by B").unwrap();
     let only_a = a.publish_bytes(b"made by A alone").unwrap();

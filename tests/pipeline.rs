@@ -43,24 +43,25 @@ fn r8_and_mr_match_the_reference_exactly() {
     }
 }
 
-#[test]
-fn r8_edge_weights_match_the_numpy_scipy_oracle() {
+/// Builds `ds` into a fresh store and runs `script` (in `scripts/`) with the
+/// project venv's python on it; `args` gets the store path. Returns the
+/// script's output, after asserting that it succeeded.
+fn python_check_on_build(ds: &str, script: &str, args: impl FnOnce(&std::path::Path) -> Vec<std::ffi::OsString>) -> String {
     let python = std::env::var("TEXTGCN_PYTHON").expect("TEXTGCN_PYTHON (the project venv's python; make test sets it)");
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    build_and_inspect("R8", &store, "2");
-    let out = std::process::Command::new(python)
-        .arg(repo().join("scripts/oracle_graph.py"))
-        .arg("--store")
-        .arg(&store)
-        .arg("--ref")
-        .arg("R8")
-        .arg("--clean")
-        .arg(data_dir().join("R8/R8.clean.txt"))
-        .output()
-        .unwrap();
+    build_and_inspect(ds, &store, "2");
+    let out = std::process::Command::new(python).arg(repo().join("scripts").join(script)).args(args(&store)).output().unwrap();
     let t = text(&out);
-    assert!(out.status.success(), "oracle failed:\n{t}");
+    assert!(out.status.success(), "{script} failed:\n{t}");
+    t
+}
+
+#[test]
+fn r8_edge_weights_match_the_numpy_scipy_oracle() {
+    let t = python_check_on_build("R8", "oracle_graph.py", |store| {
+        vec!["--store".into(), store.into(), "--ref".into(), "R8".into(), "--clean".into(), data_dir().join("R8/R8.clean.txt").into()]
+    });
     assert!(t.contains("ORACLE OK edges=3504462"), "{t}");
 }
 
@@ -93,12 +94,6 @@ fn builds_are_byte_identical_across_runs_threads_and_environments() {
 
 #[test]
 fn python_reads_the_graph_with_pyarrow_polars_and_scipy() {
-    let python = std::env::var("TEXTGCN_PYTHON").expect("TEXTGCN_PYTHON (the project venv's python; make test sets it)");
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    build_and_inspect("mr", &store, "2");
-    let out = std::process::Command::new(python).arg(repo().join("scripts/interop_check.py")).arg(&store).arg("mr").output().unwrap();
-    let t = text(&out);
-    assert!(out.status.success(), "interop check failed:\n{t}");
+    let t = python_check_on_build("mr", "interop_check.py", |store| vec![store.into(), "mr".into()]);
     assert!(t.contains("INTEROP OK nodes=29426 documents=10662 words=18764 edges=1927676"), "{t}");
 }

@@ -231,26 +231,22 @@ fn real_main(cli: Cli) -> Result<()> {
     }
     let last = results.last().expect("at least one run");
     let m = &last.memory;
-    if v.shows_results() {
-        eprintln!("\n{:<28} {:>9} {:>9} {:>9} {:>8}", "class", "precision", "recall", "f1", "support");
-        for r in &last.per_class {
-            eprintln!("{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8}", r.label, r.precision, r.recall, r.f1, r.support);
-        }
+    say(format!("\n{:<28} {:>9} {:>9} {:>9} {:>8}", "class", "precision", "recall", "f1", "support"));
+    for r in &last.per_class {
+        say(format!("{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8}", r.label, r.precision, r.recall, r.f1, r.support));
     }
-    if v.shows_results() {
-        eprintln!(
+    say(format!(
         "memory: peak RSS {:.0} MB = mapped graph {:.0} MB (of {:.0} MB on disk) + other {:.0} MB; peak anonymous {:.0} MB",
         mb(m.peak_rss),
         mb(m.mapped_graph_rss),
         mb(m.mapped_graph_bytes),
         mb(m.other_peak),
         mb(m.peak_anon)
-        );
-    }
+    ));
     let accs: Vec<f64> = results.iter().map(|r| r.test_accuracy).collect();
     let (mean, std) = mean_std(&accs);
-    if cli.runs > 1 && v.shows_results() {
-        eprintln!("test accuracy over {} seeds: {:.4} ± {:.4}", cli.runs, mean, std);
+    if cli.runs > 1 {
+        say(format!("test accuracy over {} seeds: {:.4} ± {:.4}", cli.runs, mean, std));
     }
     if cli.json {
         let f1: Vec<f64> = results.iter().map(|r| r.macro_f1).collect();

@@ -6,6 +6,8 @@
 //! ```text
 //! STORE                  marker with the layout version
 //! store.lock             shared by every writer, exclusive for gc and temp sweeps
+//! gate.lock              shared by a writer while it opens; exclusive while gc or
+//!                        a roll-back waits for store.lock (so new writers wait too)
 //! objects/ab/cdef…       published objects, named by BLAKE3 hash, mode 0444
 //! records/<fp>.json      stage records: fingerprint -> output objects
 //! refs/<name>.json       named refs: the latest build of a config
@@ -288,6 +290,11 @@ impl Store {
                 // The lock comes first: nothing may write a temporary file
                 // before holding it, since a process that holds it alone
                 // sweeps the temporary directory.
+                // Through the gate first: while gc or a roll-back waits
+                // for the exclusive store lock, new writers queue here
+                // instead of keeping the store lock shared forever.
+                let gate = Gate::open(&root)?;
+                gate.shared()?;
                 let lock_path = root.join("store.lock");
                 let lock = OpenOptions::new()
                     .create(true)
@@ -319,6 +326,7 @@ impl Store {
                     lock.unlock().ctx("unlocking", &lock_path)?;
                     lock.lock_shared().ctx("locking (shared)", &lock_path)?;
                 }
+                drop(gate);
                 Ok(Store { root, _lock: Some(lock), created: Default::default() })
             }
         }
@@ -576,19 +584,28 @@ impl Store {
     /// the shared store lock is first turned exclusive: this waits until no
     /// other build runs, as `gc` does. Then only the refs can reach what
     /// this handle made, and whatever they reach is kept.
+    ///
+    /// The order avoids both deadlock and starvation: the shared lock is
+    /// let go first (so two failing builds never wait for each other), the
+    /// gate is closed (so builds that start now wait), and then the
+    /// exclusive lock is awaited, which the builds already running give up
+    /// as they end.
     pub fn roll_back(&self) -> Result<()> {
         let c = std::mem::take(&mut *self.created.lock().expect("not poisoned"));
         if c.records.is_empty() && c.objects.is_empty() {
             return Ok(());
         }
         let lock_path = self.root.join("store.lock");
-        if let Some(lock) = &self._lock {
-            lock.lock().ctx("locking (exclusive)", &lock_path)?;
-        }
+        let Some(lock) = &self._lock else {
+            return self.remove_unreached(&c);
+        };
+        lock.unlock().ctx("unlocking", &lock_path)?;
+        let gate = Gate::open(&self.root)?;
+        gate.exclusive()?;
+        lock.lock().ctx("locking (exclusive)", &lock_path)?;
         let result = self.remove_unreached(&c);
-        if let Some(lock) = &self._lock {
-            lock.lock_shared().ctx("locking (shared)", &lock_path)?;
-        }
+        lock.lock_shared().ctx("locking (shared)", &lock_path)?;
+        drop(gate);
         result
     }
 
@@ -731,7 +748,10 @@ impl Store {
                 source: io::Error::other("gc needs a read-mode handle (a write handle holds the shared lock)"),
             });
         }
+        let gate = Gate::open(&self.root)?;
+        gate.exclusive()?;
         lock.lock().ctx("locking (exclusive)", &lock_path)?;
+        drop(gate);
         let (live_records, live_objects) = self.reachable()?;
         let mut rep = GcReport::default();
         for (path, _) in self.all_records()? {
@@ -756,6 +776,33 @@ impl Store {
         sweep_tmp(&self.root.join("tmp"))?;
         sync_dir(&self.root.join("records"))?;
         Ok(rep)
+    }
+}
+
+/// `gate.lock`: writers pass it (shared) while they open, gc and roll-backs
+/// hold it (exclusive) while they wait for the exclusive store lock. `flock`
+/// grants a shared lock whenever only shared locks are held, so without the
+/// gate a steady stream of overlapping builds would keep an exclusive
+/// waiter waiting for ever. Released on drop, or by the kernel when the
+/// process dies.
+struct Gate {
+    file: File,
+    path: PathBuf,
+}
+
+impl Gate {
+    fn open(root: &Path) -> Result<Gate> {
+        let path = root.join("gate.lock");
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).ctx("opening", &path)?;
+        Ok(Gate { file, path })
+    }
+
+    fn shared(&self) -> Result<()> {
+        self.file.lock_shared().ctx("locking (shared)", &self.path)
+    }
+
+    fn exclusive(&self) -> Result<()> {
+        self.file.lock().ctx("locking (exclusive)", &self.path)
     }
 }
 

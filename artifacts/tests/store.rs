@@ -361,3 +361,61 @@ fn fuzz_regressions_decode_to_errors() {
     }
     assert!(n >= 1, "no regression inputs in {}", dir.display());
 }
+
+#[test]
+fn a_roll_back_is_not_starved_by_a_stream_of_builds() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::mpsc::channel;
+    let (d, a) = temp_store();
+    let root = d.path().join("store");
+    a.start_transaction();
+    let only_a = a.publish_bytes(b"made by the failing build").unwrap();
+    // A relay of builds: each next one starts before the one before it ends
+    // (the holder waits up to 200 ms for it), so without a queue the shared
+    // store lock is never free.
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let relay = {
+        let (root, stop, opened) = (root.clone(), stop.clone(), opened.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut current = Store::open(&root, OpenMode::Write).unwrap();
+            while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let (tx, rx) = channel();
+                let root = root.clone();
+                std::thread::spawn(move || tx.send(Store::open(&root, OpenMode::Write).unwrap()).unwrap());
+                std::thread::sleep(Duration::from_millis(10));
+                let next = rx.recv_timeout(Duration::from_millis(200)).or_else(|_| {
+                    drop(current);
+                    rx.recv()
+                });
+                current = next.unwrap();
+                opened.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    while opened.load(Ordering::SeqCst) < 5 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (tx, rx) = channel();
+    let rolling = std::thread::spawn(move || {
+        a.roll_back().unwrap();
+        tx.send(()).unwrap();
+        a
+    });
+    let done = rx.recv_timeout(Duration::from_secs(20));
+    // The builds go on after it.
+    let after = opened.load(Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while done.is_ok() && opened.load(Ordering::SeqCst) <= after && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let resumed = opened.load(Ordering::SeqCst) > after;
+    stop.store(true, Ordering::SeqCst);
+    relay.join().unwrap();
+    done.expect("the roll-back waited until the stream of builds stopped");
+    assert!(resumed, "no build opened the store after the roll-back");
+    let a = rolling.join().unwrap();
+    assert!(!a.has_object(&only_a), "the roll-back did not remove what it made");
+}

@@ -93,8 +93,42 @@ pub fn cli_main<C: clap::Parser>(run: impl FnOnce(C) -> anyhow::Result<()>) -> s
         // The reader of stdout went away (`| head`): stop quietly, as Unix tools do.
         Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+/// An error and its causes as `a: b: c`, leaving out a cause whose text the
+/// message before it already ends with (errors that print their source and
+/// also return it from `source()` would otherwise say it twice).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use anyhow::Context;
+
+    #[test]
+    fn a_cause_already_printed_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no STORE file");
+        let store = textgcn_artifacts::StoreError::Io { op: "opening store", path: "/s".into(), source: io };
+        let e = Err::<(), _>(store).context("loading R8").unwrap_err();
+        assert_eq!(format!("{e:#}"), "loading R8: opening store /s: no STORE file: no STORE file");
+        assert_eq!(error_chain(&e), "loading R8: opening store /s: no STORE file");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
     }
 }

@@ -76,3 +76,57 @@ fn stale_missing_or_corrupt_artifacts_are_refused() {
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains(&format!("object {id} is corrupt")) && t.contains("expected hash"), "{t}");
 }
+
+#[test]
+fn a_copied_store_trains_without_the_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("mr")).unwrap();
+    for f in ["mr.txt", "mr.meta.txt"] {
+        std::fs::copy(data_dir().join("mr").join(f), data.join("mr").join(f)).unwrap();
+    }
+    let extra = "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n";
+    let cfg = write_config(dir.path(), "mrc", &data, "mr/mr.txt", "mr/mr.meta.txt", extra);
+    let built = dir.path().join("built");
+    build(&built, &cfg);
+    // The store goes to another machine; the corpus does not.
+    let copied = dir.path().join("copied");
+    assert!(std::process::Command::new("cp").arg("-a").arg(&built).arg(&copied).status().unwrap().success());
+    let export = |store: &Path| {
+        let mut c = textgcn(store);
+        c.arg("export-clean").arg("--config").arg(&cfg);
+        ok(c)
+    };
+    let clean = export(&built);
+    std::fs::remove_dir_all(&data).unwrap();
+    assert_eq!(export(&copied), clean, "export-clean from the copied store");
+    assert_eq!(clean.lines().count(), 10662);
+    let m = metrics(&train(&copied, &cfg, &dir.path().join("r"), &["--epochs", "2"]));
+    assert_eq!(m["epochs_run"], 2);
+    // Without -q it says what it trusted.
+    let mut c = std::process::Command::new(bin("textgcn-train"));
+    c.arg("--store").arg(&copied).arg("--config").arg(&cfg).arg("--out").arg(dir.path().join("r2")).args(["--epochs", "1", "--json"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("note: `ingest.corpus` file") && text(&o).contains("using the artifacts as they were built"), "{}", text(&o));
+    // Parameters are still checked against the build.
+    let cfg2 = write_config(dir.path(), "mrc", &data, "mr/mr.txt", "mr/mr.meta.txt", &format!("{extra}[graph]\nwindow_size = 10\n"));
+    let o = train(&copied, &cfg2, &dir.path().join("r3"), &["--epochs", "1"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("stage graph would rerun (window_size changed 20 → 10)"), "{t}");
+    // A store without a build of the config cannot vouch for the files.
+    let other = dir.path().join("other");
+    assert!(std::process::Command::new("cp").arg("-a").arg(&copied).arg(&other).status().unwrap().success());
+    std::fs::remove_file(other.join("refs/mrc.json")).unwrap();
+    let o = train(&other, &cfg, &dir.path().join("r4"), &["--epochs", "1"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("key `ingest.corpus`: file") && t.contains("mr/mr.txt not found, and no build of mrc in the store read it"), "{t}");
+    // A build needs the files.
+    let mut c = textgcn(&copied);
+    c.arg("build").arg("--config").arg(&cfg);
+    let o = run(c);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("key `ingest.corpus`") && t.contains("not found"), "{t}");
+}

@@ -325,6 +325,11 @@ pub struct LoadedConfig {
     pub path: PathBuf,
     /// The resolved data directory.
     pub data_dir: PathBuf,
+    /// Data files that were not found, by config key (`ingest.corpus`,
+    /// `ingest.meta`, `vocab.stopwords`). Always empty from [`load`]; from
+    /// [`load_for_artifacts`], freshness checks take these files' hashes
+    /// from the built ref instead of reading them.
+    pub missing: Vec<(&'static str, PathBuf)>,
 }
 
 impl LoadedConfig {
@@ -337,6 +342,23 @@ impl LoadedConfig {
 /// Reads, parses and validates a config file, resolving the data directory
 /// (config `data_dir`, else `TEXTGCN_DATA_DIR`, else `data/`).
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let loaded = load_for_artifacts(path)?;
+    match loaded.missing.first() {
+        Some((key, p)) => Err(ConfigError {
+            path: loaded.path.clone(),
+            line: None,
+            message: format!("key `{key}`: file {} not found (data directory {}; set TEXTGCN_DATA_DIR or `data_dir`)", p.display(), loaded.data_dir.display()),
+        }),
+        None => Ok(loaded),
+    }
+}
+
+/// Like [`load`], for commands that read artifacts already built (training,
+/// prediction): a data file that is not there is listed in
+/// [`LoadedConfig::missing`] rather than refused, so a store copied to
+/// another machine without the corpora can still be used. Every parameter
+/// is checked as strictly as by [`load`].
+pub fn load_for_artifacts(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError { path: path.into(), line: None, message: format!("cannot read config: {e}") })?;
     let config = parse(&text, path)?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -344,8 +366,8 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         Some(d) => base.join(d),
         None => std::env::var_os("TEXTGCN_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
     };
-    let loaded = LoadedConfig { config, path: path.into(), data_dir };
-    loaded.check_files()?;
+    let mut loaded = LoadedConfig { config, path: path.into(), data_dir, missing: Vec::new() };
+    loaded.missing = loaded.data_files().into_iter().map(|(key, rel)| (key, loaded.data_path(&rel))).filter(|(_, p)| !p.is_file()).collect();
     Ok(loaded)
 }
 
@@ -422,7 +444,9 @@ impl Config {
 }
 
 impl LoadedConfig {
-    fn check_files(&self) -> Result<(), ConfigError> {
+    /// The data files the config names, by key, relative to the data
+    /// directory.
+    fn data_files(&self) -> Vec<(&'static str, PathBuf)> {
         let ing = &self.config.ingest;
         let mut files = vec![("ingest.corpus", ing.corpus.clone())];
         if let Some(m) = &ing.meta {
@@ -432,17 +456,12 @@ impl LoadedConfig {
         if sw != "nltk-english" && sw != "none" {
             files.push(("vocab.stopwords", PathBuf::from(sw)));
         }
-        for (key, rel) in files {
-            let p = self.data_path(&rel);
-            if !p.is_file() {
-                return Err(ConfigError {
-                    path: self.path.clone(),
-                    line: None,
-                    message: format!("key `{key}`: file {} not found (data directory {}; set TEXTGCN_DATA_DIR or `data_dir`)", p.display(), self.data_dir.display()),
-                });
-            }
-        }
-        Ok(())
+        files
+    }
+
+    /// Whether the file under `key` was not found (see [`load_for_artifacts`]).
+    pub fn is_missing(&self, key: &str) -> bool {
+        self.missing.iter().any(|(k, _)| *k == key)
     }
 }
 

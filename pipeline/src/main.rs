@@ -187,7 +187,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::ExportClean { config } => {
-            let cfg = config::load(&config)?;
+            let cfg = config::load_for_artifacts(&config)?;
             let store = Store::open(&store_path, OpenMode::Read)?;
             let text = stages::export_clean(&store, &cfg.config.name)?;
             use std::io::Write;
@@ -280,7 +280,7 @@ fn inspect(store: &Store, target: &str) -> Result<serde_json::Value> {
         };
         return Ok(json!({"object": target, "path": path, "bytes": bytes.len(), "content": kind}));
     }
-    let name = if target.ends_with(".toml") { config::load(target.as_ref())?.config.name } else { target.to_owned() };
+    let name = if target.ends_with(".toml") { config::load_for_artifacts(target.as_ref())?.config.name } else { target.to_owned() };
     let recs = stages::ref_records(store, &name)?;
     let g = &recs["graph"];
     let ei = EdgeIndex::open(store, &g.outputs["edge_index"])?;

@@ -119,12 +119,25 @@ fn file_hash(path: &std::path::Path) -> Result<(String, Vec<u8>), PipelineError>
     Ok((hash_bytes(&bytes).to_hex().to_string(), bytes))
 }
 
-fn plan_ingest(cfg: &LoadedConfig) -> Result<Plan, PipelineError> {
+/// The content hash of the data file under config key `key`. A file the
+/// config marks missing ([`LoadedConfig::missing`]) is taken to be the one
+/// the built ref read: its hash comes from that ref's `stage` record.
+fn data_file_hash(cfg: &LoadedConfig, key: &str, old: &BTreeMap<String, StageRecord>, stage: &str, input: &str, hash: impl FnOnce() -> Result<String, PipelineError>) -> Result<String, PipelineError> {
+    if !cfg.is_missing(key) {
+        return hash();
+    }
+    let path = cfg.missing.iter().find(|(k, _)| *k == key).map(|(_, p)| p.display().to_string()).unwrap_or_default();
+    old.get(stage).and_then(|r| r.inputs.get(input)).cloned().ok_or_else(|| {
+        PipelineError::Other(format!("{}: key `{key}`: file {path} not found, and no build of {} in the store read it; set TEXTGCN_DATA_DIR or `data_dir`", cfg.path.display(), cfg.config.name))
+    })
+}
+
+fn plan_ingest(cfg: &LoadedConfig, old: &BTreeMap<String, StageRecord>) -> Result<Plan, PipelineError> {
     let c = &cfg.config.ingest;
     let mut inputs = BTreeMap::new();
-    inputs.insert("corpus".to_owned(), file_hash(&cfg.data_path(&c.corpus))?.0);
+    inputs.insert("corpus".to_owned(), data_file_hash(cfg, "ingest.corpus", old, "ingest", "corpus", || Ok(file_hash(&cfg.data_path(&c.corpus))?.0))?);
     if let Some(m) = &c.meta {
-        inputs.insert("meta".to_owned(), file_hash(&cfg.data_path(m))?.0);
+        inputs.insert("meta".to_owned(), data_file_hash(cfg, "ingest.meta", old, "ingest", "meta", || Ok(file_hash(&cfg.data_path(m))?.0))?);
     }
     let mut params = json!({"format": c.format, "encoding": c.encoding, "keep_blank_documents": c.keep_blank_documents});
     if c.hold_out_test {
@@ -136,15 +149,17 @@ fn plan_ingest(cfg: &LoadedConfig) -> Result<Plan, PipelineError> {
     Ok(Plan { stage: "ingest", version: VERSIONS[0], params, inputs })
 }
 
-fn plan_for(idx: usize, cfg: &LoadedConfig, prev: &[StageRecord]) -> Result<Plan, PipelineError> {
+/// The plan of stage `idx`, given the records of the stages before it
+/// (`prev`) and the config's previous build (`old`, consulted only for data
+/// files that are missing).
+fn plan_for(idx: usize, cfg: &LoadedConfig, prev: &[StageRecord], old: &BTreeMap<String, StageRecord>) -> Result<Plan, PipelineError> {
     let c = &cfg.config;
     let out = |stage: usize, name: &str| -> (String, String) { (format!("{}.{name}", STAGES[stage]), prev[stage].outputs[name].to_string()) };
     Ok(match idx {
-        0 => plan_ingest(cfg)?,
+        0 => plan_ingest(cfg, old)?,
         1 => Plan { stage: "tokenize", version: VERSIONS[1], params: json!({"rules": c.tokenize.rules, "lowercase": c.tokenize.lowercase}), inputs: [out(0, "documents")].into() },
         2 => {
-            let sw = stopword_list(cfg)?;
-            let sw_hash = blake3::hash(sw.join("\n").as_bytes()).to_hex().to_string();
+            let sw_hash = data_file_hash(cfg, "vocab.stopwords", old, "vocab", "stopwords", || Ok(blake3::hash(stopword_list(cfg)?.join("\n").as_bytes()).to_hex().to_string()))?;
             Plan {
                 stage: "vocab",
                 version: VERSIONS[2],
@@ -357,6 +372,9 @@ fn object_size(store: &Store, id: &ObjectId) -> u64 {
 /// If any stage fails, everything this build published is taken back
 /// ([`Store::roll_back`]) and the ref is left as it was.
 pub fn build(store: &Store, cfg: &LoadedConfig, on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
+    if let Some((key, p)) = cfg.missing.first() {
+        return Err(PipelineError::Other(format!("{}: key `{key}`: file {} not found; a build reads every data file", cfg.path.display(), p.display())));
+    }
     store.start_transaction();
     match build_inner(store, cfg, on_stage) {
         Ok(r) => {
@@ -377,7 +395,7 @@ fn build_inner(store: &Store, cfg: &LoadedConfig, mut on_stage: impl FnMut(&Stag
     let mut reports = Vec::new();
     for idx in 0..STAGES.len() {
         let t = Instant::now();
-        let plan = plan_for(idx, cfg, &recs)?;
+        let plan = plan_for(idx, cfg, &recs, &old)?;
         let fp = plan.fingerprint();
         let old_rec = old.get(STAGES[idx]);
         let (rec, outcome) = store.get_or_build(plan.stage, plan.version, plan.params.clone(), plan.inputs.clone(), |s| build_stage(idx, s, cfg, &recs))?;
@@ -429,7 +447,7 @@ pub fn status(store: &Store, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, Pip
             out.push(StageStatus { stage: STAGES[idx].into(), status: "stale", why: Some(format!("{} will rerun first", STAGES[recs.len()])) });
             continue;
         }
-        let plan = plan_for(idx, cfg, &recs)?;
+        let plan = plan_for(idx, cfg, &recs, &old)?;
         let fp = plan.fingerprint();
         let old_rec = old.get(STAGES[idx]);
         match store.get_record(&fp)? {

@@ -125,7 +125,12 @@ fn real_main(cli: Cli) -> Result<()> {
     if std::env::var("TEXTGCN_MALLOC").as_deref() != Ok("default") {
         textgcn_trainer::zerocopy::reuse_large_allocations();
     }
-    let cfg = config::load(&config_path)?;
+    let cfg = config::load_for_artifacts(&config_path)?;
+    for (key, p) in &cfg.missing {
+        if v.shows_results() {
+            eprintln!("note: `{key}` file {} not found; using the artifacts as they were built from it", p.display());
+        }
+    }
     let t = &cfg.config.train;
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);

@@ -84,7 +84,7 @@ fn encoding(name: &str) -> Result<Encoding> {
 
 /// Refuses a model whose pipeline differs from `config`'s built one.
 fn check_pipeline(pred: &Predictor, config_path: &Path, store: Option<&Path>) -> Result<()> {
-    let cfg = config::load(config_path)?;
+    let cfg = config::load_for_artifacts(config_path)?;
     let m = pred.meta();
     let t = &cfg.config.tokenize;
     if t.rules != m.rules || t.lowercase != m.lowercase {

@@ -395,7 +395,9 @@ fn a_roll_back_is_not_starved_by_a_stream_of_builds() {
             }
         })
     };
+    let t0 = std::time::Instant::now();
     while opened.load(Ordering::SeqCst) < 5 {
+        assert!(!relay.is_finished() && t0.elapsed() < Duration::from_secs(30), "the relay of builds did not start");
         std::thread::sleep(Duration::from_millis(5));
     }
     let (tx, rx) = channel();

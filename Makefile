@@ -58,7 +58,7 @@ fetch-default: build-pipeline
 pipeline: build-pipeline fetch-default check-data
 	$(BIN)/textgcn build --config $(CONFIG)
 
-train: build check-data
+train: build
 	$(BIN)/textgcn-train --config $(CONFIG)
 
 test: $(SETUP_STAMP) check-data

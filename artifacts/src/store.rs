@@ -287,14 +287,13 @@ impl Store {
             }
             OpenMode::Write => {
                 fs::create_dir_all(&root).ctx("creating store", &root)?;
-                // The lock comes first: nothing may write a temporary file
-                // before holding it, since a process that holds it alone
-                // sweeps the temporary directory.
                 // Through the gate first: while gc or a roll-back waits
                 // for the exclusive store lock, new writers queue here
-                // instead of keeping the store lock shared forever.
-                let gate = Gate::open(&root)?;
-                gate.shared()?;
+                // instead of keeping the store lock shared for ever. Then
+                // the store lock: nothing may write a temporary file before
+                // holding it, since a process that holds it alone sweeps the
+                // temporary directory.
+                let gate = Gate::shared(&root)?;
                 let lock_path = root.join("store.lock");
                 let lock = OpenOptions::new()
                     .create(true)
@@ -600,8 +599,7 @@ impl Store {
             return self.remove_unreached(&c);
         };
         lock.unlock().ctx("unlocking", &lock_path)?;
-        let gate = Gate::open(&self.root)?;
-        gate.exclusive()?;
+        let gate = Gate::exclusive(&self.root)?;
         lock.lock().ctx("locking (exclusive)", &lock_path)?;
         let result = self.remove_unreached(&c);
         lock.lock_shared().ctx("locking (shared)", &lock_path)?;
@@ -748,8 +746,7 @@ impl Store {
                 source: io::Error::other("gc needs a read-mode handle (a write handle holds the shared lock)"),
             });
         }
-        let gate = Gate::open(&self.root)?;
-        gate.exclusive()?;
+        let gate = Gate::exclusive(&self.root)?;
         lock.lock().ctx("locking (exclusive)", &lock_path)?;
         drop(gate);
         let (live_records, live_objects) = self.reachable()?;
@@ -786,23 +783,28 @@ impl Store {
 /// waiter waiting for ever. Released on drop, or by the kernel when the
 /// process dies.
 struct Gate {
-    file: File,
-    path: PathBuf,
+    _file: File,
 }
 
 impl Gate {
-    fn open(root: &Path) -> Result<Gate> {
+    /// Passes the gate: waits while gc or a roll-back holds it.
+    fn shared(root: &Path) -> Result<Gate> {
+        let (file, path) = Self::file(root)?;
+        file.lock_shared().ctx("locking (shared)", &path)?;
+        Ok(Gate { _file: file })
+    }
+
+    /// Closes the gate: waits for openers in progress, then holds new ones.
+    fn exclusive(root: &Path) -> Result<Gate> {
+        let (file, path) = Self::file(root)?;
+        file.lock().ctx("locking (exclusive)", &path)?;
+        Ok(Gate { _file: file })
+    }
+
+    fn file(root: &Path) -> Result<(File, PathBuf)> {
         let path = root.join("gate.lock");
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).ctx("opening", &path)?;
-        Ok(Gate { file, path })
-    }
-
-    fn shared(&self) -> Result<()> {
-        self.file.lock_shared().ctx("locking (shared)", &self.path)
-    }
-
-    fn exclusive(&self) -> Result<()> {
-        self.file.lock().ctx("locking (exclusive)", &self.path)
+        Ok((file, path))
     }
 }
 

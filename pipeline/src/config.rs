@@ -343,14 +343,8 @@ impl LoadedConfig {
 /// (config `data_dir`, else `TEXTGCN_DATA_DIR`, else `data/`).
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let loaded = load_for_artifacts(path)?;
-    match loaded.missing.first() {
-        Some((key, p)) => Err(ConfigError {
-            path: loaded.path.clone(),
-            line: None,
-            message: format!("key `{key}`: file {} not found (data directory {}; set TEXTGCN_DATA_DIR or `data_dir`)", p.display(), loaded.data_dir.display()),
-        }),
-        None => Ok(loaded),
-    }
+    loaded.require_files()?;
+    Ok(loaded)
 }
 
 /// Like [`load`], for commands that read artifacts already built (training,
@@ -459,9 +453,17 @@ impl LoadedConfig {
         files
     }
 
-    /// Whether the file under `key` was not found (see [`load_for_artifacts`]).
-    pub fn is_missing(&self, key: &str) -> bool {
-        self.missing.iter().any(|(k, _)| *k == key)
+    /// Refuses a config with a data file [`missing`](Self::missing), naming
+    /// the key and the path (what [`load`] checks; a build needs them all).
+    pub fn require_files(&self) -> Result<(), ConfigError> {
+        match self.missing.first() {
+            Some((key, p)) => Err(ConfigError {
+                path: self.path.clone(),
+                line: None,
+                message: format!("key `{key}`: file {} not found (data directory {}; set TEXTGCN_DATA_DIR or `data_dir`)", p.display(), self.data_dir.display()),
+            }),
+            None => Ok(()),
+        }
     }
 }
 

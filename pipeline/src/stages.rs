@@ -35,6 +35,9 @@ pub enum PipelineError {
     /// The corpus is malformed.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// The config cannot be built (a data file is missing).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Every token was filtered away.
     #[error("empty vocabulary: every token of the corpus was removed by the filters (min_freq = {min_freq}, stopwords = {stopwords:?})")]
     EmptyVocabulary {
@@ -123,12 +126,11 @@ fn file_hash(path: &std::path::Path) -> Result<(String, Vec<u8>), PipelineError>
 /// config marks missing ([`LoadedConfig::missing`]) is taken to be the one
 /// the built ref read: its hash comes from that ref's `stage` record.
 fn data_file_hash(cfg: &LoadedConfig, key: &str, old: &BTreeMap<String, StageRecord>, stage: &str, input: &str, hash: impl FnOnce() -> Result<String, PipelineError>) -> Result<String, PipelineError> {
-    if !cfg.is_missing(key) {
+    let Some((_, path)) = cfg.missing.iter().find(|(k, _)| *k == key) else {
         return hash();
-    }
-    let path = cfg.missing.iter().find(|(k, _)| *k == key).map(|(_, p)| p.display().to_string()).unwrap_or_default();
+    };
     old.get(stage).and_then(|r| r.inputs.get(input)).cloned().ok_or_else(|| {
-        PipelineError::Other(format!("{}: key `{key}`: file {path} not found, and no build of {} in the store read it; set TEXTGCN_DATA_DIR or `data_dir`", cfg.path.display(), cfg.config.name))
+        PipelineError::Other(format!("{}: key `{key}`: file {} not found, and no build of {} in the store read it; set TEXTGCN_DATA_DIR or `data_dir`", cfg.path.display(), path.display(), cfg.config.name))
     })
 }
 
@@ -372,9 +374,7 @@ fn object_size(store: &Store, id: &ObjectId) -> u64 {
 /// If any stage fails, everything this build published is taken back
 /// ([`Store::roll_back`]) and the ref is left as it was.
 pub fn build(store: &Store, cfg: &LoadedConfig, on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
-    if let Some((key, p)) = cfg.missing.first() {
-        return Err(PipelineError::Other(format!("{}: key `{key}`: file {} not found; a build reads every data file", cfg.path.display(), p.display())));
-    }
+    cfg.require_files()?;
     store.start_transaction();
     match build_inner(store, cfg, on_stage) {
         Ok(r) => {

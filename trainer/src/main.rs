@@ -126,8 +126,8 @@ fn real_main(cli: Cli) -> Result<()> {
         textgcn_trainer::zerocopy::reuse_large_allocations();
     }
     let cfg = config::load_for_artifacts(&config_path)?;
-    for (key, p) in &cfg.missing {
-        if v.shows_results() {
+    if v.shows_results() {
+        for (key, p) in &cfg.missing {
             eprintln!("note: `{key}` file {} not found; using the artifacts as they were built from it", p.display());
         }
     }

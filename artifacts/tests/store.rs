@@ -284,6 +284,18 @@ fn records_refs_and_gc() {
     assert!(store.verify().unwrap().problems.is_empty());
 }
 
+/// Rolls `store` back on another thread; the receiver hears when it is done,
+/// the handle gives the store back.
+fn roll_back_in_background(store: Store) -> (std::thread::JoinHandle<Store>, std::sync::mpsc::Receiver<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rolling = std::thread::spawn(move || {
+        store.roll_back().unwrap();
+        tx.send(()).unwrap();
+        store
+    });
+    (rolling, rx)
+}
+
 /// A failed build takes back what it made, except what another build
 /// found and points its ref at: build A publishes an object and a record,
 /// build B (another handle, so another `flock` holder, as another process)
@@ -308,12 +320,7 @@ fn a_roll_back_keeps_what_another_build_reuses() {
     assert_eq!(b.publish_bytes(b"made by A, reused by B").unwrap(), shared);
     assert!(b.get_record(&fp_shared).unwrap().is_some());
     // A fails while B still runs: its roll-back must wait for B.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let rolling = std::thread::spawn(move || {
-        a.roll_back().unwrap();
-        tx.send(()).unwrap();
-        a
-    });
+    let (rolling, rx) = roll_back_in_background(a);
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the roll-back ran while another build held the store");
     b.put_ref(&Ref { name: "B".into(), stages: vec![("s".into(), fp_shared.clone())] }).unwrap();
     drop(b);
@@ -400,12 +407,7 @@ fn a_roll_back_is_not_starved_by_a_stream_of_builds() {
         assert!(!relay.is_finished() && t0.elapsed() < Duration::from_secs(30), "the relay of builds did not start");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (tx, rx) = channel();
-    let rolling = std::thread::spawn(move || {
-        a.roll_back().unwrap();
-        tx.send(()).unwrap();
-        a
-    });
+    let (rolling, rx) = roll_back_in_background(a);
     let done = rx.recv_timeout(Duration::from_secs(20));
     // The builds go on after it.
     let after = opened.load(Ordering::SeqCst);

@@ -111,6 +111,49 @@ fn config_mistakes_are_rejected_before_any_work() {
     assert_eq!(run(cmd).status.code(), Some(2), "usage errors exit 2");
 }
 
+#[test]
+fn a_corpus_that_is_not_a_file_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("meta.txt"), META2).unwrap();
+    std::fs::create_dir(dir.path().join("adir")).unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (corpus, want) in [(dir.path().join("adir"), "is a directory, not a regular file"), (fifo, "is a FIFO (named pipe), not a regular file"), ("/dev/null".into(), "is a character device, not a regular file")] {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, format!("name = \"c\"\ndata_dir = \"{}\"\n[ingest]\ncorpus = \"{}\"\nmeta = \"meta.txt\"\n", dir.path().display(), corpus.display())).unwrap();
+        for cmd in ["build", "status"] {
+            let mut c = textgcn(&dir.path().join("store"));
+            c.arg(cmd).arg("--config").arg(&cfg);
+            let o = run(c);
+            let t = text(&o);
+            assert_eq!(o.status.code(), Some(1), "{cmd} {}: {t}", corpus.display());
+            assert!(t.contains("key `ingest.corpus`") && t.contains(want), "{cmd} {}: {t}", corpus.display());
+        }
+    }
+}
+
+#[test]
+fn a_window_larger_than_any_document_is_the_whole_document() {
+    // Windows of 2^63 - 1 and 2^32 + 1 tokens overflowed an allocation
+    // (capacity overflow, a 34 GB abort); any window at least as long as
+    // the longest document gives the graph of that window.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = b"alpha beta gamma delta alpha\nbeta gamma epsilon\ndelta alpha beta zeta\n";
+    let graph_of = |window: &str| {
+        let d = dir.path().join(window);
+        std::fs::create_dir(&d).unwrap();
+        let (o, _) = build_in(&d, corpus, META3, &format!("[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[graph]\nwindow_size = {window}\n"));
+        assert!(o.status.success(), "window {window}: {}", text(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let g = report["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "graph").unwrap().clone();
+        (g["outputs"]["edge_index"][0].clone(), g["outputs"]["edge_attr"][0].clone())
+    };
+    let want = graph_of("5");
+    for w in ["9223372036854775807", "4294967297", "6"] {
+        assert_eq!(graph_of(w), want, "window {w}");
+    }
+}
+
 fn build_in(dir: &Path, corpus: &[u8], meta: &[u8], extra: &str) -> (std::process::Output, std::path::PathBuf) {
     std::fs::write(dir.join("corpus.txt"), corpus).unwrap();
     std::fs::write(dir.join("meta.txt"), meta).unwrap();

@@ -109,7 +109,13 @@ fn tabular_mistakes_are_named() {
         ("ragged.csv", "csv", "", "ragged.csv: line 3: 3 fields, but the header has 2 (ragged row)"),
         ("badsplit.csv", "csv", "split_column = \"split\"", "badsplit.csv: row 2: unknown split value \"dev\""),
         ("nolabel.csv", "csv", "", "nolabel.csv: row 1: document \"row-1\" has no label"),
+        ("badline.ndjson", "ndjson", "", "badline.ndjson: line 3: invalid JSON at column 25"),
+        ("notobject.ndjson", "ndjson", "", "notobject.ndjson: line 2: expected a JSON object"),
+        ("numbers.ndjson", "ndjson", "", "column \"text\" (config key ingest.text_column) holds i64 values, not text"),
     ];
+    std::fs::write(dir.path().join("badline.ndjson"), "{\"text\": \"a b\", \"label\": \"x\"}\n\n{\"text\": \"c d\", \"label\" \"y\"}\n").unwrap();
+    std::fs::write(dir.path().join("notobject.ndjson"), "{\"text\": \"a b\", \"label\": \"x\"}\n[1, 2]\n").unwrap();
+    std::fs::write(dir.path().join("numbers.ndjson"), "{\"text\": 12, \"label\": \"x\"}\n{\"text\": 7, \"label\": \"y\"}\n").unwrap();
     std::fs::write(dir.path().join("ragged.csv"), "text,label\nhello world,a\ngood day,b,extra\n").unwrap();
     std::fs::write(dir.path().join("badsplit.csv"), "text,label,split\nhello world,a,train\ngood day,b,dev\n").unwrap();
     std::fs::write(dir.path().join("nolabel.csv"), "text,label\nhello world,\ngood day,b\n").unwrap();

@@ -361,8 +361,41 @@ pub fn load_for_artifacts(path: &Path) -> Result<LoadedConfig, ConfigError> {
         None => std::env::var_os("TEXTGCN_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
     };
     let mut loaded = LoadedConfig { config, path: path.into(), data_dir, missing: Vec::new() };
-    loaded.missing = loaded.data_files().into_iter().map(|(key, rel)| (key, loaded.data_path(&rel))).filter(|(_, p)| !p.is_file()).collect();
+    for (key, rel) in loaded.data_files() {
+        let p = loaded.data_path(&rel);
+        match std::fs::metadata(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => loaded.missing.push((key, p)),
+            Err(e) => return Err(ConfigError { path: path.into(), line: None, message: format!("key `{key}`: cannot examine {}: {e}", p.display()) }),
+            Ok(m) => {
+                if let Some(what) = not_a_file(&m) {
+                    return Err(ConfigError { path: path.into(), line: None, message: format!("key `{key}`: {} is {what}, not a regular file", p.display()) });
+                }
+            }
+        }
+    }
     Ok(loaded)
+}
+
+/// What a path is when it is not a regular file ("a directory", "a FIFO
+/// (named pipe)", ...), for messages; `None` for a regular file.
+pub fn not_a_file(m: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a file")
+    }
 }
 
 /// Parses and validates config text (`path` only names it in errors).

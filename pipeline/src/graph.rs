@@ -155,6 +155,11 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     let nd = offsets.len() - 1;
     let nv = num_words;
     let doc_len = |d: usize| offsets[d + 1] - offsets[d];
+    // A window at least as long as the longest document holds each
+    // document whole, whatever its size: clamping it there changes no count
+    // (every document takes the one-window path either way) and keeps
+    // `W`-sized tables and sums small for a window like 2^63.
+    let window = window.min((0..nd).map(doc_len).max().unwrap_or(1).max(1));
     let trace = tracing::enabled!(tracing::Level::DEBUG);
     let mut t0 = std::time::Instant::now();
     let mut mark = |what: &str| {
@@ -281,7 +286,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     // unless a word is very frequent; then all rows use 64-bit counters.
     let max_occ = (0..nv).map(|i| starts[i + 1] - starts[i]).max().unwrap_or(0) as u64;
     let ctx = RowCtx { nd, ids, offsets, occ: &occ, starts: &starts, doc_of: &doc_of, idf: &idf, wfreq: &wfreq, num_windows, window, mode };
-    let word_rows = if !force_wide && max_occ.saturating_mul((window * window) as u64) <= u32::MAX as u64 {
+    let word_rows = if !force_wide && max_occ.saturating_mul((window as u64).saturating_mul(window as u64)) <= u32::MAX as u64 {
         word_rows::<u32>(&ctx)
     } else {
         word_rows::<u64>(&ctx)
@@ -642,6 +647,29 @@ mod tests {
             let w = [1, 2, 3, 5, 20][trial % 5];
             check(docs.clone(), nv, w, Cooccurrence::PositionPairs);
             check(docs, nv, w, Cooccurrence::Windows);
+        }
+    }
+
+    #[test]
+    fn a_window_longer_than_every_document_is_the_longest_document() {
+        // Corpus of documents of at most 40 tokens: any window >= 40 is the
+        // same graph, up to windows that overflow any table (2^32 + 1 and
+        // 2^63 - 1 allocated 34 GB or overflowed before the clamp).
+        let docs: Vec<Vec<u32>> = vec![(0..40).map(|k| k % 7).collect(), vec![1, 2, 3], (0..7).collect(), vec![]];
+        let mut offsets = vec![0];
+        let mut ids = Vec::new();
+        for d in &docs {
+            ids.extend_from_slice(d);
+            offsets.push(ids.len());
+        }
+        for mode in [Cooccurrence::PositionPairs, Cooccurrence::Windows] {
+            let mut base = build(&offsets, &ids, 7, 40, mode);
+            let want = (base.row_ptr(), base.take_edge_attr());
+            for w in [41, 1000, (1usize << 32) + 1, i64::MAX as usize, usize::MAX] {
+                let mut g = build(&offsets, &ids, 7, w, mode);
+                assert_eq!((g.row_ptr(), g.take_edge_attr()), want, "window {w}, {mode:?}");
+            }
+            check(docs.clone(), 7, 1 << 40, mode);
         }
     }
 }

@@ -388,8 +388,10 @@ fn load_frame(path: &Path, format: Format, encoding: Encoding) -> Result<polars:
             ParquetReader::new(f).finish().map_err(tab)?
         }
         Format::Ndjson => {
-            let f = std::fs::File::open(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
-            JsonReader::new(f).with_json_format(JsonFormat::JsonLines).finish().map_err(tab)?
+            let raw = read(path)?;
+            check_binary(path, &raw)?;
+            check_ndjson(path, &raw)?;
+            JsonReader::new(std::io::Cursor::new(raw)).with_json_format(JsonFormat::JsonLines).finish().map_err(tab)?
         }
         Format::Textgcn => unreachable!("textgcn corpora are read by read_textgcn"),
     };
@@ -399,13 +401,37 @@ fn load_frame(path: &Path, format: Format, encoding: Encoding) -> Result<polars:
     Ok(df)
 }
 
+/// Checks every line of an NDJSON file before polars reads it, so that a
+/// malformed one is reported with its line and column (polars' reader says
+/// neither). Blank lines are allowed; every other line must be one object.
+fn check_ndjson(path: &Path, bytes: &[u8]) -> Result<(), IngestError> {
+    for (k, (_, line)) in lines(bytes).iter().enumerate() {
+        let line = strip(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let at = |message: String| IngestError::Tabular { path: path.into(), message: format!("line {}: {message}", k + 1) };
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => {}
+            Ok(_) => return Err(at("expected a JSON object ({\"column\": value, ...})".into())),
+            Err(e) => return Err(at(format!("invalid JSON at column {}: {}", e.column(), e.to_string().split(" at line ").next().unwrap_or_default()))),
+        }
+    }
+    Ok(())
+}
+
 /// A column of `df` as optional strings; a missing column is an error
-/// naming the setting `key` that named it.
+/// naming the setting `key` that named it. A text column must hold text:
+/// numbers or booleans there are an error naming the column's type, not
+/// silently turned into documents.
 fn frame_column(df: &polars::prelude::DataFrame, path: &Path, name: &str, key: &'static str) -> Result<Vec<Option<String>>, IngestError> {
     use polars::prelude::*;
     let tab = |e: PolarsError| IngestError::Tabular { path: path.into(), message: e.to_string() };
     let available = || df.get_column_names().iter().map(|s| s.to_string()).collect();
     let c = df.column(name).map_err(|_| IngestError::MissingColumn { path: path.into(), column: name.into(), key, available: available() })?;
+    if key.contains("text") && !matches!(c.dtype(), DataType::String) {
+        return Err(IngestError::Tabular { path: path.into(), message: format!("column {name:?} ({key}) holds {} values, not text", c.dtype()) });
+    }
     let c = c.cast(&DataType::String).map_err(tab)?;
     Ok(c.str().map_err(tab)?.iter().map(|v| v.map(str::to_owned)).collect())
 }
@@ -443,7 +469,11 @@ pub fn read_new_documents(path: &Path, format: Format, encoding: Encoding, text_
     }
     let df = load_frame(path, format, encoding)?;
     let column = |name: &str, key: &'static str| frame_column(&df, path, name, key);
-    let texts = column(text_column, "option --text-column")?.into_iter().map(|t| t.unwrap_or_default().trim().to_owned()).collect();
+    let texts = column(text_column, "option --text-column")?
+        .into_iter()
+        .enumerate()
+        .map(|(row, t)| t.map(|t| t.trim().to_owned()).ok_or_else(|| IngestError::Row { path: path.into(), row: row + 1, message: format!("the text column {text_column:?} is null; give every row a text (an empty string is an empty document)") }))
+        .collect::<Result<_, _>>()?;
     let label_column = label_column.or_else(|| df.get_column_names().iter().any(|c| c.as_str() == "label").then_some("label"));
     let labels = match label_column {
         Some(c) => Some(column(c, "option --label-column")?.into_iter().map(|l| l.unwrap_or_default().trim().to_owned()).collect()),

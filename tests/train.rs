@@ -130,3 +130,28 @@ fn a_copied_store_trains_without_the_corpus() {
     let t = text(&o);
     assert!(!o.status.success() && t.contains("key `ingest.corpus`") && t.contains("not found"), "{t}");
 }
+
+/// A corpus of 200,000 classes (one document each): training would need
+/// hundreds of GB for the logits alone. It is refused before anything is
+/// allocated, naming the shapes (libtorch aborted on a 4 TB allocation).
+#[test]
+fn a_model_that_cannot_fit_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200_000;
+    let mut corpus = String::new();
+    let mut meta = String::new();
+    for i in 0..n {
+        corpus.push_str(&format!("w{} w{} common\n", i % 97, i % 89));
+        meta.push_str(&format!("d{i}\t{}\tc{i}\n", if i % 3 == 0 { "test" } else { "train" }));
+    }
+    std::fs::write(dir.path().join("c.txt"), corpus).unwrap();
+    std::fs::write(dir.path().join("c.meta.txt"), meta).unwrap();
+    let cfg = write_config(dir.path(), "many", dir.path(), "c.txt", "c.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
+    let store = dir.path().join("store");
+    build(&store, &cfg);
+    let o = train(&store, &cfg, &dir.path().join("r"), &["--epochs", "1"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("the model does not fit") && t.contains("200000 classes") && !t.contains("panicked"), "{t}");
+    assert!(!dir.path().join("r").exists(), "a run directory was written");
+}

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod run;
+pub mod run_dir;
 pub mod spmm;
 pub mod zerocopy;
 

@@ -195,6 +195,17 @@ fn real_main(cli: Cli) -> Result<()> {
         data.split_lists[2].len(),
         device
     ));
+    let run_dir = |seed: u64| match &cli.out {
+        Some(d) if cli.runs == 1 => d.clone(),
+        Some(d) => d.join(format!("seed-{seed}")),
+        None => PathBuf::from("runs").join(&cfg.config.name).join(format!("seed-{seed}")),
+    };
+    // Before any training: every run directory can be written, and the
+    // model fits in memory.
+    for k in 0..cli.runs {
+        textgcn_trainer::run_dir::check_target(&run_dir(hyper.seed + k as u64))?;
+    }
+    textgcn_trainer::model::check_fits(data.num_nodes, hyper.hidden, data.num_classes(), data.num_docs, device)?;
     let mut results = Vec::new();
     for k in 0..cli.runs {
         let h = Hyper { seed: hyper.seed + k as u64, ..hyper.clone() };
@@ -207,11 +218,7 @@ fn real_main(cli: Cli) -> Result<()> {
             }
         });
         pb.finish_and_clear();
-        let dir = match &cli.out {
-            Some(d) if cli.runs == 1 => d.clone(),
-            Some(d) => d.join(format!("seed-{}", h.seed)),
-            None => PathBuf::from("runs").join(&cfg.config.name).join(format!("seed-{}", h.seed)),
-        };
+        let dir = run_dir(h.seed);
         run::write_outputs(&dir, &data, &trained)?;
         let res = trained.result;
         if let Some(ind) = &res.inductive {

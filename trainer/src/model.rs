@@ -48,6 +48,55 @@ fn glorot(rows: usize, cols: usize, device: Device) -> Tensor {
     t
 }
 
+/// Bytes a training run holds at its peak, estimated from the shapes: the
+/// weights (`N·H + H·C`), their gradients and two Adam moments (×4), and the
+/// dense activations of a step: `Â·W0` and its ReLU/dropout copy and
+/// gradient (`3·N·H`), the logits, their gradient, `Hd·W1` and its
+/// gradient (`4·N·C`), and the class probabilities of the documents
+/// (`D·C`), all float32. `None` when it overflows.
+pub fn training_bytes(nodes: usize, hidden: usize, classes: usize, docs: usize) -> Option<u128> {
+    let (n, h, c, d) = (nodes as u128, hidden as u128, classes as u128, docs as u128);
+    let floats = 4 * (n * h + h * c) + 3 * n * h + 4 * n * c + d * c;
+    floats.checked_mul(4)
+}
+
+/// Memory the system can give this process now: `MemAvailable` plus free
+/// swap, from `/proc/meminfo` (`None` where it cannot be read).
+fn available_bytes() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u128> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse::<u128>().ok().map(|kb| kb * 1024)
+    };
+    Some(field("MemAvailable:")? + field("SwapFree:").unwrap_or(0))
+}
+
+/// Refuses, before anything is allocated, a model whose training would not
+/// fit: more memory than the machine has available (CPU), more than
+/// libtorch can index, or (any device) more than 1 TiB. The message names
+/// the shapes, so a corpus with a million classes gets a sentence instead
+/// of an allocation failure.
+pub fn check_fits(nodes: usize, hidden: usize, classes: usize, docs: usize, device: Device) -> anyhow::Result<()> {
+    let gb = |b: u128| b as f64 / 1e9;
+    let shapes = format!("{nodes} nodes × {hidden} hidden units × {classes} classes ({docs} documents)");
+    let Some(need) = training_bytes(nodes, hidden, classes, docs) else {
+        anyhow::bail!("the model does not fit: {shapes} overflows any memory");
+    };
+    if [nodes as u128 * hidden.max(classes) as u128, hidden as u128 * classes as u128].iter().any(|&x| x > i64::MAX as u128 / 4) {
+        anyhow::bail!("the model does not fit: {shapes} exceeds the largest tensor libtorch can hold");
+    }
+    if need > 1 << 40 {
+        anyhow::bail!("the model does not fit: {shapes} needs about {:.0} GB for weights, Adam state and activations (more than 1 TiB)", gb(need));
+    }
+    if device == Device::Cpu
+        && let Some(avail) = available_bytes()
+        && need > avail
+    {
+        anyhow::bail!("the model does not fit: {shapes} needs about {:.1} GB for weights, Adam state and activations, but {:.1} GB of memory is available", gb(need), gb(avail));
+    }
+    Ok(())
+}
+
 impl Model {
     /// Glorot-uniform weights; call `tch::manual_seed` first for
     /// reproducibility.

@@ -188,14 +188,21 @@ pub struct Inductive {
     pub documents_per_second: f64,
 }
 
-/// Writes `metrics.json`, `epochs.csv`, `curves.png`, `predictions.parquet`,
-/// `model.safetensors` and the predictor files into `dir` (created), each
-/// atomically. Held-out documents appear in `predictions.parquet` with the
-/// split `held-out`.
+/// Publishes the run directory `dir` whole ([`crate::run_dir`]):
+/// `metrics.json`, `epochs.csv`, `curves.png`, `predictions.parquet`,
+/// `model.safetensors` and the predictor files are written into a staging
+/// directory that is renamed to `dir` at the end. Held-out documents
+/// appear in `predictions.parquet` with the split `held-out`.
 pub fn write_outputs(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
+    let staging = crate::run_dir::Staging::create(dir)?;
+    write_files(staging.path(), data, run)?;
+    staging.publish()?;
+    Ok(())
+}
+
+fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
     let (res, model, probs) = (&run.result, &run.model, &run.probs);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let atomic = |name: &str, bytes: &[u8]| textgcn_pipeline::write_atomic(&dir.join(name), bytes);
+    let atomic = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()));
     atomic("metrics.json", &serde_json::to_vec_pretty(res)?)?;
     let mut csv = String::from("epoch,train_loss,train_acc,val_loss,val_acc,seconds\n");
     for e in &res.epochs {

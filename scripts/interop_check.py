@@ -24,8 +24,9 @@ import scipy.sparse as sp
 def main():
     store, ref = sys.argv[1], sys.argv[2]
     obj = lambda oid: os.path.join(store, "objects", oid[:2], oid[2:])
-    stages = dict(json.load(open(os.path.join(store, "refs", f"{ref}.json")))["stages"])
-    rec = {s: json.load(open(os.path.join(store, "records", f"{fp}.json")))["outputs"] for s, fp in stages.items()}
+    # A ref pins each stage's record; a record lists its outputs (id, kind, bytes).
+    stages = {e["stage"]: e["fingerprint"] for e in json.load(open(os.path.join(store, "refs", f"{ref}.json")))["stages"]}
+    rec = {s: {k: o["id"] for k, o in json.load(open(os.path.join(store, "records", f"{fp}.json")))["record"]["outputs"].items()} for s, fp in stages.items()}
 
     def column(oid):
         table = pa.ipc.open_file(pa.memory_map(obj(oid))).read_all()

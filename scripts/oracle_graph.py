@@ -21,11 +21,11 @@ import scipy.sparse as sp
 
 def store_outputs(store, ref):
     with open(os.path.join(store, "refs", ref + ".json")) as f:
-        stages = dict(json.load(f)["stages"])
+        stages = {e["stage"]: e["fingerprint"] for e in json.load(f)["stages"]}
     out = {}
     for stage, fp in stages.items():
         with open(os.path.join(store, "records", fp + ".json")) as f:
-            out[stage] = json.load(f)["outputs"]
+            out[stage] = {k: o["id"] for k, o in json.load(f)["record"]["outputs"].items()}
     return out
 
 

@@ -129,6 +129,33 @@ fn r8_documents_fed_back_deterministic_edge_cases_and_mismatch() {
     let o = predict(&dir.path().join("nowhere"), &odd, &dir.path().join("z.csv"), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("no predictor here"), "{}", text(&o));
+
+    // A model directory whose name is not UTF-8 (the summary panicked,
+    // after the predictions were written).
+    use std::os::unix::ffi::OsStrExt;
+    let latin = dir.path().join(std::ffi::OsStr::from_bytes(b"mod\xe8le"));
+    std::fs::create_dir(&latin).unwrap();
+    for f in ["predictor.json", "predictor.safetensors"] {
+        std::fs::copy(model.join(f), latin.join(f)).unwrap();
+    }
+    let o = predict(&latin, &odd, &dir.path().join("latin.csv"), &["--json"]);
+    assert!(o.status.success() && !text(&o).contains("panicked"), "{}", text(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["documents"], 3);
+
+    // Tabular input: a text column of numbers, or a null text, is refused
+    // with the column's type or the row, not classified as documents.
+    let nums = dir.path().join("nums.ndjson");
+    std::fs::write(&nums, "{\"text\": 17}\n{\"text\": 4}\n").unwrap();
+    let o = predict(&model, &nums, &dir.path().join("n.csv"), &["--format", "ndjson"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("holds i64 values, not text"), "{}", text(&o));
+    let nulls = dir.path().join("nulls.ndjson");
+    std::fs::write(&nulls, "{\"text\": \"net profit\"}\n{\"text\": null}\n").unwrap();
+    let o = predict(&model, &nulls, &dir.path().join("n.csv"), &["--format", "ndjson"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("nulls.ndjson: row 2: the text column \"text\" is null"), "{}", text(&o));
+    assert!(!dir.path().join("n.csv").exists());
 }
 
 #[test]

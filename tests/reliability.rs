@@ -305,8 +305,8 @@ fn publishing_follows_write_fsync_rename_fsync_dir_and_records_come_last() {
         let at = renamed_at[&path];
         last_record = last_record.max(at);
         let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        for id in rec["outputs"].as_object().unwrap().values() {
-            let id = id.as_str().unwrap();
+        for out in rec["record"]["outputs"].as_object().unwrap().values() {
+            let id = out["id"].as_str().unwrap();
             let obj = format!("{root}/objects/{}/{}", &id[..2], &id[2..]);
             assert!(renamed_at[&obj] < at, "record {f} was published before its output {id}");
         }

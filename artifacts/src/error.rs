@@ -60,6 +60,33 @@ pub enum StoreError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A file of the store that is not what it should be: an object that is
+    /// not a regular file or not of its recorded size, a `tmp` that is a link.
+    #[error("{}: {detail}", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A directory that is not a store and cannot become one (not empty, no
+    /// `STORE` marker), or a store of another layout.
+    #[error("refusing to use {} as a store: {reason}", path.display())]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An operation that would be unsafe in the store's present state
+    /// (`gc` while a ref reaches a damaged record); nothing was changed.
+    #[error("{op} refused, nothing was removed: {detail}")]
+    Refused {
+        /// The operation.
+        op: &'static str,
+        /// Why, and what to do.
+        detail: String,
+    },
     /// A string that should be an object id (64 hex digits) is not one.
     #[error("invalid object id {0:?}: expected 64 lowercase hex digits")]
     BadId(String),

@@ -12,8 +12,13 @@
 //!   with no copy.
 //! - **Tables** ([`publish_table`], [`read_table`]) are deterministic Parquet.
 //! - **Stage records** ([`StageRecord`], [`fingerprint`]) map a stage's
-//!   fingerprint (name, code version, params, input hashes) to its outputs;
-//!   **refs** ([`Ref`]) name the latest build of a config.
+//!   fingerprint (name, code version, params, input hashes) to its outputs
+//!   (id, [`ObjectKind`], size) and carry a digest of their content;
+//!   **refs** ([`Ref`]) name the latest build of a config and pin each
+//!   record's digest, so from a ref down to the bytes every link is a hash.
+//! - **Maintenance** ([`Store::verify`], [`Store::repair`], [`Store::gc`]):
+//!   every object, record and ref checked; damage moved to `quarantine/`;
+//!   garbage removed only when everything a ref reaches can be trusted.
 //! - **Locks**: builders share the store lock; a stage fingerprint has its own
 //!   exclusive lock ([`Store::lock_stage`]); `gc` takes the store exclusively.
 //!   All are `flock`s, released by the kernel when a holder dies.
@@ -23,12 +28,16 @@
 pub mod columnar;
 mod direct;
 pub mod error;
+pub mod maintain;
 mod mapped;
+pub mod record;
 pub mod store;
 pub mod table;
 
 pub use columnar::{EdgeAttr, EdgeIndex, MappedColumn, RowPtr, decode_column, open_column, publish_column};
 pub use error::{Result, StoreError};
 pub use mapped::Mmap;
-pub use store::{Built, GcReport, Outcome, ObjectId, OpenMode, Ref, StageLock, StageRecord, Store, VerifyReport, failpoint, fingerprint, hash_bytes};
+pub use maintain::{GcReport, Part, Problem, RepairReport, VerifyReport};
+pub use record::{ObjectKind, Output, Ref, RefStage, StageRecord, fingerprint};
+pub use store::{Built, LAYOUT_VERSION, ObjectId, OpenMode, Outcome, RecordState, StageLock, Store, failpoint, hash_bytes};
 pub use table::{decode_table, publish_table, read_table, read_table_columns};

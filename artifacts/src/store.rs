@@ -1,20 +1,29 @@
 //! The store: immutable content-addressed objects, stage records, refs,
-//! locks, `verify` and `gc`.
+//! locks and the commit protocol. `verify`, `repair` and `gc` are in
+//! [`crate::maintain`], the record and ref formats in [`crate::record`].
 //!
 //! Layout of a store directory:
 //!
 //! ```text
-//! STORE                  marker with the layout version
-//! store.lock             shared by every writer, exclusive for gc and temp sweeps
-//! gate.lock              shared by a writer while it opens; exclusive while gc or
-//!                        a roll-back waits for store.lock (so new writers wait too)
+//! STORE                  marker with the layout version (written first)
+//! store.lock             shared by every writer, exclusive for gc, repair and temp sweeps
+//! gate.lock              shared by a writer while it opens; exclusive while gc, repair
+//!                        or a roll-back waits for store.lock (so new writers wait too)
 //! objects/ab/cdef…       published objects, named by BLAKE3 hash, mode 0444
-//! records/<fp>.json      stage records: fingerprint -> output objects
-//! refs/<name>.json       named refs: the latest build of a config
+//! records/<fp>.json      stage records: fingerprint -> output objects, with a digest
+//! refs/<name>.json       named refs: the latest build of a config, pinning record digests
 //! locks/<fp>.lock        one lock file per stage fingerprint being computed
 //! provenance/<fp>.json   timings and host facts; never hashed
+//! quarantine/            damaged files moved aside by a build or `verify --repair`
 //! tmp/                   temporary files of publishes in progress
 //! ```
+//!
+//! # What the store may touch
+//! A store is only created in a new or empty directory; a directory that is
+//! neither empty nor marked with `STORE` is refused. The store only ever
+//! removes names it creates (`.obj-*` and `.meta-*` temporary files in
+//! `tmp/`, objects, records, quarantined files) and never follows a symbolic
+//! link out of its own directories.
 //!
 //! # Commit protocol
 //! An object is written to a fresh temporary file in `tmp/` while it is
@@ -25,7 +34,7 @@
 //! leaves either nothing or a complete object under a final name, plus at
 //! worst temporary files that the next exclusive open sweeps away.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -36,10 +45,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, Result, StoreError};
 use crate::mapped::{Mmap, map_readonly};
+use crate::record::{ObjectKind, Output, Ref, RecordFile, StageRecord, fingerprint, short};
+pub use crate::maintain::{GcReport, VerifyReport};
 
 
 /// Version of the on-disk layout, written to `STORE`.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Layout 2 added record digests, output kinds and sizes, and refs that pin
+/// record digests; a layout-1 store is upgraded by the first build.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Name of an object: the lowercase hex BLAKE3 hash of its bytes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -140,53 +153,6 @@ pub fn failpoint(name: &str) {
     }
 }
 
-/// A stage record: what one run of a stage with a given fingerprint produced.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StageRecord {
-    /// Stage name ("ingest", "tokenize", ...).
-    pub stage: String,
-    /// Fingerprint (hex BLAKE3) of stage, code version, params and inputs.
-    pub fingerprint: String,
-    /// The stage implementation's version; bump it when its output changes.
-    pub code_version: u32,
-    /// The canonical parameters the stage read.
-    pub params: serde_json::Value,
-    /// Input name -> content hash (objects of earlier stages or raw files).
-    pub inputs: BTreeMap<String, String>,
-    /// Output name -> object.
-    pub outputs: BTreeMap<String, ObjectId>,
-    /// Deterministic facts about the outputs (counts, sizes) for `inspect`.
-    pub summary: serde_json::Value,
-}
-
-/// Computes a stage fingerprint. Paths and times never enter it: only the
-/// stage name, its code version, its canonical params and its inputs' hashes.
-pub fn fingerprint(
-    stage: &str,
-    code_version: u32,
-    params: &serde_json::Value,
-    inputs: &BTreeMap<String, String>,
-) -> String {
-    // serde_json::Value maps are BTreeMaps (sorted keys), so this is canonical.
-    let canon = serde_json::json!({
-        "stage": stage,
-        "code_version": code_version,
-        "params": params,
-        "inputs": inputs,
-    });
-    let bytes = serde_json::to_vec(&canon).expect("JSON values always serialise");
-    blake3::hash(&bytes).to_hex().to_string()
-}
-
-/// A named ref: the stages of the latest build of one config, in order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Ref {
-    /// The ref's name (usually the config's dataset name).
-    pub name: String,
-    /// Stage name -> fingerprint of its record, in pipeline order.
-    pub stages: Vec<(String, String)>,
-}
-
 /// How a store handle is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
@@ -200,8 +166,8 @@ pub enum OpenMode {
 /// A handle on a store directory.
 #[derive(Debug)]
 pub struct Store {
-    root: PathBuf,
-    _lock: Option<File>,
+    pub(crate) root: PathBuf,
+    pub(crate) lock: Option<File>,
     /// Objects and records this handle created (not found existing), so a
     /// failed build can take back exactly what it added.
     created: std::sync::Mutex<Created>,
@@ -213,46 +179,46 @@ struct Created {
     records: Vec<String>,
 }
 
-/// What `verify` found.
-#[derive(Debug, Default)]
-pub struct VerifyReport {
-    /// Objects re-hashed.
-    pub objects_checked: usize,
-    /// Records read.
-    pub records_checked: usize,
-    /// Every problem found, each naming the object and both hashes.
-    pub problems: Vec<StoreError>,
-}
-
-/// What `gc` removed.
-#[derive(Debug, Default, Serialize)]
-pub struct GcReport {
-    /// Objects no ref reaches, removed.
-    pub objects_removed: usize,
-    /// Records no ref reaches, removed.
-    pub records_removed: usize,
-    /// Bytes freed.
-    pub bytes_freed: u64,
-    /// Objects kept.
-    pub objects_kept: usize,
-}
-
 /// How [`Store::get_or_build`] satisfied a stage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// A record with this fingerprint already existed: nothing ran.
+    /// A valid record with this fingerprint already existed: nothing ran.
     Fresh,
     /// The stage ran and its record was published.
     Built,
+    /// The record with this fingerprint was damaged (the reason is given):
+    /// it was moved to `quarantine/`, the stage ran and a new record was
+    /// published.
+    Repaired(String),
 }
 
 /// What a stage build returns: its outputs and a deterministic summary.
+#[derive(Debug, Default)]
 pub struct Built {
-    /// Output name -> published object.
-    pub outputs: BTreeMap<String, ObjectId>,
+    /// Output name -> published object and its kind.
+    pub outputs: BTreeMap<String, (ObjectId, ObjectKind)>,
     /// Deterministic facts about the outputs.
     pub summary: serde_json::Value,
+}
+
+impl Built {
+    /// Adds output `name`.
+    pub fn add(&mut self, name: &str, kind: ObjectKind, id: ObjectId) {
+        self.outputs.insert(name.to_owned(), (id, kind));
+    }
+}
+
+/// What the record file of a fingerprint holds.
+#[derive(Debug)]
+pub enum RecordState {
+    /// There is no record file.
+    Missing,
+    /// A record whose digest, fingerprint and outputs (present, regular
+    /// files of the recorded size) check out.
+    Valid(StageRecord),
+    /// A record file that cannot be trusted; the error says why.
+    Damaged(StoreError),
 }
 
 /// An exclusive lock on one stage fingerprint; released on drop (or when the
@@ -262,73 +228,135 @@ pub struct StageLock {
     _file: File,
 }
 
-const DIRS: [&str; 6] = ["objects", "records", "refs", "locks", "provenance", "tmp"];
+pub(crate) const DIRS: [&str; 7] = ["objects", "records", "refs", "locks", "provenance", "quarantine", "tmp"];
+
+/// Names a store creates in its root before (or while) it writes `STORE`:
+/// a directory holding only these may become a store.
+fn is_own_startup_name(name: &str) -> bool {
+    name == "gate.lock" || name == "store.lock" || name.starts_with(".STORE-")
+}
+
+/// Whether `root` may hold a store: it does not exist, is a store (has
+/// `STORE`), or is an empty directory (but for the lock files and marker
+/// temporaries a store creates first).
+fn check_can_host(root: &Path) -> Result<()> {
+    let refuse = |reason: String| Err(StoreError::NotAStore { path: root.to_path_buf(), reason });
+    match fs::metadata(root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::Io { op: "examining", path: root.to_path_buf(), source: e }),
+        Ok(m) if !m.is_dir() => return refuse("it exists and is not a directory".into()),
+        Ok(_) => {}
+    }
+    if fs::symlink_metadata(root.join("STORE")).is_ok() {
+        return Ok(());
+    }
+    let mut foreign = Vec::new();
+    for e in fs::read_dir(root).ctx("listing", root)? {
+        let name = e.ctx("listing", root)?.file_name().to_string_lossy().into_owned();
+        if !is_own_startup_name(&name) {
+            foreign.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let more = if foreign.len() > 3 { format!(" and {} more", foreign.len() - 3) } else { String::new() };
+    refuse(format!(
+        "the directory is not empty ({}{more}) and has no STORE marker; a store is only created in a new or empty directory (choose another --store)",
+        foreign.iter().take(3).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// The layout version in `STORE`, or `None` when there is no marker.
+fn marker_version(marker: &Path) -> Result<Option<u32>> {
+    let text = match fs::read_to_string(marker) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::Io { op: "reading", path: marker.to_path_buf(), source: e }),
+    };
+    text.trim()
+        .strip_prefix("textgcn-store ")
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(|| StoreError::BadMetadata { path: marker.to_path_buf(), what: "store marker", detail: format!("expected \"textgcn-store {LAYOUT_VERSION}\", found {:?}", text.trim()) })
+}
 
 impl Store {
     /// Opens (and in [`OpenMode::Write`] creates) the store at `root`.
     ///
-    /// In write mode the handle holds a shared lock on `store.lock`. If no
-    /// other process holds it, leftover temporary files of crashed runs are
-    /// removed first.
+    /// A store is created only where [`check_can_host`] allows: a new or
+    /// empty directory. In write mode the handle holds a shared lock on
+    /// `store.lock`. If no other process holds it, leftover temporary files
+    /// of crashed runs are removed first, and a layout-1 store is upgraded.
     pub fn open(root: impl AsRef<Path>, mode: OpenMode) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
         let marker = root.join("STORE");
         match mode {
             OpenMode::Read => {
-                if !marker.is_file() {
-                    return Err(StoreError::Io {
-                        op: "opening store",
-                        path: root,
-                        source: io::Error::new(io::ErrorKind::NotFound, "not a textgcn store (no STORE file); run `textgcn build` first"),
-                    });
+                match marker_version(&marker)? {
+                    None => Err(StoreError::NotAStore { path: root, reason: "there is no STORE marker; run `textgcn build` first".into() }),
+                    Some(LAYOUT_VERSION) => Ok(Store { root, lock: None, created: Default::default() }),
+                    Some(1) => Err(StoreError::NotAStore { path: root, reason: "it has layout 1, written by an older textgcn; run `textgcn build` once to upgrade it".into() }),
+                    Some(v) => Err(StoreError::NotAStore { path: root, reason: format!("it has layout {v}, written by a newer textgcn (this one reads layout {LAYOUT_VERSION})") }),
                 }
-                check_marker(&marker)?;
-                Ok(Store { root, _lock: None, created: Default::default() })
             }
-            OpenMode::Write => {
-                fs::create_dir_all(&root).ctx("creating store", &root)?;
-                // Through the gate first: while gc or a roll-back waits
-                // for the exclusive store lock, new writers queue here
-                // instead of keeping the store lock shared for ever. Then
-                // the store lock: nothing may write a temporary file before
-                // holding it, since a process that holds it alone sweeps the
-                // temporary directory.
-                let gate = Gate::shared(&root)?;
-                let lock_path = root.join("store.lock");
-                let lock = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&lock_path)
-                    .ctx("opening", &lock_path)?;
-                let alone = lock.try_lock().is_ok();
-                if !alone {
-                    lock.lock_shared().ctx("locking (shared)", &lock_path)?;
-                }
-                for d in DIRS {
-                    let p = root.join(d);
-                    fs::create_dir_all(&p).ctx("creating", &p)?;
-                }
-                if alone {
-                    // Nobody else is using the store: sweep leftovers of crashes.
-                    sweep_tmp(&root.join("tmp"))?;
-                }
-                if !marker.exists() {
-                    write_atomic(&root, &marker, format!("textgcn-store {LAYOUT_VERSION}\n").as_bytes(), true)?;
-                } else {
-                    check_marker(&marker)?;
-                }
-                if alone {
-                    // Downgrade; in the gap another opener may sweep, but this
-                    // process has no temporary file at this point.
-                    lock.unlock().ctx("unlocking", &lock_path)?;
-                    lock.lock_shared().ctx("locking (shared)", &lock_path)?;
-                }
-                drop(gate);
-                Ok(Store { root, _lock: Some(lock), created: Default::default() })
+            OpenMode::Write => Self::open_write(root),
+        }
+    }
+
+    fn open_write(root: PathBuf) -> Result<Self> {
+        let marker = root.join("STORE");
+        check_can_host(&root)?;
+        fs::create_dir_all(&root).ctx("creating store", &root)?;
+        // Through the gate first: while gc or a roll-back waits for the
+        // exclusive store lock, new writers queue here instead of keeping
+        // the store lock shared for ever. Then the store lock: nothing may
+        // write a temporary file before holding it, since a process that
+        // holds it alone sweeps the temporary directory.
+        let gate = Gate::shared(&root)?;
+        let lock_path = root.join("store.lock");
+        let lock = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).ctx("opening", &lock_path)?;
+        let mut alone = lock.try_lock().is_ok();
+        if !alone {
+            lock.lock_shared().ctx("locking (shared)", &lock_path)?;
+            if marker_version(&marker)? != Some(LAYOUT_VERSION) {
+                // Creating or upgrading needs the store to itself.
+                lock.unlock().ctx("unlocking", &lock_path)?;
+                lock.lock().ctx("locking (exclusive)", &lock_path)?;
+                alone = true;
             }
         }
+        if alone {
+            match marker_version(&marker)? {
+                None => {
+                    // Checked again under the lock: nothing but lock files
+                    // may have appeared meanwhile.
+                    check_can_host(&root)?;
+                    remove_marker_temporaries(&root)?;
+                    write_marker(&root)?;
+                }
+                Some(1) => upgrade_layout_1(&root)?,
+                Some(LAYOUT_VERSION) => {}
+                Some(v) => {
+                    return Err(StoreError::NotAStore { path: root, reason: format!("it has layout {v}, written by a newer textgcn (this one writes layout {LAYOUT_VERSION})") });
+                }
+            }
+        }
+        for d in DIRS {
+            let p = root.join(d);
+            fs::create_dir_all(&p).ctx("creating", &p)?;
+        }
+        if alone {
+            // Nobody else is using the store: sweep leftovers of crashes.
+            sweep_tmp(&root)?;
+            // Downgrade; in the gap another opener may sweep, but this
+            // process has no temporary file at this point.
+            lock.unlock().ctx("unlocking", &lock_path)?;
+            lock.lock_shared().ctx("locking (shared)", &lock_path)?;
+        }
+        drop(gate);
+        Ok(Store { root, lock: Some(lock), created: Default::default() })
     }
 
     /// The store's directory.
@@ -394,8 +422,8 @@ impl Store {
         self.publish(|w| w.write_all(bytes))
     }
 
-    fn hash_file(&self, path: &Path) -> Result<String> {
-        let f = File::open(path).ctx("opening", path)?;
+    pub(crate) fn hash_file(&self, path: &Path) -> Result<String> {
+        let f = open_no_follow(path).ctx("opening", path)?;
         hash_reader(&f).ctx("reading", path)
     }
 
@@ -404,11 +432,12 @@ impl Store {
     /// [`StoreError::Corrupt`] naming the object and both hashes.
     pub fn map_verified(&self, id: &ObjectId) -> Result<Mmap> {
         let path = self.object_path(id);
-        let f = match File::open(&path) {
+        let f = match open_no_follow(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::Missing { id: id.0.clone(), path });
             }
+            Err(e) if is_symlink_error(&e) => return Err(StoreError::Damaged { path, detail: "a symbolic link, not an object file".into() }),
             Err(e) => return Err(StoreError::Io { op: "opening", path, source: e }),
         };
         // Hash with read(2), not through the mapping: the bytes pass through
@@ -428,15 +457,17 @@ impl Store {
         Ok(bytes::Bytes::from_owner(self.map_verified(id)?))
     }
 
-    fn record_path(&self, fp: &str) -> PathBuf {
+    pub(crate) fn record_path(&self, fp: &str) -> PathBuf {
         self.root.join("records").join(format!("{fp}.json"))
     }
 
-    /// Publishes a stage record (after its outputs). Records are immutable:
-    /// the same fingerprint always maps to the same outputs.
+    /// Publishes a stage record (after its outputs), with its digest.
+    /// Records are immutable: the same fingerprint always maps to the same
+    /// outputs.
     pub fn put_record(&self, rec: &StageRecord) -> Result<()> {
         failpoint("before-record");
-        let bytes = serde_json::to_vec_pretty(rec).expect("records serialise");
+        let file = RecordFile { digest: rec.digest(), record: rec.clone() };
+        let bytes = serde_json::to_vec_pretty(&file).expect("records serialise");
         let path = self.record_path(&rec.fingerprint);
         if write_atomic(&self.root, &path, &bytes, false)? {
             self.created.lock().expect("not poisoned").records.push(rec.fingerprint.clone());
@@ -445,25 +476,77 @@ impl Store {
         Ok(())
     }
 
-    /// The record of fingerprint `fp`, if there is one whose outputs all
-    /// exist. A damaged record is an error, not a silent miss.
-    pub fn get_record(&self, fp: &str) -> Result<Option<StageRecord>> {
+    /// Reads and checks the record file of fingerprint `fp`: it must parse,
+    /// its digest must match its content, it must hold fingerprint `fp`,
+    /// and every output must be a regular file of the recorded size (the
+    /// objects' hashes are checked when they are opened, and by `verify`).
+    /// Only an I/O failure other than a missing file is an `Err`.
+    pub fn load_record(&self, fp: &str) -> Result<RecordState> {
         let path = self.record_path(fp);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_no_follow(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RecordState::Missing),
+            Err(e) if is_symlink_error(&e) => return Ok(RecordState::Damaged(bad_record(&path, "it is a symbolic link, not a record file".into()))),
             Err(e) => return Err(StoreError::Io { op: "reading", path, source: e }),
         };
-        let rec: StageRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::BadMetadata { path: path.clone(), what: "stage record", detail: e.to_string() })?;
+        let file: RecordFile = match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => return Ok(RecordState::Damaged(bad_record(&path, e.to_string()))),
+        };
+        let rec = file.record;
+        let digest = rec.digest();
+        if digest != file.digest {
+            return Ok(RecordState::Damaged(bad_record(&path, format!("its content does not match its digest (recorded {}, content {})", short(&file.digest), short(&digest)))));
+        }
         if rec.fingerprint != fp {
-            return Err(StoreError::BadMetadata { path, what: "stage record", detail: format!("holds fingerprint {}", rec.fingerprint) });
+            return Ok(RecordState::Damaged(bad_record(&path, format!("it holds the record of fingerprint {}", short(&rec.fingerprint)))));
         }
-        if rec.outputs.values().all(|id| self.has_object(id)) {
-            Ok(Some(rec))
-        } else {
-            Ok(None)
+        for (name, out) in &rec.outputs {
+            if let Err(e) = self.check_output_file(out) {
+                return Ok(RecordState::Damaged(bad_record(&path, format!("output `{name}`: {e}"))));
+            }
         }
+        Ok(RecordState::Valid(rec))
+    }
+
+    /// Whether an output's object is a regular file of the recorded size.
+    fn check_output_file(&self, out: &Output) -> Result<()> {
+        let path = self.object_path(&out.id);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::Missing { id: out.id.to_string(), path }),
+            Err(e) => Err(StoreError::Io { op: "examining", path, source: e }),
+            Ok(m) if !m.file_type().is_file() => Err(StoreError::Damaged { path, detail: "not a regular file".into() }),
+            Ok(m) if m.len() != out.bytes => Err(StoreError::Damaged { path, detail: format!("{} bytes, the record says {}", m.len(), out.bytes) }),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The valid record of fingerprint `fp`, if there is one; a damaged
+    /// record is an error, not a silent miss.
+    pub fn get_record(&self, fp: &str) -> Result<Option<StageRecord>> {
+        match self.load_record(fp)? {
+            RecordState::Missing => Ok(None),
+            RecordState::Valid(r) => Ok(Some(r)),
+            RecordState::Damaged(e) => Err(e),
+        }
+    }
+
+    /// The record a ref's stage entry pins: it must exist, be valid and
+    /// have the digest the ref names.
+    pub fn pinned_record(&self, ref_name: &str, entry: &crate::record::RefStage) -> Result<StageRecord> {
+        let path = self.record_path(&entry.fingerprint);
+        let rec = self.get_record(&entry.fingerprint)?.ok_or_else(|| StoreError::BadMetadata {
+            path: self.ref_path(ref_name).unwrap_or_default(),
+            what: "ref",
+            detail: format!("stage {} points at record {}, which is missing", entry.stage, short(&entry.fingerprint)),
+        })?;
+        if rec.digest() != entry.record {
+            return Err(bad_record(&path, format!("ref {ref_name} pins digest {} for it, its content has digest {}", short(&entry.record), short(&rec.digest()))));
+        }
+        if rec.stage != entry.stage {
+            return Err(bad_record(&path, format!("ref {ref_name} names it as stage {}, it records stage {}", entry.stage, rec.stage)));
+        }
+        Ok(rec)
     }
 
     /// Takes the exclusive lock of one stage fingerprint, waiting for another
@@ -479,7 +562,9 @@ impl Store {
     /// Returns the record of a stage with these inputs, building it first if
     /// there is none. Concurrent callers with the same fingerprint serialise
     /// on the stage lock: the first builds, the others find its record.
-    /// The record is published only after every output is.
+    /// The record is published only after every output is. A damaged
+    /// record of this fingerprint is moved to `quarantine/` and the stage
+    /// rebuilt ([`Outcome::Repaired`]).
     pub fn get_or_build<E: From<StoreError>>(
         &self,
         stage: &str,
@@ -489,28 +574,31 @@ impl Store {
         build: impl FnOnce(&Store) -> std::result::Result<Built, E>,
     ) -> std::result::Result<(StageRecord, Outcome), E> {
         let fp = fingerprint(stage, code_version, &params, &inputs);
-        if let Some(rec) = self.get_record(&fp)? {
+        if let RecordState::Valid(rec) = self.load_record(&fp)? {
             return Ok((rec, Outcome::Fresh));
         }
         let _lock = self.lock_stage(&fp)?;
-        if let Some(rec) = self.get_record(&fp)? {
-            return Ok((rec, Outcome::Fresh));
-        }
-        let built = build(self)?;
-        let rec = StageRecord {
-            stage: stage.to_owned(),
-            fingerprint: fp,
-            code_version,
-            params,
-            inputs,
-            outputs: built.outputs,
-            summary: built.summary,
+        let damaged = match self.load_record(&fp)? {
+            RecordState::Valid(rec) => return Ok((rec, Outcome::Fresh)),
+            RecordState::Missing => None,
+            RecordState::Damaged(e) => {
+                self.quarantine(&self.record_path(&fp), "record")?;
+                Some(e.to_string())
+            }
         };
+        let built = build(self)?;
+        let mut outputs = BTreeMap::new();
+        for (name, (id, kind)) in built.outputs {
+            let path = self.object_path(&id);
+            let bytes = fs::symlink_metadata(&path).ctx("examining", &path)?.len();
+            outputs.insert(name, Output { id, kind, bytes });
+        }
+        let rec = StageRecord { stage: stage.to_owned(), fingerprint: fp, code_version, params, inputs, outputs, summary: built.summary };
         self.put_record(&rec)?;
-        Ok((rec, Outcome::Built))
+        Ok((rec, damaged.map_or(Outcome::Built, Outcome::Repaired)))
     }
 
-    fn ref_path(&self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn ref_path(&self, name: &str) -> Result<PathBuf> {
         if name.is_empty()
             || name.starts_with('.')
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -528,17 +616,22 @@ impl Store {
         write_atomic(&self.root, &path, &bytes, true).map(|_| ())
     }
 
-    /// Reads ref `name`.
+    /// Reads ref `name`; it must parse and carry its own name.
     pub fn get_ref(&self, name: &str) -> Result<Ref> {
         let path = self.ref_path(name)?;
-        let bytes = match fs::read(&path) {
+        let bytes = match read_no_follow(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::NoSuchRef { name: name.to_owned(), store: self.root.clone() });
             }
+            Err(e) if is_symlink_error(&e) => return Err(StoreError::BadMetadata { path, what: "ref", detail: "it is a symbolic link, not a ref file".into() }),
             Err(e) => return Err(StoreError::Io { op: "reading", path, source: e }),
         };
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::BadMetadata { path, what: "ref", detail: e.to_string() })
+        let r: Ref = serde_json::from_slice(&bytes).map_err(|e| StoreError::BadMetadata { path: path.clone(), what: "ref", detail: e.to_string() })?;
+        if r.name != name {
+            return Err(StoreError::BadMetadata { path, what: "ref", detail: format!("it holds the ref named {:?}", r.name) });
+        }
+        Ok(r)
     }
 
     /// Names of all refs, sorted.
@@ -548,10 +641,11 @@ impl Store {
         for e in fs::read_dir(&dir).ctx("listing", &dir)? {
             let e = e.ctx("listing", &dir)?;
             let n = e.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = n.strip_suffix(".json") {
-                if !stem.starts_with('.') {
-                    names.push(stem.to_owned());
-                }
+            // Only names a ref can have; anything else in refs/ is not ours.
+            if let Some(stem) = n.strip_suffix(".json")
+                && self.ref_path(stem).is_ok()
+            {
+                names.push(stem.to_owned());
             }
         }
         names.sort();
@@ -595,7 +689,7 @@ impl Store {
             return Ok(());
         }
         let lock_path = self.root.join("store.lock");
-        let Some(lock) = &self._lock else {
+        let Some(lock) = &self.lock else {
             return self.remove_unreached(&c);
         };
         lock.unlock().ctx("unlocking", &lock_path)?;
@@ -608,15 +702,18 @@ impl Store {
     }
 
     /// Removes the records and objects of `c` that no ref reaches (call
-    /// with the store lock held exclusively).
+    /// with the store lock held exclusively). When a ref cannot be read or
+    /// reaches a damaged record, what is live is unknown: nothing is removed.
     fn remove_unreached(&self, c: &Created) -> Result<()> {
-        let (live_records, live_objects) = self.reachable()?;
-        for fp in c.records.iter().filter(|fp| !live_records.contains(*fp)) {
+        let Ok(live) = self.reachable()? else {
+            return Ok(());
+        };
+        for fp in c.records.iter().filter(|fp| !live.records.contains(*fp)) {
             let p = self.record_path(fp);
             fs::remove_file(&p).or_else(ignore_missing).ctx("removing", &p)?;
             let _ = fs::remove_file(self.root.join("provenance").join(format!("{fp}.json")));
         }
-        for id in c.objects.iter().filter(|id| !live_objects.contains(*id)) {
+        for id in c.objects.iter().filter(|id| !live.objects.contains(*id)) {
             let p = self.object_path(id);
             fs::remove_file(&p).or_else(ignore_missing).ctx("removing", &p)?;
             if let Some(parent) = p.parent() {
@@ -627,152 +724,21 @@ impl Store {
         sync_dir(&self.root.join("objects"))
     }
 
-    /// The records the refs name and the objects those records list.
-    /// A damaged record that a ref names is reachable; its objects are
-    /// unknown.
-    fn reachable(&self) -> Result<(BTreeSet<String>, BTreeSet<ObjectId>)> {
-        let mut records = BTreeSet::new();
-        for name in self.ref_names()? {
-            for (_, fp) in self.get_ref(&name)?.stages {
-                records.insert(fp);
-            }
+    /// Moves `path` (a file or link of this store) into `quarantine/`, under
+    /// a new name that says what it was; returns that name. Renaming moves a
+    /// symbolic link itself, never its target.
+    pub(crate) fn quarantine(&self, path: &Path, what: &str) -> Result<PathBuf> {
+        let dir = self.root.join("quarantine");
+        fs::create_dir_all(&dir).ctx("creating", &dir)?;
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let dest = dir.join(format!("{what}-{name}-{stamp}-{}", std::process::id()));
+        fs::rename(path, &dest).ctx("moving to quarantine", path)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
         }
-        let mut objects = BTreeSet::new();
-        for (path, rec) in self.all_records()? {
-            let fp = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            if let (true, Ok(rec)) = (records.contains(&fp), rec) {
-                objects.extend(rec.outputs.into_values());
-            }
-        }
-        Ok((records, objects))
-    }
-
-    fn all_records(&self) -> Result<Vec<(PathBuf, Result<StageRecord>)>> {
-        let dir = self.root.join("records");
-        let mut out = Vec::new();
-        let mut entries: Vec<_> = fs::read_dir(&dir).ctx("listing", &dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        entries.sort();
-        for path in entries {
-            if path.extension().is_some_and(|x| x == "json") && !is_hidden(&path) {
-                let rec = fs::read(&path).ctx("reading", &path).and_then(|b| {
-                    serde_json::from_slice::<StageRecord>(&b)
-                        .map_err(|e| StoreError::BadMetadata { path: path.clone(), what: "stage record", detail: e.to_string() })
-                });
-                out.push((path, rec));
-            }
-        }
-        Ok(out)
-    }
-
-    fn all_objects(&self) -> Result<Vec<(ObjectId, PathBuf)>> {
-        let dir = self.root.join("objects");
-        let mut out = Vec::new();
-        for sub in fs::read_dir(&dir).ctx("listing", &dir)? {
-            let sub = sub.ctx("listing", &dir)?.path();
-            if !sub.is_dir() {
-                continue;
-            }
-            let prefix = sub.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            for e in fs::read_dir(&sub).ctx("listing", &sub)? {
-                let p = e.ctx("listing", &sub)?.path();
-                let name = format!("{prefix}{}", p.file_name().unwrap_or_default().to_string_lossy());
-                if let Ok(id) = ObjectId::parse(&name) {
-                    out.push((id, p));
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// Re-hashes every object and checks that every record's outputs exist.
-    /// Problems are collected, not returned early, so one run reports all.
-    pub fn verify(&self) -> Result<VerifyReport> {
-        let mut rep = VerifyReport::default();
-        let objects = self.all_objects()?;
-        for (id, path) in &objects {
-            rep.objects_checked += 1;
-            match self.hash_file(path) {
-                Ok(actual) if actual == id.0 => {}
-                Ok(actual) => rep.problems.push(StoreError::Corrupt { id: id.0.clone(), path: path.clone(), expected: id.0.clone(), actual }),
-                Err(e) => rep.problems.push(e),
-            }
-        }
-        for (path, rec) in self.all_records()? {
-            rep.records_checked += 1;
-            match rec {
-                Ok(rec) => {
-                    for id in rec.outputs.values() {
-                        if !self.has_object(id) {
-                            rep.problems.push(StoreError::Missing { id: id.0.clone(), path: self.object_path(id) });
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = path;
-                    rep.problems.push(e)
-                }
-            }
-        }
-        for name in self.ref_names()? {
-            match self.get_ref(&name) {
-                Ok(r) => {
-                    for (stage, fp) in &r.stages {
-                        if !self.record_path(fp).is_file() {
-                            rep.problems.push(StoreError::BadMetadata {
-                                path: self.ref_path(&name)?,
-                                what: "ref",
-                                detail: format!("stage {stage} points at missing record {fp}"),
-                            });
-                        }
-                    }
-                }
-                Err(e) => rep.problems.push(e),
-            }
-        }
-        Ok(rep)
-    }
-
-    /// Removes every object and record that no ref reaches. Takes the store
-    /// lock exclusively, so it waits for running builds and they wait for
-    /// it. Mapped objects stay readable by their mappers (unlink only).
-    pub fn gc(&self) -> Result<GcReport> {
-        let lock_path = self.root.join("store.lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx("opening", &lock_path)?;
-        if self._lock.is_some() {
-            return Err(StoreError::Io {
-                op: "collecting garbage in",
-                path: self.root.clone(),
-                source: io::Error::other("gc needs a read-mode handle (a write handle holds the shared lock)"),
-            });
-        }
-        let gate = Gate::exclusive(&self.root)?;
-        lock.lock().ctx("locking (exclusive)", &lock_path)?;
-        drop(gate);
-        let (live_records, live_objects) = self.reachable()?;
-        let mut rep = GcReport::default();
-        for (path, _) in self.all_records()? {
-            let fp = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            // Live records stay, damaged ones too (kept for inspection).
-            if !live_records.contains(&fp) {
-                fs::remove_file(&path).ctx("removing", &path)?;
-                let _ = fs::remove_file(self.root.join("provenance").join(format!("{fp}.json")));
-                let _ = fs::remove_file(self.root.join("locks").join(format!("{fp}.lock")));
-                rep.records_removed += 1;
-            }
-        }
-        for (id, path) in self.all_objects()? {
-            if live_objects.contains(&id) {
-                rep.objects_kept += 1;
-            } else {
-                rep.bytes_freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(&path).ctx("removing", &path)?;
-                rep.objects_removed += 1;
-            }
-        }
-        sweep_tmp(&self.root.join("tmp"))?;
-        sync_dir(&self.root.join("records"))?;
-        Ok(rep)
+        sync_dir(&dir)?;
+        Ok(dest)
     }
 }
 
@@ -782,20 +748,20 @@ impl Store {
 /// gate a steady stream of overlapping builds would keep an exclusive
 /// waiter waiting for ever. Released on drop, or by the kernel when the
 /// process dies.
-struct Gate {
+pub(crate) struct Gate {
     _file: File,
 }
 
 impl Gate {
     /// Passes the gate: waits while gc or a roll-back holds it.
-    fn shared(root: &Path) -> Result<Gate> {
+    pub(crate) fn shared(root: &Path) -> Result<Gate> {
         let (file, path) = Self::file(root)?;
         file.lock_shared().ctx("locking (shared)", &path)?;
         Ok(Gate { _file: file })
     }
 
     /// Closes the gate: waits for openers in progress, then holds new ones.
-    fn exclusive(root: &Path) -> Result<Gate> {
+    pub(crate) fn exclusive(root: &Path) -> Result<Gate> {
         let (file, path) = Self::file(root)?;
         file.lock().ctx("locking (exclusive)", &path)?;
         Ok(Gate { _file: file })
@@ -808,34 +774,107 @@ impl Gate {
     }
 }
 
-fn ignore_missing(e: io::Error) -> io::Result<()> {
+pub(crate) fn ignore_missing(e: io::Error) -> io::Result<()> {
     if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
 }
 
-fn is_hidden(p: &Path) -> bool {
-    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+/// Reads a whole file without following a symbolic link at its last
+/// component (a link gives `ELOOP`, see [`is_symlink_error`]).
+pub(crate) fn read_no_follow(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = open_no_follow(path)?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
 }
 
-fn check_marker(marker: &Path) -> Result<()> {
-    let text = fs::read_to_string(marker).ctx("reading", marker)?;
-    let want = format!("textgcn-store {LAYOUT_VERSION}");
-    if text.trim() != want {
-        return Err(StoreError::BadMetadata { path: marker.to_path_buf(), what: "store marker", detail: format!("expected {want:?}, found {:?}", text.trim()) });
+/// Opens a file for reading without following a link at its last component.
+pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// Whether an open with `O_NOFOLLOW` failed because the path is a link.
+pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+pub(crate) fn bad_record(path: &Path, detail: String) -> StoreError {
+    StoreError::BadMetadata { path: path.to_path_buf(), what: "stage record", detail }
+}
+
+/// Writes `STORE` (replacing an older marker when `replace`): temporary
+/// file `.STORE-*` beside it, fsync, rename, fsync the directory.
+fn write_marker_file(root: &Path, replace: bool) -> Result<()> {
+    let marker = root.join("STORE");
+    let mut tmp = tempfile::Builder::new().prefix(".STORE-").tempfile_in(root).ctx("creating temporary file in", root)?;
+    tmp.write_all(format!("textgcn-store {LAYOUT_VERSION}\n").as_bytes()).ctx("writing", tmp.path().to_path_buf())?;
+    tmp.as_file().sync_all().ctx("fsyncing", tmp.path().to_path_buf())?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).ctx("setting the mode of", tmp.path().to_path_buf())?;
+    let r = if replace { tmp.persist(&marker).map(|_| ()) } else { tmp.persist_noclobber(&marker).map(|_| ()) };
+    r.map_err(|e| StoreError::Io { op: "renaming into", path: marker.clone(), source: e.error })?;
+    sync_dir(root)
+}
+
+/// Writes the marker of a new store.
+fn write_marker(root: &Path) -> Result<()> {
+    write_marker_file(root, false)
+}
+
+/// Removes `.STORE-*` files a crashed creator left in `root` (only those:
+/// they are the store's own names).
+fn remove_marker_temporaries(root: &Path) -> Result<()> {
+    for e in fs::read_dir(root).ctx("listing", root)? {
+        let e = e.ctx("listing", root)?;
+        let own = e.file_name().to_string_lossy().starts_with(".STORE-");
+        if own && !e.file_type().ctx("examining", e.path())?.is_dir() {
+            fs::remove_file(e.path()).or_else(ignore_missing).ctx("removing leftover", e.path())?;
+        }
     }
     Ok(())
 }
 
-/// Removes everything in the temp directory (call only with the store lock
-/// held exclusively).
-fn sweep_tmp(dir: &Path) -> Result<()> {
-    for e in fs::read_dir(dir).ctx("listing", dir)? {
-        let p = e.ctx("listing", dir)?.path();
-        let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
-        match r {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::Io { op: "removing leftover", path: p, source: e }),
+/// Upgrades a layout-1 store (records without digests, refs without
+/// pinned digests): its records and refs are moved to
+/// `quarantine/layout-1-*/`, objects stay (content-addressed, still
+/// valid, reused by the next build), and the marker says layout 2. The
+/// next build of each config recomputes its records; `gc` later removes
+/// the quarantine and whatever no ref reaches. Idempotent, so a crash
+/// half-way is finished by the next open. Call with the store lock held
+/// exclusively.
+fn upgrade_layout_1(root: &Path) -> Result<()> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let dest = root.join("quarantine").join(format!("layout-1-{stamp}"));
+    for d in ["records", "refs"] {
+        let src = root.join(d);
+        if fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
+            fs::create_dir_all(&dest).ctx("creating", &dest)?;
+            fs::rename(&src, dest.join(d)).ctx("moving to quarantine", &src)?;
         }
+    }
+    sync_dir(root)?;
+    write_marker_file(root, true)
+}
+
+/// Removes the temporary files of crashed publishes from `tmp/` (call only
+/// with the store lock held exclusively). Only the store's own names
+/// (`.obj-*`, `.meta-*`) are removed, never a directory, and `tmp` itself
+/// must be a real directory, not a link to somewhere else.
+pub(crate) fn sweep_tmp(root: &Path) -> Result<()> {
+    let dir = root.join("tmp");
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(StoreError::Damaged { path: dir, detail: "not a directory (a symbolic link?); the store will not sweep it".into() }),
+        Err(e) => return Err(StoreError::Io { op: "examining", path: dir, source: e }),
+    }
+    for e in fs::read_dir(&dir).ctx("listing", &dir)? {
+        let e = e.ctx("listing", &dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let own = name.starts_with(".obj-") || name.starts_with(".meta-");
+        if !own || e.file_type().ctx("examining", e.path())?.is_dir() {
+            continue;
+        }
+        fs::remove_file(e.path()).or_else(ignore_missing).ctx("removing leftover", e.path())?;
     }
     Ok(())
 }
@@ -845,14 +884,17 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).ctx("fsyncing directory", dir)
 }
 
-/// Writes small metadata (a record, a ref, the marker) atomically: temp file
-/// in the store's `tmp/`, fsync, rename (replacing when `replace`), fsync dir.
+/// Writes small metadata (a record, a ref, provenance) atomically: temp
+/// file in the store's `tmp/`, fsync, rename (replacing when `replace`),
+/// fsync dir. Immutable files (records) are made read-only (0444), the
+/// others 0644, so that other users can read a store whatever the umask.
 /// Returns whether `dest` was created (false: it existed and `replace` was off).
 fn write_atomic(root: &Path, dest: &Path, bytes: &[u8], replace: bool) -> Result<bool> {
     let tmp_dir = root.join("tmp");
     let mut tmp = tempfile::Builder::new().prefix(".meta-").tempfile_in(&tmp_dir).ctx("creating temporary file in", &tmp_dir)?;
     tmp.write_all(bytes).ctx("writing", tmp.path().to_path_buf())?;
     tmp.as_file().sync_all().ctx("fsyncing", tmp.path().to_path_buf())?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(if replace { 0o644 } else { 0o444 })).ctx("setting the mode of", tmp.path().to_path_buf())?;
     let r = if replace { tmp.persist(dest).map(|_| ()) } else { tmp.persist_noclobber(dest).map(|_| ()) };
     let created = match r {
         Ok(()) => true,

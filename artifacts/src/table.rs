@@ -53,15 +53,7 @@ pub fn decode_table(bytes: bytes::Bytes, id: &ObjectId, columns: Option<&[&str]>
     let len = bytes.len() as i64;
     crate::error::decode_guard(fmt, || -> Result<RecordBatch> {
         let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
-        for (g, rg) in builder.metadata().row_groups().iter().enumerate() {
-            for (c, col) in rg.columns().iter().enumerate() {
-                let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset());
-                let size = col.compressed_size();
-                if start < 0 || size < 0 || col.data_page_offset() < 0 || start.checked_add(size).is_none_or(|end| end > len) {
-                    return Err(fmt(format!("row group {g}, column {c}: chunk at {start} of {size} bytes lies outside the file")));
-                }
-            }
-        }
+        check_chunks(builder.metadata(), len).map_err(fmt)?;
         if let Some(cols) = columns {
             let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
             builder = builder.with_projection(mask);
@@ -74,6 +66,33 @@ pub fn decode_table(bytes: bytes::Bytes, id: &ObjectId, columns: Option<&[&str]>
         }
         arrow_select_concat(&schema, &batches).map_err(fmt)
     })
+}
+
+/// Checks that verified bytes are a Parquet file this store could have
+/// written (its footer parses, its column chunks lie inside the file),
+/// without decoding the data.
+pub(crate) fn check_table(bytes: bytes::Bytes, id: &ObjectId) -> Result<()> {
+    let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind: "Parquet table", detail };
+    let len = bytes.len() as i64;
+    crate::error::decode_guard(fmt, || {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fmt(e.to_string()))?;
+        check_chunks(builder.metadata(), len).map_err(fmt)
+    })
+}
+
+/// Column chunks must lie inside the file (the parquet crate asserts on
+/// a negative offset instead of returning an error).
+fn check_chunks(meta: &parquet::file::metadata::ParquetMetaData, len: i64) -> std::result::Result<(), String> {
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for (c, col) in rg.columns().iter().enumerate() {
+            let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset());
+            let size = col.compressed_size();
+            if start < 0 || size < 0 || col.data_page_offset() < 0 || start.checked_add(size).is_none_or(|end| end > len) {
+                return Err(format!("row group {g}, column {c}: chunk at {start} of {size} bytes lies outside the file"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn arrow_select_concat(schema: &Arc<arrow_schema::Schema>, batches: &[RecordBatch]) -> std::result::Result<RecordBatch, String> {

@@ -94,7 +94,7 @@ fn flipped_truncated_and_swapped_objects_are_detected() {
         damage(&store.object_path(&a), f);
         let rep = store.verify().unwrap();
         assert_eq!(rep.problems.len(), 1, "{what}: {:?}", rep.problems);
-        assert_corrupt_named(rep.problems.into_iter().next().unwrap(), &a);
+        assert_corrupt_named(rep.problems.into_iter().next().unwrap().error, &a);
         assert_corrupt_named(EdgeIndex::open(&store, &a).unwrap_err(), &a);
     }
     // Swap: two valid objects exchanged.
@@ -213,10 +213,10 @@ fn child_stage_builder() {
             std::io::Write::write_all(&mut f, b"x").unwrap();
             std::thread::sleep(Duration::from_millis(300));
             let id = EdgeAttr::publish(s, (0..100_000).map(|i| i as f32).collect())?;
-            Ok::<_, StoreError>(Built { outputs: [("edge_attr".to_owned(), id)].into(), summary: serde_json::json!({}) })
+            Ok::<_, StoreError>(Built { outputs: [("edge_attr".to_owned(), (id, ObjectKind::EdgeAttr))].into(), summary: serde_json::json!({}) })
         })
         .unwrap();
-    println!("OUTCOME {outcome:?} {}", rec.outputs["edge_attr"]);
+    println!("OUTCOME {outcome:?} {}", rec.outputs["edge_attr"].id);
 }
 
 #[test]
@@ -249,15 +249,16 @@ fn two_processes_building_the_same_stage_both_succeed_with_one_copy() {
     assert!(rep.problems.is_empty());
 }
 
-/// A record of stage `s` with one output `o`.
-fn rec(fp: &str, id: &ObjectId) -> StageRecord {
+/// A record of stage `s` with one output `o`, the object `id` of `kind`.
+fn rec(store: &Store, fp: &str, id: &ObjectId, kind: ObjectKind) -> StageRecord {
+    let bytes = fs::metadata(store.object_path(id)).unwrap().len();
     StageRecord {
         stage: "s".into(),
         fingerprint: fp.into(),
         code_version: 1,
         params: serde_json::json!({}),
         inputs: BTreeMap::new(),
-        outputs: [("o".to_owned(), id.clone())].into(),
+        outputs: [("o".to_owned(), Output { id: id.clone(), kind, bytes })].into(),
         summary: serde_json::json!({}),
     }
 }
@@ -269,10 +270,11 @@ fn records_refs_and_gc() {
     let fpa = fingerprint("s", 1, &serde_json::json!({"k": 1}), &BTreeMap::new());
     let fpb = fingerprint("s", 1, &serde_json::json!({"k": 2}), &BTreeMap::new());
     assert_ne!(fpa, fpb);
-    store.put_record(&rec(&fpa, &a)).unwrap();
-    store.put_record(&rec(&fpb, &b)).unwrap();
-    assert_eq!(store.get_record(&fpa).unwrap().unwrap().outputs["o"], a);
-    store.put_ref(&Ref { name: "R8".into(), stages: vec![("s".into(), fpa.clone())] }).unwrap();
+    let ra = rec(&store, &fpa, &a, ObjectKind::EdgeIndex);
+    store.put_record(&ra).unwrap();
+    store.put_record(&rec(&store, &fpb, &b, ObjectKind::EdgeAttr)).unwrap();
+    assert_eq!(store.get_record(&fpa).unwrap().unwrap().outputs["o"].id, a);
+    store.put_ref(&Ref { name: "R8".into(), stages: vec![RefStage::of(&ra)] }).unwrap();
     assert!(matches!(store.put_ref(&Ref { name: "../x".into(), stages: vec![] }), Err(StoreError::BadRefName(_))));
     assert!(matches!(store.get_ref("nope"), Err(StoreError::NoSuchRef { .. })));
     drop(store);
@@ -307,22 +309,23 @@ fn a_roll_back_keeps_what_another_build_reuses() {
     let (d, a) = temp_store();
     let root = d.path().join("store");
     a.start_transaction();
-    let shared = a.publish_bytes(b"made by A, reused by B").unwrap();
-    let only_a = a.publish_bytes(b"made by A alone").unwrap();
+    let shared = EdgeAttr::publish(&a, vec![1.0, 2.0]).unwrap();
+    let only_a = EdgeAttr::publish(&a, vec![3.0]).unwrap();
     let fp_shared = fingerprint("s", 1, &serde_json::json!({"k": 1}), &BTreeMap::new());
     let fp_only_a = fingerprint("s", 1, &serde_json::json!({"k": 2}), &BTreeMap::new());
-    a.put_record(&rec(&fp_shared, &shared)).unwrap();
-    a.put_record(&rec(&fp_only_a, &only_a)).unwrap();
+    let rec_shared = rec(&a, &fp_shared, &shared, ObjectKind::EdgeAttr);
+    a.put_record(&rec_shared).unwrap();
+    a.put_record(&rec(&a, &fp_only_a, &only_a, ObjectKind::EdgeAttr)).unwrap();
 
     // B runs: it finds A's record and the same bytes, so it creates neither.
     let b = Store::open(&root, OpenMode::Write).unwrap();
     b.start_transaction();
-    assert_eq!(b.publish_bytes(b"made by A, reused by B").unwrap(), shared);
+    assert_eq!(EdgeAttr::publish(&b, vec![1.0, 2.0]).unwrap(), shared);
     assert!(b.get_record(&fp_shared).unwrap().is_some());
     // A fails while B still runs: its roll-back must wait for B.
     let (rolling, rx) = roll_back_in_background(a);
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the roll-back ran while another build held the store");
-    b.put_ref(&Ref { name: "B".into(), stages: vec![("s".into(), fp_shared.clone())] }).unwrap();
+    b.put_ref(&Ref { name: "B".into(), stages: vec![RefStage::of(&rec_shared)] }).unwrap();
     drop(b);
     rx.recv_timeout(Duration::from_secs(30)).expect("the roll-back finishes once the other build is done");
     let a = rolling.join().unwrap();
@@ -422,4 +425,224 @@ fn a_roll_back_is_not_starved_by_a_stream_of_builds() {
     assert!(resumed, "no build opened the store after the roll-back");
     let a = rolling.join().unwrap();
     assert!(!a.has_object(&only_a), "the roll-back did not remove what it made");
+}
+
+/// Issue 12, item 1: a build adopted any directory and emptied its `tmp/`,
+/// following a symbolic link out of the store.
+#[test]
+fn a_store_touches_nothing_that_is_not_its_own() {
+    let d = tempfile::tempdir().unwrap();
+    // A project directory with a tmp/ of the user's: refused, untouched.
+    let proj = d.path().join("proj");
+    fs::create_dir_all(proj.join("tmp/exp")).unwrap();
+    fs::write(proj.join("tmp/notes.txt"), b"n").unwrap();
+    match Store::open(&proj, OpenMode::Write) {
+        Err(e @ StoreError::NotAStore { .. }) => assert!(e.to_string().contains("not empty") && e.to_string().contains("\"tmp\""), "{e}"),
+        other => panic!("expected NotAStore, got {other:?}"),
+    }
+    assert_eq!(fs::read(proj.join("tmp/notes.txt")).unwrap(), b"n");
+    assert!(proj.join("tmp/exp").is_dir() && !proj.join("STORE").exists() && !proj.join("objects").exists());
+    // A file is not a directory.
+    fs::write(d.path().join("file"), b"f").unwrap();
+    assert!(matches!(Store::open(d.path().join("file"), OpenMode::Write), Err(StoreError::NotAStore { .. })));
+    // An empty directory becomes a store.
+    let empty = d.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    Store::open(&empty, OpenMode::Write).unwrap();
+    assert!(empty.join("STORE").is_file());
+
+    // In a store, the sweep removes only the store's own temporary names.
+    let (sd, store) = temp_store();
+    let root = sd.path().join("store");
+    drop(store);
+    fs::write(root.join("tmp/.obj-leftover"), b"x").unwrap();
+    fs::write(root.join("tmp/.meta-leftover"), b"x").unwrap();
+    fs::write(root.join("tmp/mine.txt"), b"keep").unwrap();
+    fs::create_dir(root.join("tmp/.obj-dir")).unwrap();
+    let store = Store::open(&root, OpenMode::Write).unwrap();
+    assert!(!root.join("tmp/.obj-leftover").exists() && !root.join("tmp/.meta-leftover").exists());
+    assert!(root.join("tmp/mine.txt").exists() && root.join("tmp/.obj-dir").is_dir());
+    drop(store);
+
+    // tmp/ as a link to another directory: neither open nor gc follows it.
+    let outside = d.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join(".obj-victim"), b"v").unwrap();
+    fs::remove_dir_all(root.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("tmp")).unwrap();
+    let e = Store::open(&root, OpenMode::Write).unwrap_err().to_string();
+    assert!(e.contains("not a directory"), "{e}");
+    let e = Store::open(&root, OpenMode::Read).unwrap().gc().unwrap_err().to_string();
+    assert!(e.contains("not a directory"), "{e}");
+    assert_eq!(fs::read(outside.join(".obj-victim")).unwrap(), b"v");
+
+    // objects/ab as a link to another directory: gc does not enter it.
+    fs::remove_file(root.join("tmp")).unwrap();
+    fs::create_dir(root.join("tmp")).unwrap();
+    let prefix = "ab";
+    let victim = format!("{}", "c".repeat(62));
+    fs::write(outside.join(&victim), b"v").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("objects").join(prefix)).unwrap();
+    Store::open(&root, OpenMode::Read).unwrap().gc().unwrap();
+    assert_eq!(fs::read(outside.join(&victim)).unwrap(), b"v");
+}
+
+/// A store of records `s1` (object a) and `s2` (object b), both pinned by
+/// ref `R`, and an unreached record `s3` (object c).
+fn store_with_ref() -> (tempfile::TempDir, PathBuf, [StageRecord; 3], [ObjectId; 3]) {
+    let (d, store) = temp_store();
+    let root = d.path().join("store");
+    let (a, b) = small_objects(&store);
+    let c = EdgeAttr::publish(&store, vec![7.0; 10]).unwrap();
+    let fp = |k: u32| fingerprint("s", 1, &serde_json::json!({"k": k}), &BTreeMap::new());
+    let recs = [rec(&store, &fp(1), &a, ObjectKind::EdgeIndex), rec(&store, &fp(2), &b, ObjectKind::EdgeAttr), rec(&store, &fp(3), &c, ObjectKind::EdgeAttr)];
+    for r in &recs {
+        store.put_record(r).unwrap();
+    }
+    store.put_ref(&Ref { name: "R".into(), stages: vec![RefStage::of(&recs[0]), RefStage::of(&recs[1])] }).unwrap();
+    (d, root, recs, [a, b, c])
+}
+
+fn record_file(root: &Path, r: &StageRecord) -> PathBuf {
+    root.join("records").join(format!("{}.json", r.fingerprint))
+}
+
+/// Rewrites a record file through `f` on its JSON (keeping the digest, as
+/// a hand edit would).
+fn edit_record(root: &Path, r: &StageRecord, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = record_file(root, r);
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+fn all_objects_present(root: &Path, ids: &[ObjectId]) -> bool {
+    ids.iter().all(|id| root.join("objects").join(&id.as_str()[..2]).join(&id.as_str()[2..]).is_file())
+}
+
+/// Issue 12, item 2: gc deleted the live objects of a ref whose record was
+/// damaged (`{not json`) or held another fingerprint's content.
+#[test]
+fn gc_removes_nothing_while_a_ref_reaches_a_record_it_cannot_trust() {
+    type Damage = fn(&Path, &[StageRecord; 3]);
+    let cases: [(&str, Damage); 5] = [
+        ("not json", |root, r| fs::write(record_file(root, &r[0]), b"{not json").unwrap()),
+        ("another fingerprint's record", |root, r| fs::copy(record_file(root, &r[2]), record_file(root, &r[0])).map(|_| ()).unwrap()),
+        ("missing", |root, r| fs::remove_file(record_file(root, &r[1])).unwrap()),
+        ("outputs swapped, digest kept", |root, r| edit_record(root, &r[1], |v| v["record"]["outputs"]["o"]["id"] = r[2].outputs["o"].id.to_string().into())),
+        ("a link to another record", |root, r| {
+            let p = record_file(root, &r[0]);
+            fs::remove_file(&p).unwrap();
+            std::os::unix::fs::symlink(record_file(root, &r[2]), &p).unwrap();
+        }),
+    ];
+    for (what, damage) in cases {
+        let (_d, root, recs, ids) = store_with_ref();
+        damage(&root, &recs);
+        let store = Store::open(&root, OpenMode::Read).unwrap();
+        match store.gc() {
+            Err(e @ StoreError::Refused { .. }) => assert!(e.to_string().contains("ref R") && e.to_string().contains("verify --repair"), "{what}: {e}"),
+            other => panic!("{what}: gc should refuse, got {other:?}"),
+        }
+        assert!(all_objects_present(&root, &ids), "{what}: gc removed an object");
+        assert!(!store.verify().unwrap().problems.is_empty(), "{what}: verify found nothing");
+        // After repair, gc runs and keeps what the ref still reaches.
+        let rep = store.repair().unwrap();
+        assert!(rep.refs_to_rebuild == ["R"], "{what}: {rep:?}");
+        assert!(store.verify().unwrap().problems.is_empty(), "{what}: verify after repair: {:?}", store.verify().unwrap().problems);
+        store.gc().unwrap();
+    }
+    // Undamaged: gc removes exactly the unreached record and its object.
+    let (_d, root, recs, ids) = store_with_ref();
+    let store = Store::open(&root, OpenMode::Read).unwrap();
+    let rep = store.gc().unwrap();
+    assert_eq!((rep.records_removed, rep.objects_removed, rep.objects_kept), (1, 1, 2));
+    assert!(all_objects_present(&root, &ids[..2]) && !record_file(&root, &recs[2]).exists());
+}
+
+/// Issue 12, item 4: records and refs are tamper-evident, verify checks
+/// them, and repair moves every damaged file aside.
+#[test]
+fn records_and_refs_are_checked_and_repair_quarantines_damage() {
+    // A hand edit of a record (outputs swapped for another valid object of
+    // the same kind): every reader refuses it, not only verify.
+    let (_d, root, recs, _ids) = store_with_ref();
+    edit_record(&root, &recs[1], |v| v["record"]["outputs"]["o"]["id"] = recs[2].outputs["o"].id.to_string().into());
+    let store = Store::open(&root, OpenMode::Read).unwrap();
+    let e = store.get_record(&recs[1].fingerprint).unwrap_err().to_string();
+    assert!(e.contains("does not match its digest"), "{e}");
+    let r = store.get_ref("R").unwrap();
+    assert!(store.pinned_record("R", &r.stages[1]).is_err());
+
+    // A record re-sealed by hand with a new digest: the ref pins the old one.
+    let (_d, root, recs, _ids) = store_with_ref();
+    let mut forged = recs[1].clone();
+    forged.outputs.get_mut("o").unwrap().id = recs[2].outputs["o"].id.clone();
+    forged.outputs.get_mut("o").unwrap().bytes = recs[2].outputs["o"].bytes;
+    fs::write(record_file(&root, &recs[1]), serde_json::to_vec(&serde_json::json!({"digest": forged.digest(), "record": forged})).unwrap()).unwrap();
+    let store = Store::open(&root, OpenMode::Read).unwrap();
+    assert!(store.get_record(&recs[1].fingerprint).unwrap().is_some(), "the forged record is self-consistent");
+    let e = store.pinned_record("R", &store.get_ref("R").unwrap().stages[1]).unwrap_err().to_string();
+    assert!(e.contains("pins digest"), "{e}");
+    let problems = store.verify().unwrap().problems;
+    assert!(problems.len() == 1 && problems[0].part == Part::Ref, "{problems:?}");
+
+    // A record (and ref) consistent in every hash, naming an object of the
+    // wrong kind: verify decodes each output as its recorded kind.
+    let (_d, root, _recs, _ids) = store_with_ref();
+    let store = Store::open(&root, OpenMode::Write).unwrap();
+    let index = EdgeIndex::publish(&store, (0..20).collect(), 10).unwrap();
+    let wrong = rec(&store, &fingerprint("s", 1, &serde_json::json!({"k": 9}), &BTreeMap::new()), &index, ObjectKind::EdgeAttr);
+
+    store.put_record(&wrong).unwrap();
+    store.put_ref(&Ref { name: "W".into(), stages: vec![RefStage::of(&wrong)] }).unwrap();
+    drop(store);
+    let store = Store::open(&root, OpenMode::Read).unwrap();
+    let problems = store.verify().unwrap().problems;
+    assert!(problems.iter().any(|p| p.part == Part::Record && p.to_string().contains("recorded as a edge_attr")), "{problems:?}");
+
+    // A flipped bit and an object replaced by a link to other bytes: repair
+    // moves the objects, the records listing them and the refs reaching
+    // those to quarantine/, and then verify is clean.
+    let (_d, root, recs, ids) = store_with_ref();
+    damage(&root.join("objects").join(&ids[0].as_str()[..2]).join(&ids[0].as_str()[2..]), |b| b[10] ^= 1);
+    let pb = root.join("objects").join(&ids[1].as_str()[..2]).join(&ids[1].as_str()[2..]);
+    fs::remove_file(&pb).unwrap();
+    std::os::unix::fs::symlink(root.join("objects").join(&ids[2].as_str()[..2]).join(&ids[2].as_str()[2..]), &pb).unwrap();
+    let store = Store::open(&root, OpenMode::Read).unwrap();
+    assert!(matches!(store.map_verified(&ids[1]), Err(StoreError::Damaged { .. })), "a link is never mapped");
+    let rep = store.verify().unwrap();
+    let parts: Vec<Part> = rep.problems.iter().map(|p| p.part).collect();
+    assert_eq!(parts, [Part::Object, Part::Object, Part::Record, Part::Record, Part::Ref], "{:?}", rep.problems);
+    let rep = store.repair().unwrap();
+    assert_eq!(rep.quarantined.len(), 5, "{rep:?}");
+    assert!(rep.quarantined.iter().all(|(_, _, to)| to.starts_with(root.join("quarantine"))));
+    assert!(store.verify().unwrap().problems.is_empty());
+    assert!(fs::symlink_metadata(&pb).is_err() && !record_file(&root, &recs[0]).exists());
+    assert!(root.join("objects").join(&ids[2].as_str()[..2]).join(&ids[2].as_str()[2..]).is_file(), "a link's target is never moved");
+    let g = store.gc().unwrap();
+    assert_eq!(g.quarantined_removed, 5);
+}
+
+/// A damaged record found by a build is quarantined and rebuilt, and the
+/// new record replaces it (it used to be "rebuilt" on every build, never
+/// replaced).
+#[test]
+fn a_build_replaces_a_damaged_record() {
+    let (_d, store) = temp_store();
+    let build = |store: &Store| {
+        store.get_or_build("s", 1, serde_json::json!({}), BTreeMap::new(), |s| {
+            let mut b = Built::default();
+            b.add("o", ObjectKind::EdgeAttr, EdgeAttr::publish(s, vec![1.0, 2.0, 3.0])?);
+            Ok::<_, StoreError>(b)
+        })
+    };
+    let (r1, o1) = build(&store).unwrap();
+    assert_eq!(o1, Outcome::Built);
+    fs::remove_file(store.object_path(&r1.outputs["o"].id)).unwrap();
+    let (r2, o2) = build(&store).unwrap();
+    assert!(matches!(&o2, Outcome::Repaired(why) if why.contains("missing")), "{o2:?}");
+    assert_eq!(r1, r2);
+    assert_eq!(build(&store).unwrap().1, Outcome::Fresh, "the second build after the damage is fresh");
+    assert!(store.verify().unwrap().problems.is_empty());
 }

@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run every stale stage and point the config's ref at the result.
-    #[command(after_help = "Examples:\n  textgcn build --config configs/R8.toml\n  textgcn build --config configs/20ng.toml --json > report.json\n  textgcn -v build --config configs/mr.toml")]
+    #[command(after_help = "Examples:\n  textgcn build --config configs/R8.toml\n  textgcn build --config configs/20ng.toml --json > report.json\n  textgcn build --repair --config configs/R8.toml   # after `verify` found damage\n  textgcn -v build --config configs/mr.toml")]
     Build {
         /// Run config (TOML).
         #[arg(long)]
@@ -49,6 +49,11 @@ enum Cmd {
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// First check every object, record and ref of the store and move
+        /// what is damaged to quarantine/ (as `verify --repair`), then build:
+        /// the result is byte-identical to a clean build.
+        #[arg(long)]
+        repair: bool,
     },
     /// Say what a build would rerun and why, without running.
     #[command(after_help = "Examples:\n  textgcn status --config configs/R8.toml\n  textgcn status --config configs/R8.toml --json")]
@@ -79,10 +84,18 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Re-hash every object; report any mismatch (exit 1 if there is one).
-    #[command(after_help = "Example:\n  textgcn --store /data/store verify")]
-    Verify,
-    /// Remove what no ref reaches.
+    /// Re-hash every object and check every record and ref; report any
+    /// problem (exit 1 if there is one).
+    #[command(after_help = "Examples:\n  textgcn --store /data/store verify\n  textgcn verify --repair   # move what is damaged to quarantine/, then rebuild the refs it names")]
+    Verify {
+        /// Move every damaged object, record and ref to quarantine/ (exit 0
+        /// once done); `textgcn build` of the named configs then recomputes
+        /// them.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove what no ref reaches, and the quarantine. Refused while a ref
+    /// reaches a record that is missing or damaged.
     #[command(after_help = "Example:\n  textgcn gc")]
     Gc,
     /// Download a standard corpus (20ng, R8, R52, mr, ohsumed), resumably,
@@ -121,9 +134,24 @@ fn run(cli: Cli) -> Result<()> {
     }
     let store_path = store_dir(cli.store.as_deref());
     match cli.cmd {
-        Cmd::Build { config, json } => {
+        Cmd::Build { config, json, repair } => {
             let cfg = config::load(&config)?;
-            let store = Store::open(&store_path, OpenMode::Write).with_context(|| format!("opening store {}", store_path.display()))?;
+            if repair {
+                // A directory that is no store (yet), or an older layout that
+                // the build upgrades, has nothing to repair.
+                match Store::open(&store_path, OpenMode::Read) {
+                    Ok(s) => report_repair(&s.repair().with_context(|| format!("repairing store {}", store_path.display()))?, v),
+                    Err(textgcn_artifacts::StoreError::NotAStore { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let store = match Store::open(&store_path, OpenMode::Write) {
+                Ok(s) => s,
+                // A store this user cannot write may still be up to date:
+                // then the build has nothing to do and succeeds.
+                Err(e) if is_read_only(&e) => return build_read_only(&store_path, &cfg, e, json, v),
+                Err(e) => return Err(e).with_context(|| format!("opening store {}", store_path.display())),
+            };
             let pb = ui::spinner(if json { Verbosity::Quiet } else { v }, format!("{}: {}", cfg.config.name, stages::STAGES[0]));
             let report = stages::build(&store, &cfg, |r| {
                 tracing::info!("{} {} in {:.3}s{}", r.stage, r.status, r.seconds, r.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default());
@@ -133,14 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             })
             .with_context(|| format!("building {}", cfg.config.name));
             pb.finish_and_clear();
-            let report = report?;
-            if json {
-                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&report)?)?;
-            } else if v.shows_results() {
-                let bytes: u64 = report.stages.iter().flat_map(|s| s.outputs.values().map(|o| o.1)).sum();
-                eprint!("{}", ui::build_table(&report.stages));
-                eprintln!("built {} in {:.3}s ({:.1} MB of artifacts)", report.name, report.seconds, bytes as f64 / 1e6);
-            }
+            print_build(&report?, json, v)?;
         }
         Cmd::Fetch { dataset, dir, base_url, json } => {
             let dir = dir.or_else(|| std::env::var_os("TEXTGCN_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("data"));
@@ -161,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = config::load(&config)?;
             let st = match Store::open(&store_path, OpenMode::Read) {
                 Ok(store) => stages::status(&store, &cfg)?,
-                Err(_) => stages::STAGES.iter().map(|s| stages::StageStatus { stage: (*s).into(), status: "stale", why: Some("no store yet".into()) }).collect(),
+                Err(_) => stages::STAGES.iter().map(|s| stages::StageStatus { stage: (*s).into(), status: stages::StageState::Stale, why: Some("no store yet".into()) }).collect(),
             };
             if json {
                 textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&st)?)?;
@@ -193,34 +214,115 @@ fn run(cli: Cli) -> Result<()> {
             use std::io::Write;
             std::io::stdout().lock().write_all(text.as_bytes())?;
         }
-        Cmd::Verify => {
+        Cmd::Verify { repair: false } => {
             let store = Store::open(&store_path, OpenMode::Read)?;
             let rep = store.verify()?;
             for p in &rep.problems {
                 eprintln!("problem: {p}");
             }
-            textgcn_pipeline::outln!("verified {} objects and {} records: {} problem(s)", rep.objects_checked, rep.records_checked, rep.problems.len())?;
+            if v.shows_results() {
+                textgcn_pipeline::outln!("verified {} objects, {} records and {} refs: {} problem(s)", rep.objects_checked, rep.records_checked, rep.refs_checked, rep.problems.len())?;
+            }
             if !rep.problems.is_empty() {
-                bail!("store {} has {} problem(s)", store_path.display(), rep.problems.len());
+                bail!("store {} has {} problem(s); `textgcn verify --repair` moves them to quarantine/", store_path.display(), rep.problems.len());
+            }
+        }
+        Cmd::Verify { repair: true } => {
+            let rep = Store::open(&store_path, OpenMode::Read)?.repair()?;
+            report_repair(&rep, v);
+            if v.shows_results() {
+                textgcn_pipeline::outln!("checked {} files: {} moved to quarantine/", rep.checked, rep.quarantined.len())?;
             }
         }
         Cmd::Gc => {
             let store = Store::open(&store_path, OpenMode::Read)?;
             let rep = store.gc()?;
-            textgcn_pipeline::outln!("removed {} objects and {} records ({:.1} MB); kept {} objects", rep.objects_removed, rep.records_removed, rep.bytes_freed as f64 / 1e6, rep.objects_kept)?;
+            if v.shows_results() {
+                textgcn_pipeline::outln!(
+                    "removed {} objects, {} records and {} quarantined files ({:.1} MB); kept {} objects",
+                    rep.objects_removed,
+                    rep.records_removed,
+                    rep.quarantined_removed,
+                    rep.bytes_freed as f64 / 1e6,
+                    rep.objects_kept
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// Prints a build's report: JSON on stdout, or the table on stderr.
+fn print_build(report: &stages::BuildReport, json: bool, v: Verbosity) -> Result<()> {
+    if json {
+        textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(report)?)?;
+    } else if v.shows_results() {
+        let bytes: u64 = report.stages.iter().flat_map(|s| s.outputs.values().map(|o| o.1)).sum();
+        eprint!("{}", ui::build_table(&report.stages));
+        eprintln!("built {} in {:.3}s ({:.1} MB of artifacts)", report.name, report.seconds, bytes as f64 / 1e6);
+    }
+    Ok(())
+}
+
+/// Says what `repair` moved aside and which refs to rebuild.
+fn report_repair(rep: &textgcn_artifacts::RepairReport, v: Verbosity) {
+    if !v.shows_results() {
+        return;
+    }
+    for (part, from, to) in &rep.quarantined {
+        eprintln!("quarantined {part:?} {} -> {}", from.display(), to.display());
+    }
+    for r in &rep.refs_to_rebuild {
+        eprintln!("ref {r} was damaged or reached damaged records: run `textgcn build --config <its config>`");
+    }
+}
+
+/// Whether opening a store for writing failed because this process may
+/// not write there (a read-only file system or no permission).
+fn is_read_only(e: &textgcn_artifacts::StoreError) -> bool {
+    use std::error::Error;
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied || io.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+}
+
+/// A build on a store that cannot be written: it succeeds when nothing is
+/// stale and the ref already names this build; else the open error stands.
+fn build_read_only(store_path: &std::path::Path, cfg: &config::LoadedConfig, open_err: textgcn_artifacts::StoreError, json: bool, v: Verbosity) -> Result<()> {
+    let t = std::time::Instant::now();
+    let refuse = |why: String| Err(anyhow::Error::new(open_err).context(format!("store {} cannot be written, and {why}", store_path.display())));
+    let Ok(store) = Store::open(store_path, OpenMode::Read) else { return refuse("it holds no build".into()) };
+    let stale = stages::stale_stages(&store, cfg)?;
+    if let Some(s) = stale.first() {
+        return refuse(format!("stage {} would rerun ({})", s.stage, s.why.as_deref().unwrap_or("stale")));
+    }
+    let built = stages::BuiltRef::open(&store, &cfg.config.name)?;
+    let report = stages::BuildReport {
+        name: built.name.clone(),
+        stages: built
+            .records()
+            .iter()
+            .map(|r| stages::StageReport {
+                stage: r.stage.clone(),
+                status: stages::StageState::Fresh,
+                why: Some("read-only store; already up to date".into()),
+                seconds: 0.0,
+                outputs: r.outputs.iter().map(|(k, o)| (k.clone(), (o.id.to_string(), o.bytes))).collect(),
+                summary: r.summary.clone(),
+                fingerprint: r.fingerprint.clone(),
+            })
+            .collect(),
+        seconds: t.elapsed().as_secs_f64(),
+    };
+    print_build(&report, json, v)
 }
 
 /// Degree and weight histograms of the ref `info` describes.
 fn plot_graph(store: &Store, info: &serde_json::Value, dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     let Some(name) = info["ref"].as_str() else { bail!("--plot needs a ref or config, not a single object") };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let recs = stages::ref_records(store, name)?;
-    let g = &recs["graph"];
-    let rp = textgcn_artifacts::RowPtr::open(store, &g.outputs["row_ptr"])?;
-    let ea = EdgeAttr::open(store, &g.outputs["edge_attr"])?;
+    let built = stages::BuiltRef::open(store, name)?;
+    let rp = textgcn_artifacts::RowPtr::open(store, built.object("graph", "row_ptr")?)?;
+    let ea = EdgeAttr::open(store, built.object("graph", "edge_attr")?)?;
     let nd = info["documents"].as_u64().unwrap_or(0) as usize;
     let deg: Vec<f64> = rp.values().windows(2).map(|w| (w[1] - w[0]) as f64).collect();
     let (dd, wd) = deg.split_at(nd.min(deg.len()));
@@ -281,39 +383,40 @@ fn inspect(store: &Store, target: &str) -> Result<serde_json::Value> {
         return Ok(json!({"object": target, "path": path, "bytes": bytes.len(), "content": kind}));
     }
     let name = if target.ends_with(".toml") { config::load_for_artifacts(target.as_ref())?.config.name } else { target.to_owned() };
-    let recs = stages::ref_records(store, &name)?;
-    let g = &recs["graph"];
-    let ei = EdgeIndex::open(store, &g.outputs["edge_index"])?;
-    let ea = EdgeAttr::open(store, &g.outputs["edge_attr"])?;
+    let built = stages::BuiltRef::open(store, &name)?;
+    let ei = EdgeIndex::open(store, built.object("graph", "edge_index")?)?;
+    let ea = EdgeAttr::open(store, built.object("graph", "edge_attr")?)?;
     let n = ei.num_nodes();
     let mut deg = vec![0u32; n];
     for &r in ei.rows() {
-        deg[r as usize] += 1;
+        // Rows are checked against the node count: a bad row is an error.
+        let slot = usize::try_from(r).ok().and_then(|r| deg.get_mut(r)).with_context(|| format!("edge_index of {name}: row {r} outside 0..{n}"))?;
+        *slot += 1;
     }
-    let vocab = tables::get_vocab(store, &recs["vocab"].outputs["vocab"])?;
+    let vocab = tables::get_vocab(store, built.object("vocab", "vocab")?)?;
     let top: Vec<_> = vocab.words.iter().zip(&vocab.freq).take(20).map(|(w, f)| json!([w, f])).collect();
     let mut sizes = serde_json::Map::new();
     let mut total = 0u64;
-    for rec in recs.values() {
-        for (k, id) in &rec.outputs {
-            let b = std::fs::metadata(store.object_path(id)).map(|m| m.len()).unwrap_or(0);
-            total += b;
-            sizes.insert(format!("{}.{k}", rec.stage), json!(b));
+    for rec in built.records() {
+        for (k, o) in &rec.outputs {
+            total += o.bytes;
+            sizes.insert(format!("{}.{k}", rec.stage), json!(o.bytes));
         }
     }
+    let (ingest, vocab_summary) = (built.summary("ingest")?, built.summary("vocab")?);
     Ok(json!({
         "ref": name,
-        "documents": recs["ingest"].summary["documents"],
-        "train_documents": recs["ingest"].summary["train"],
-        "test_documents": recs["ingest"].summary["test"],
-        "classes": recs["ingest"].summary["classes"],
-        "vocabulary": recs["vocab"].summary["vocabulary"],
-        "avg_doc_length": recs["vocab"].summary["avg_doc_length"],
-        "empty_documents": recs["vocab"].summary["empty_documents"],
+        "documents": ingest["documents"],
+        "train_documents": ingest["train"],
+        "test_documents": ingest["test"],
+        "classes": ingest["classes"],
+        "vocabulary": vocab_summary["vocabulary"],
+        "avg_doc_length": vocab_summary["avg_doc_length"],
+        "empty_documents": vocab_summary["empty_documents"],
         "nodes": n,
         "edges": ei.num_edges(),
-        "graph": g.summary,
-        "splits": recs["splits"].summary,
+        "graph": built.summary("graph")?,
+        "splits": built.summary("splits")?,
         "degree": stats(deg.iter().map(|&d| d as f64)),
         "weight": stats(ea.values().iter().map(|&x| x as f64)),
         "top_words": top,

@@ -13,9 +13,10 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let store = Store::open(&args[1], OpenMode::Read)?;
     let r = store.get_ref(&args[2])?;
-    let fp = &r.stages.iter().find(|(s, _)| s == "graph").expect("graph stage").1;
-    let rec = store.get_record(fp)?.expect("record");
-    let g = GraphData::from_objects(&store, &rec.outputs["edge_index"], &rec.outputs["edge_attr"], &rec.outputs["row_ptr"], Device::Cpu)?;
+    let entry = r.stage("graph").ok_or_else(|| anyhow::anyhow!("ref {} has no graph stage", args[2]))?;
+    let rec = store.pinned_record(&args[2], entry)?;
+    let id = |name: &str| rec.output_id(name).cloned().map_err(anyhow::Error::msg);
+    let g = GraphData::from_objects(&store, &id("edge_index")?, &id("edge_attr")?, &id("row_ptr")?, Device::Cpu)?;
     let n = g.num_nodes as i64;
     let torch = match &g.adj {
         Adj::Native { row_ptr, cols, vals } => Adj::Torch(Tensor::sparse_csr_tensor_crow_col_value_size(row_ptr.tensor(), cols.tensor(), vals.tensor(), [n, n], (Kind::Float, Device::Cpu))),

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use arrow_array::types::{Float32Type, Int64Type};
 use tch::{Device, Kind, Tensor};
-use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, RowPtr, Store};
+use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, RowPtr, Store, StoreError};
 use textgcn_pipeline::config::LoadedConfig;
 use textgcn_pipeline::{stages, tables};
 
@@ -214,6 +214,21 @@ fn check_csr(row_ptr: &[i64], cols: &[i64], n: usize) -> Result<()> {
 /// Loads the artifacts a config's ref points at. Refuses when the ref is
 /// missing or stale, naming the stage and the command that rebuilds it.
 pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<GraphData> {
+    load_checked(store_path, cfg, device).map_err(|e| {
+        // Damage in the store has a way back: say which.
+        let damaged = e.chain().any(|c| {
+            matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Corrupt { .. } | StoreError::Missing { .. } | StoreError::Damaged { .. } | StoreError::Format { .. } | StoreError::BadMetadata { .. }))
+                || c.downcast_ref::<stages::PipelineError>().is_some_and(|p| matches!(p, stages::PipelineError::Store(_) | stages::PipelineError::Other(_)))
+        });
+        if damaged {
+            anyhow::anyhow!("{}; `textgcn build --repair --config {}` moves what is damaged to quarantine/ and rebuilds it", textgcn_pipeline::error_chain(&e), cfg.path.display())
+        } else {
+            e
+        }
+    })
+}
+
+fn load_checked(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<GraphData> {
     let name = &cfg.config.name;
     let fix = format!("make pipeline CONFIG={}", cfg.path.display());
     let store = Store::open(store_path, OpenMode::Read).with_context(|| format!("no artifacts in {}; build them first with `{fix}`", store_path.display()))?;
@@ -221,30 +236,40 @@ pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<Gra
     if let Some(s) = stale.first() {
         bail!("the artifacts of {name} are stale: stage {} would rerun ({}); run `{fix}` first", s.stage, s.why.as_deref().unwrap_or("changed"));
     }
-    let recs = stages::ref_records(&store, name)?;
-    let g = &recs["graph"];
-    let data = GraphData::from_objects(&store, &g.outputs["edge_index"], &g.outputs["edge_attr"], &g.outputs["row_ptr"], device)?;
-    let nodes = tables::get_nodes(&store, &g.outputs["nodes"])?;
-    let label_names = tables::get_labels(&store, &g.outputs["labels"])?;
-    let s = tables::get_splits(&store, &recs["splits"].outputs["splits"])?;
+    let built = stages::BuiltRef::open(&store, name)?;
+    let graph_object = |output: &str| built.object("graph", output);
+    let data = GraphData::from_objects(&store, graph_object("edge_index")?, graph_object("edge_attr")?, graph_object("row_ptr")?, device)?;
+    let nodes = tables::get_nodes(&store, graph_object("nodes")?)?;
+    let label_names = tables::get_labels(&store, graph_object("labels")?)?;
+    let s = tables::get_splits(&store, built.object("splits", "splits")?)?;
     let docs: Vec<usize> = (0..nodes.kind.len()).filter(|&i| nodes.kind[i] == "doc").collect();
     if docs.iter().enumerate().any(|(k, &i)| k != i) {
         bail!("node table of {name}: documents are not nodes 0..D");
     }
     let labels: Vec<i64> = docs.iter().map(|&i| nodes.label_id[i] as i64).collect();
+    if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= label_names.len()) {
+        bail!("node table of {name}: label id {bad} outside the {} labels", label_names.len());
+    }
     let doc_names: Vec<String> = docs.iter().map(|&i| nodes.name[i].clone()).collect();
+    let n = data.num_nodes as i64;
+    for (which, list) in ["train", "val", "test"].iter().zip([&s.train, &s.val, &s.test]) {
+        if let Some(bad) = list.iter().find(|&&i| i < 0 || i >= labels.len() as i64 || i >= n) {
+            bail!("split table of {name}: {which} node {bad} is not a document node (0..{})", labels.len());
+        }
+    }
     let mut data = data.with_labels(labels, label_names, doc_names, [s.train, s.val, s.test]);
-    let v = tables::get_vocab(&store, &recs["vocab"].outputs["vocab"])?;
+    let vocab_id = built.object("vocab", "vocab")?;
+    let v = tables::get_vocab(&store, vocab_id)?;
     data.vocab = Some(VocabInfo {
         dataset: name.clone(),
         rules: cfg.config.tokenize.rules,
         lowercase: cfg.config.tokenize.lowercase,
-        vocab_object: recs["vocab"].outputs["vocab"].to_string(),
-        graph_object: g.outputs["edge_attr"].to_string(),
+        vocab_object: vocab_id.to_string(),
+        graph_object: graph_object("edge_attr")?.to_string(),
         words: v.words,
         df: v.df,
     });
-    if let Some(id) = recs["ingest"].outputs.get("held_out") {
+    if let Some(id) = built.optional_object("ingest", "held_out")? {
         data.held_out = Some(tables::get_documents(&store, id)?);
     }
     Ok(data)

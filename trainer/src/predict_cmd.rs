@@ -99,8 +99,7 @@ fn check_pipeline(pred: &Predictor, config_path: &Path, store: Option<&Path>) ->
     }
     let store_path = store_dir(store);
     let store = Store::open(&store_path, OpenMode::Read).with_context(|| format!("opening the store {}", store_path.display()))?;
-    let recs = stages::ref_records(&store, &cfg.config.name)?;
-    let vocab = recs["vocab"].outputs["vocab"].to_string();
+    let vocab = stages::BuiltRef::open(&store, &cfg.config.name)?.object("vocab", "vocab")?.to_string();
     if vocab != m.vocab_object {
         bail!(
             "model/pipeline mismatch: the model was trained on vocabulary {} (of {}), but {} built vocabulary {}; retrain, or predict without --config",
@@ -133,7 +132,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let accuracy = docs.labels.as_ref().map(|labels| labels.iter().zip(&preds).filter(|(l, p)| p.label.as_deref() == Some(l.as_str())).count() as f64 / labels.len() as f64);
     write_predictions(&args, &pred, &docs, &preds)?;
     let summary = serde_json::json!({
-        "model": args.model,
+        "model": args.model.to_string_lossy(),
         "dataset": pred.meta().dataset,
         "documents": preds.len(),
         "without_known_words": no_words,

@@ -1,0 +1,2 @@
+//! Test support shared by the pipeline's integration tests.
+pub mod readers;

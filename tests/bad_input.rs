@@ -202,7 +202,7 @@ fn blank_documents_are_an_error_unless_kept_and_empty_after_cleaning_is_legal() 
 }
 
 #[test]
-fn a_100_mb_single_line_is_handled_in_bounded_memory() {
+fn a_100_mb_single_line_is_refused_or_handled_in_bounded_memory() {
     use rand::{Rng, SeedableRng};
     let d = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
@@ -222,7 +222,17 @@ fn a_100_mb_single_line_is_handled_in_bounded_memory() {
     }
     std::fs::write(d.path().join("corpus.txt"), &corpus).unwrap();
     std::fs::write(d.path().join("meta.txt"), &meta).unwrap();
+    // Over the default limit of one document (64 MiB): refused at once,
+    // naming the line; raised, built in memory linear in the input.
     let cfg = write_config(d.path(), "big", d.path(), "corpus.txt", "meta.txt", "");
+    let mut c = textgcn(&d.path().join("store"));
+    c.arg("build").arg("--config").arg(&cfg);
+    let o = run(c);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("corpus.txt:1: document \"d0\" is 104857") && t.contains("more than ingest.max_document_bytes (67108864)"), "{t}");
+    assert_nothing_published(&d.path().join("store"));
+    let cfg = write_config(d.path(), "big", d.path(), "corpus.txt", "meta.txt", "max_document_bytes = 134217728");
     let mut c = std::process::Command::new("/usr/bin/time");
     c.args(["-f", "MAXRSS_KB %M"]).arg(bin("textgcn")).arg("--store").arg(d.path().join("store")).arg("build").arg("--config").arg(&cfg);
     let o = run(c);

@@ -107,6 +107,13 @@ pub struct IngestConfig {
     /// the corpus.
     #[serde(default)]
     pub hold_out_test: bool,
+    /// The longest document accepted, in bytes of the corpus file (default
+    /// 64 MiB). A build holds a few copies of its longest document at once
+    /// (raw, decoded, cleaned, encoded: about 7× in all), so this bounds
+    /// the memory one document can take; a longer one is an error naming
+    /// its line. Not part of the fingerprint: it changes no output.
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: u64,
 }
 
 /// Tokenizer rules.
@@ -216,6 +223,9 @@ pub struct TrainConfig {
 
 fn default_format() -> Format {
     Format::Textgcn
+}
+fn default_max_document_bytes() -> u64 {
+    64 << 20
 }
 fn default_text_column() -> String {
     "text".into()
@@ -429,6 +439,9 @@ impl Config {
         }
         if self.ingest.hold_out_test && self.ingest.format != Format::Textgcn && self.ingest.split_column.is_none() {
             return err("ingest.hold_out_test", "needs a train/test split in the corpus: a meta file or `split_column`".into());
+        }
+        if self.ingest.max_document_bytes == 0 {
+            return err("ingest.max_document_bytes", "must be at least 1".into());
         }
         if self.vocab.min_freq == 0 {
             return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());

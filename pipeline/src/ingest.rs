@@ -113,6 +113,22 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
+    /// A document longer than `ingest.max_document_bytes`.
+    #[error("{}:{line}: document {name:?} is {bytes} bytes long, more than ingest.max_document_bytes ({limit}){hint}; a build holds about 7 copies of its longest document, so raise the limit only with the memory for it", path.display())]
+    TooLong {
+        /// The corpus file.
+        path: PathBuf,
+        /// 1-based line (or data row).
+        line: usize,
+        /// The document's name.
+        name: String,
+        /// Its length in bytes.
+        bytes: usize,
+        /// The limit.
+        limit: u64,
+        /// A guess at the cause, when there is one.
+        hint: String,
+    },
     /// Fewer than two classes.
     #[error("{}: only one class ({label:?}); classification needs at least two", path.display())]
     SingleClass {
@@ -247,6 +263,11 @@ pub fn parse_textgcn(corpus: &Path, cbytes: &[u8], meta: &Path, mbytes: &[u8], c
         docs.names.push(name.to_owned());
         docs.splits.push(split.to_owned());
         docs.labels.push(label.to_owned());
+    }
+    if let Some((i, (_, raw))) = clines.iter().enumerate().find(|(_, (_, raw))| raw.len() as u64 > cfg.max_document_bytes) {
+        let crs = raw.iter().filter(|&&b| b == b'\r').count();
+        let hint = if crs > 1 { format!(" (it holds {crs} carriage returns: a file with CR line ends? convert them to LF)") } else { String::new() };
+        return Err(IngestError::TooLong { path: corpus.into(), line: i + 1, name: docs.names[i].clone(), bytes: raw.len(), limit: cfg.max_document_bytes, hint });
     }
     let mut replacements = 0;
     for (i, (off, raw)) in clines.iter().enumerate() {
@@ -521,6 +542,9 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
             None => String::new(),
         };
         let text = texts[row].clone().unwrap_or_default();
+        if text.len() as u64 > cfg.max_document_bytes {
+            return Err(IngestError::TooLong { path: path.into(), line: row + 1, name, bytes: text.len(), limit: cfg.max_document_bytes, hint: String::new() });
+        }
         if text.trim().is_empty() && !cfg.keep_blank_documents {
             return Err(bad(format!("document {name:?} is blank; remove it or set ingest.keep_blank_documents = true")));
         }
@@ -553,6 +577,7 @@ mod tests {
             split_column: None,
             name_column: None,
             hold_out_test: false,
+            max_document_bytes: 1 << 20,
         }
     }
 

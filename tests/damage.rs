@@ -4,7 +4,6 @@
 //! byte-identical to a clean build, nothing panics, and a killed training
 //! run leaves no half-written run directory.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -30,18 +29,6 @@ fn fails_cleanly(o: &Output, what: &str) -> String {
     assert_eq!(o.status.code(), Some(1), "{what}: expected exit 1, got {:?}: {t}", o.status);
     assert!(t.contains("error:") && !t.contains("panicked"), "{what}: {t}");
     t
-}
-
-/// Objects, records and refs by name and bytes.
-fn content(store: &Path) -> BTreeMap<String, Vec<u8>> {
-    ["objects", "records", "refs"]
-        .iter()
-        .flat_map(|d| files_under(&store.join(d)).into_iter().map(move |f| format!("{d}/{f}")))
-        .map(|f| {
-            let bytes = std::fs::read(store.join(&f)).unwrap();
-            (f, bytes)
-        })
-        .collect()
 }
 
 fn object_path(store: &Path, id: &str) -> PathBuf {
@@ -97,7 +84,7 @@ fn damage_is_found_by_every_reader_and_build_repair_restores_a_clean_build() {
         build(&store, &mr15);
         store
     };
-    let reference = content(&fresh("reference"));
+    let reference = store_content(&fresh("reference"));
     let verify_fails = |store: &Path, what: &str| {
         let mut c = textgcn_in(store);
         c.arg("verify");
@@ -110,7 +97,7 @@ fn damage_is_found_by_every_reader_and_build_repair_restores_a_clean_build() {
         let mut c = textgcn_in(store);
         c.arg("verify");
         ok(c);
-        assert!(content(store) == reference, "{what}: the repaired store differs from a clean build");
+        assert!(store_content(store) == reference, "{what}: the repaired store differs from a clean build");
     };
 
     // 1. A flipped bit in the mapped weights: verify and training say so,
@@ -155,7 +142,7 @@ fn damage_is_found_by_every_reader_and_build_repair_restores_a_clean_build() {
     let mut c = textgcn_in(&store);
     c.arg("gc");
     ok(c); // removes the quarantined record
-    assert!(content(&store) == reference, "the rebuilt store differs from a clean build");
+    assert!(store_content(&store) == reference, "the rebuilt store differs from a clean build");
 
     // 4. The graph record's outputs swapped for the other valid graph (an
     //    edit that keeps the digest): no reader uses it.
@@ -247,7 +234,7 @@ fn quiet_means_quiet_and_an_up_to_date_read_only_store_builds() {
         if !exe.exists() {
             std::fs::copy(bin("textgcn"), &exe).unwrap();
         }
-        let mut c = if unsafe_is_root() {
+        let mut c = if is_root() {
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&exe);
             c
@@ -269,7 +256,7 @@ fn quiet_means_quiet_and_an_up_to_date_read_only_store_builds() {
 
 /// Whether this process runs as root (who may write anything, so another
 /// user stands in for a read-only store).
-fn unsafe_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
 }
 

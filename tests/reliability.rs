@@ -2,7 +2,7 @@
 //! concurrently, traced for the order of their publishing system calls.
 //! The figures these tests reach are in docs/reliability.md.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -18,18 +18,6 @@ fn build_cmd(store: &Path, cfg: &Path) -> Command {
     c
 }
 
-/// What must be identical between two stores: objects, records and refs,
-/// by name and bytes (provenance holds timings and is excluded on purpose).
-fn content(store: &Path) -> BTreeMap<String, Vec<u8>> {
-    ["objects", "records", "refs"]
-        .iter()
-        .flat_map(|d| files_under(&store.join(d)).into_iter().map(move |f| format!("{d}/{f}")))
-        .map(|f| {
-            let bytes = std::fs::read(store.join(&f)).unwrap();
-            (f, bytes)
-        })
-        .collect()
-}
 
 /// Checks every object file under `store/objects` not seen before: its
 /// bytes must hash to its name. Returns how many it checked.
@@ -57,7 +45,7 @@ fn builds_killed_anywhere_complete_to_the_same_bytes() {
     let cfg = repo().join("configs/mr.toml");
     let reference = dir.path().join("reference");
     assert!(build_cmd(&reference, &cfg).status().unwrap().success());
-    let want = content(&reference);
+    let want = store_content(&reference);
     // A reader that checks every object as soon as it appears.
     let current = Arc::new(std::sync::Mutex::new(PathBuf::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -111,7 +99,7 @@ fn builds_killed_anywhere_complete_to_the_same_bytes() {
         });
         assert!(o.status.success(), "run {i}: rerun failed: {}", text(&o));
         assert!(files_under(&store.join("tmp")).is_empty(), "run {i}: temp files left after a complete run");
-        let got = content(&store);
+        let got = store_content(&store);
         assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "run {i}: files differ from the uninterrupted build");
         assert!(got == want, "run {i}: bytes differ from the uninterrupted build");
         let mut v = textgcn(&store);

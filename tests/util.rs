@@ -101,3 +101,16 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// What must be identical between two stores: objects, records and refs,
+/// by name and bytes (provenance holds timings and is excluded on purpose).
+pub fn store_content(store: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    ["objects", "records", "refs"]
+        .iter()
+        .flat_map(|d| files_under(&store.join(d)).into_iter().map(move |f| format!("{d}/{f}")))
+        .map(|f| {
+            let bytes = std::fs::read(store.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}

@@ -501,6 +501,11 @@ impl Store {
         if rec.fingerprint != fp {
             return Ok(RecordState::Damaged(bad_record(&path, format!("it holds the record of fingerprint {}", short(&rec.fingerprint)))));
         }
+        // The fingerprint (the file's name) pins the stage, its code
+        // version, parameters and inputs; the digest pins the rest.
+        if fingerprint(&rec.stage, rec.code_version, &rec.params, &rec.inputs) != fp {
+            return Ok(RecordState::Damaged(bad_record(&path, "its stage, code version, parameters and inputs do not hash to its fingerprint".into())));
+        }
         for (name, out) in &rec.outputs {
             if let Err(e) = self.check_output_file(out) {
                 return Ok(RecordState::Damaged(bad_record(&path, format!("output `{name}`: {e}"))));

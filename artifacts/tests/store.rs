@@ -249,14 +249,16 @@ fn two_processes_building_the_same_stage_both_succeed_with_one_copy() {
     assert!(rep.problems.is_empty());
 }
 
-/// A record of stage `s` with one output `o`, the object `id` of `kind`.
-fn rec(store: &Store, fp: &str, id: &ObjectId, kind: ObjectKind) -> StageRecord {
+/// A record of stage `s` with params `{"k": k}` and one output `o`, the
+/// object `id` of `kind`.
+fn rec(store: &Store, k: u32, id: &ObjectId, kind: ObjectKind) -> StageRecord {
     let bytes = fs::metadata(store.object_path(id)).unwrap().len();
+    let params = serde_json::json!({"k": k});
     StageRecord {
         stage: "s".into(),
-        fingerprint: fp.into(),
+        fingerprint: fingerprint("s", 1, &params, &BTreeMap::new()),
         code_version: 1,
-        params: serde_json::json!({}),
+        params,
         inputs: BTreeMap::new(),
         outputs: [("o".to_owned(), Output { id: id.clone(), kind, bytes })].into(),
         summary: serde_json::json!({}),
@@ -267,12 +269,11 @@ fn rec(store: &Store, fp: &str, id: &ObjectId, kind: ObjectKind) -> StageRecord 
 fn records_refs_and_gc() {
     let (_d, store) = temp_store();
     let (a, b) = small_objects(&store);
-    let fpa = fingerprint("s", 1, &serde_json::json!({"k": 1}), &BTreeMap::new());
-    let fpb = fingerprint("s", 1, &serde_json::json!({"k": 2}), &BTreeMap::new());
+    let (ra, rb) = (rec(&store, 1, &a, ObjectKind::EdgeIndex), rec(&store, 2, &b, ObjectKind::EdgeAttr));
+    let (fpa, fpb) = (ra.fingerprint.clone(), rb.fingerprint.clone());
     assert_ne!(fpa, fpb);
-    let ra = rec(&store, &fpa, &a, ObjectKind::EdgeIndex);
     store.put_record(&ra).unwrap();
-    store.put_record(&rec(&store, &fpb, &b, ObjectKind::EdgeAttr)).unwrap();
+    store.put_record(&rb).unwrap();
     assert_eq!(store.get_record(&fpa).unwrap().unwrap().outputs["o"].id, a);
     store.put_ref(&Ref { name: "R8".into(), stages: vec![RefStage::of(&ra)] }).unwrap();
     assert!(matches!(store.put_ref(&Ref { name: "../x".into(), stages: vec![] }), Err(StoreError::BadRefName(_))));
@@ -311,11 +312,11 @@ fn a_roll_back_keeps_what_another_build_reuses() {
     a.start_transaction();
     let shared = EdgeAttr::publish(&a, vec![1.0, 2.0]).unwrap();
     let only_a = EdgeAttr::publish(&a, vec![3.0]).unwrap();
-    let fp_shared = fingerprint("s", 1, &serde_json::json!({"k": 1}), &BTreeMap::new());
-    let fp_only_a = fingerprint("s", 1, &serde_json::json!({"k": 2}), &BTreeMap::new());
-    let rec_shared = rec(&a, &fp_shared, &shared, ObjectKind::EdgeAttr);
+    let rec_shared = rec(&a, 1, &shared, ObjectKind::EdgeAttr);
+    let rec_only_a = rec(&a, 2, &only_a, ObjectKind::EdgeAttr);
+    let (fp_shared, fp_only_a) = (rec_shared.fingerprint.clone(), rec_only_a.fingerprint.clone());
     a.put_record(&rec_shared).unwrap();
-    a.put_record(&rec(&a, &fp_only_a, &only_a, ObjectKind::EdgeAttr)).unwrap();
+    a.put_record(&rec_only_a).unwrap();
 
     // B runs: it finds A's record and the same bytes, so it creates neither.
     let b = Store::open(&root, OpenMode::Write).unwrap();
@@ -494,8 +495,7 @@ fn store_with_ref() -> (tempfile::TempDir, PathBuf, [StageRecord; 3], [ObjectId;
     let root = d.path().join("store");
     let (a, b) = small_objects(&store);
     let c = EdgeAttr::publish(&store, vec![7.0; 10]).unwrap();
-    let fp = |k: u32| fingerprint("s", 1, &serde_json::json!({"k": k}), &BTreeMap::new());
-    let recs = [rec(&store, &fp(1), &a, ObjectKind::EdgeIndex), rec(&store, &fp(2), &b, ObjectKind::EdgeAttr), rec(&store, &fp(3), &c, ObjectKind::EdgeAttr)];
+    let recs = [rec(&store, 1, &a, ObjectKind::EdgeIndex), rec(&store, 2, &b, ObjectKind::EdgeAttr), rec(&store, 3, &c, ObjectKind::EdgeAttr)];
     for r in &recs {
         store.put_record(r).unwrap();
     }
@@ -592,7 +592,7 @@ fn records_and_refs_are_checked_and_repair_quarantines_damage() {
     let (_d, root, _recs, _ids) = store_with_ref();
     let store = Store::open(&root, OpenMode::Write).unwrap();
     let index = EdgeIndex::publish(&store, (0..20).collect(), 10).unwrap();
-    let wrong = rec(&store, &fingerprint("s", 1, &serde_json::json!({"k": 9}), &BTreeMap::new()), &index, ObjectKind::EdgeAttr);
+    let wrong = rec(&store, 9, &index, ObjectKind::EdgeAttr);
 
     store.put_record(&wrong).unwrap();
     store.put_ref(&Ref { name: "W".into(), stages: vec![RefStage::of(&wrong)] }).unwrap();

@@ -646,3 +646,25 @@ fn a_build_replaces_a_damaged_record() {
     assert_eq!(build(&store).unwrap().1, Outcome::Fresh, "the second build after the damage is fresh");
     assert!(store.verify().unwrap().problems.is_empty());
 }
+
+/// A store of layout 1 (records without digests) is refused by readers
+/// with a pointer to the upgrade, and upgraded by the first writer: its
+/// records and refs go to quarantine/, its objects stay, gc cleans up.
+#[test]
+fn a_layout_1_store_is_upgraded_by_the_first_build() {
+    let (_d, root, recs, ids) = store_with_ref();
+    fs::write(root.join("STORE"), "textgcn-store 1\n").unwrap();
+    let e = Store::open(&root, OpenMode::Read).unwrap_err().to_string();
+    assert!(e.contains("layout 1") && e.contains("run `textgcn build` once to upgrade it"), "{e}");
+    let store = Store::open(&root, OpenMode::Write).unwrap();
+    assert_eq!(fs::read_to_string(root.join("STORE")).unwrap(), format!("textgcn-store {LAYOUT_VERSION}\n"));
+    assert!(store.get_record(&recs[0].fingerprint).unwrap().is_none() && matches!(store.get_ref("R"), Err(StoreError::NoSuchRef { .. })));
+    assert!(all_objects_present(&root, &ids), "the upgrade removed an object");
+    let moved: Vec<_> = fs::read_dir(root.join("quarantine")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(moved.len() == 1 && moved[0].starts_with("layout-1-"), "{moved:?}");
+    assert!(root.join("quarantine").join(&moved[0]).join("records").join(format!("{}.json", recs[0].fingerprint)).is_file());
+    drop(store);
+    let rep = Store::open(&root, OpenMode::Read).unwrap().gc().unwrap();
+    assert_eq!((rep.quarantined_removed, rep.objects_removed), (1, 3));
+    assert!(fs::read_dir(root.join("quarantine")).unwrap().next().is_none());
+}

@@ -182,6 +182,8 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = config::load(&config)?;
             let st = match Store::open(&store_path, OpenMode::Read) {
                 Ok(store) => stages::status(&store, &cfg)?,
+                // An older layout or a foreign directory is said as such.
+                Err(e) if store_path.join("STORE").exists() || store_path.is_file() => return Err(e.into()),
                 Err(_) => stages::STAGES.iter().map(|s| stages::StageStatus { stage: (*s).into(), status: stages::StageState::Stale, why: Some("no store yet".into()) }).collect(),
             };
             if json {
@@ -290,7 +292,10 @@ fn is_read_only(e: &textgcn_artifacts::StoreError) -> bool {
 fn build_read_only(store_path: &std::path::Path, cfg: &config::LoadedConfig, open_err: textgcn_artifacts::StoreError, json: bool, v: Verbosity) -> Result<()> {
     let t = std::time::Instant::now();
     let refuse = |why: String| Err(anyhow::Error::new(open_err).context(format!("store {} cannot be written, and {why}", store_path.display())));
-    let Ok(store) = Store::open(store_path, OpenMode::Read) else { return refuse("it holds no build".into()) };
+    let store = match Store::open(store_path, OpenMode::Read) {
+        Ok(s) => s,
+        Err(e) => return refuse(format!("it cannot be read as a store either ({e})")),
+    };
     let stale = stages::stale_stages(&store, cfg)?;
     if let Some(s) = stale.first() {
         return refuse(format!("stage {} would rerun ({})", s.stage, s.why.as_deref().unwrap_or("stale")));

@@ -261,6 +261,12 @@ fn build_stage(idx: usize, store: &Store, cfg: &LoadedConfig, prev: &[StageRecor
             if trace {
                 tracing::debug!("vocab: count and encode {:.3}s", t.elapsed().as_secs_f64());
             }
+            if dt.ids.len() > i32::MAX as usize {
+                return Err(PipelineError::Other(format!(
+                    "the corpus has {} tokens after filtering, more than the 2,147,483,647 a doc_tokens table holds; raise vocab.min_freq or split the corpus",
+                    dt.ids.len()
+                )));
+            }
             let empty = (0..dt.num_docs()).filter(|&d| dt.doc(d).is_empty()).count();
             let avg = dt.ids.len() as f64 / dt.num_docs() as f64;
             summary = json!({"vocabulary": v.words.len(), "tokens": dt.ids.len(), "avg_doc_length": avg, "empty_documents": empty});

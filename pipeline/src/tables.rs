@@ -99,7 +99,7 @@ pub fn get_vocab(store: &Store, id: &ObjectId) -> Result<Vocab, StoreError> {
 
 /// Publishes id-encoded documents as one `List<UInt32>` column.
 pub fn put_doc_tokens(store: &Store, t: &DocTokens) -> Result<ObjectId, StoreError> {
-    let offsets: Vec<i32> = t.offsets.iter().map(|&o| i32::try_from(o).expect("fewer than 2^31 tokens")).collect();
+    let offsets: Vec<i32> = t.offsets.iter().map(|&o| i32::try_from(o).expect("the vocab stage refuses more than 2^31 - 1 tokens")).collect();
     let field = Arc::new(Field::new("item", DataType::UInt32, false));
     let list = ListArray::new(field, arrow_buffer::OffsetBuffer::new(offsets.into()), Arc::new(UInt32Array::from(t.ids.clone())), None);
     publish_table(store, &batch(vec![("tokens", Arc::new(list))]))

@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
         split_column: None,
         name_column: None,
         hold_out_test: false,
+        // Small, so that the fuzzer reaches the limit's error too.
+        max_document_bytes: 4096,
     };
     if let Ok(docs) = ingest::parse_textgcn(Path::new("c.txt"), corpus, Path::new("m.txt"), meta, &cfg) {
         let mut buf = Vec::new();

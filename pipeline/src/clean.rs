@@ -1,7 +1,7 @@
 //! Cleaning and tokenizing one document.
 //!
 //! [`reference_tokens`] reproduces the reference `clean_str` exactly (see
-//! `textgcn-reference.md` §1): every character outside
+//! `docs/method.md` §1): every character outside
 //! ``[A-Za-z0-9(),!?'`]`` becomes a space; the clitics `'s 've n't 're 'd 'll`
 //! are split off (case-sensitive, before lower-casing); `, ! ( ) ?` are
 //! padded with spaces and `( ) ?` are written `\( \) \?`; whitespace runs

@@ -23,7 +23,8 @@ use arrow_ipc::{MetadataVersion, root_as_footer};
 use arrow_schema::{Field, Schema};
 
 use crate::error::{Result, StoreError};
-use crate::store::{ObjectId, Store};
+use crate::id::ObjectId;
+use crate::store::Store;
 
 /// Metadata key under which a columnar file records its kind and shape.
 pub const META_KEY: &str = "textgcn";

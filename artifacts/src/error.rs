@@ -8,15 +8,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An I/O operation on a store path failed.
-    #[error("{op} {}: {source}", path.display())]
+    /// The message says the operating system's error, so it is not also
+    /// returned as the error's source (which would print it twice).
+    #[error("{op} {}: {error}", path.display())]
     Io {
         /// What was being done ("creating", "reading", "renaming", ...).
         op: &'static str,
         /// The path it was done to.
         path: PathBuf,
         /// The operating system's error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// An object's bytes no longer hash to its name (flipped bits, truncation,
     /// extension, or another object's content under this name).
@@ -113,7 +114,7 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| StoreError::Io { op, path: path.into(), source })
+        self.map_err(|source| StoreError::Io { op, path: path.into(), error: source })
     }
 }
 

@@ -25,11 +25,17 @@
 //!
 //! All `unsafe` lives in the private `mapped` module.
 
+pub mod atomic;
 pub mod columnar;
 mod direct;
 pub mod error;
+mod failpoint;
+mod id;
+mod layout;
+mod lock;
 pub mod maintain;
 mod mapped;
+mod nofollow;
 pub mod record;
 pub mod store;
 pub mod table;
@@ -39,5 +45,9 @@ pub use error::{Result, StoreError};
 pub use mapped::Mmap;
 pub use maintain::{GcReport, Part, Problem, RepairReport, VerifyReport};
 pub use record::{ObjectKind, Output, Ref, RefStage, StageRecord, fingerprint};
-pub use store::{Built, LAYOUT_VERSION, ObjectId, OpenMode, Outcome, RecordState, StageLock, Store, failpoint, hash_bytes};
+pub use failpoint::{failpoint, observe};
+pub use id::{ObjectId, hash_bytes};
+pub use layout::LAYOUT_VERSION;
+pub use lock::StageLock;
+pub use store::{Built, OpenMode, Outcome, RecordState, Store};
 pub use table::{decode_table, publish_table, read_table, read_table_columns};

@@ -17,7 +17,12 @@ use serde::Serialize;
 
 use crate::error::{IoContext, Result, StoreError};
 use crate::record::{ObjectKind, short};
-use crate::store::{Gate, ObjectId, RecordState, Store, ignore_missing, sweep_tmp, sync_dir};
+use crate::atomic::sync_dir;
+use crate::id::ObjectId;
+use crate::layout::sweep_tmp;
+use crate::lock::Gate;
+use crate::nofollow::ignore_missing;
+use crate::store::{RecordState, Store};
 
 /// Which part of the store a [`Problem`] is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -189,7 +194,7 @@ impl Store {
                     good.insert(id, path);
                 }
                 // Removed meanwhile (verify takes no lock; gc may run).
-                Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(StoreError::Io { error: source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
                 Ok(actual) => rep.problems.push(Problem {
                     part: Part::Object,
                     path: path.clone(),
@@ -307,7 +312,7 @@ impl Store {
     /// read-mode handles; released when the returned guard drops.
     fn lock_exclusively(&self, op: &'static str) -> Result<std::fs::File> {
         if self.lock.is_some() {
-            return Err(StoreError::Io { op, path: self.root.clone(), source: io::Error::other("needs a read-mode handle (a write handle holds the shared lock)") });
+            return Err(StoreError::Io { op, path: self.root.clone(), error: io::Error::other("needs a read-mode handle (a write handle holds the shared lock)") });
         }
         let lock_path = self.root.join("store.lock");
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx("opening", &lock_path)?;

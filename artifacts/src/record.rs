@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::ObjectId;
+use crate::id::ObjectId;
 
 /// What kind of file an object is; checked by `verify` (the object must
 /// decode as its kind) and by readers that expect an output of one kind.

@@ -1,6 +1,10 @@
-//! The store: immutable content-addressed objects, stage records, refs,
-//! locks and the commit protocol. `verify`, `repair` and `gc` are in
-//! [`crate::maintain`], the record and ref formats in [`crate::record`].
+//! The store: publishing immutable content-addressed objects, stage
+//! records and refs, building a stage once (`get_or_build`), and rolling a
+//! failed build back. Beside it: object names and hashing (`id`), the
+//! layout, marker and temp sweep (`layout`), the locks (`lock`), link-safe
+//! opens (`nofollow`), atomic files ([`crate::atomic`]), crash-test hooks
+//! (`failpoint`), `verify`/`repair`/`gc` ([`crate::maintain`]) and the
+//! record and ref formats ([`crate::record`]).
 //!
 //! Layout of a store directory:
 //!
@@ -39,119 +43,21 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub(crate) use crate::atomic::sync_dir;
+use crate::atomic;
+use crate::failpoint::failpoint;
+use crate::id::{HashWriter, ObjectId, hash_reader};
+use crate::layout::{DIRS, check_can_host, marker_version, remove_marker_temporaries, sweep_tmp, upgrade_layout_1, write_marker_file, LAYOUT_VERSION};
+use crate::lock::{Gate, StageLock};
+pub(crate) use crate::nofollow::{ignore_missing, is_symlink_error, open_no_follow, read_no_follow};
 use crate::error::{IoContext, Result, StoreError};
 use crate::mapped::{Mmap, map_readonly};
 use crate::record::{ObjectKind, Output, Ref, RecordFile, StageRecord, fingerprint, short};
 pub use crate::maintain::{GcReport, VerifyReport};
 
-
-/// Version of the on-disk layout, written to `STORE`.
-/// Layout 2 added record digests, output kinds and sizes, and refs that pin
-/// record digests; a layout-1 store is upgraded by the first build.
-pub const LAYOUT_VERSION: u32 = 2;
-
-/// Name of an object: the lowercase hex BLAKE3 hash of its bytes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ObjectId(String);
-
-impl ObjectId {
-    /// Parses a 64-digit lowercase hex id.
-    pub fn parse(s: &str) -> Result<Self> {
-        if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(ObjectId(s.to_owned()))
-        } else {
-            Err(StoreError::BadId(s.to_owned()))
-        }
-    }
-    /// The id of these bytes.
-    pub fn of_bytes(bytes: &[u8]) -> Self {
-        ObjectId(hash_bytes(bytes).to_hex().to_string())
-    }
-    /// The hex string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    /// A short prefix for messages.
-    pub fn short(&self) -> &str {
-        &self.0[..12]
-    }
-}
-
-impl std::fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl TryFrom<String> for ObjectId {
-    type Error = StoreError;
-    fn try_from(s: String) -> Result<Self> {
-        ObjectId::parse(&s)
-    }
-}
-impl From<ObjectId> for String {
-    fn from(id: ObjectId) -> String {
-        id.0
-    }
-}
-
-/// BLAKE3 of a byte slice, multi-threaded for large inputs.
-pub fn hash_bytes(bytes: &[u8]) -> blake3::Hash {
-    let mut h = blake3::Hasher::new();
-    if bytes.len() >= 1 << 20 {
-        h.update_rayon(bytes);
-    } else {
-        h.update(bytes);
-    }
-    h.finalize()
-}
-
-/// BLAKE3 of a file's contents read with read(2) in large chunks.
-fn hash_reader(mut f: &File) -> io::Result<String> {
-    use std::io::Read;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 8 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if n >= 1 << 20 {
-            h.update_rayon(&buf[..n]);
-        } else {
-            h.update(&buf[..n]);
-        }
-    }
-    Ok(h.finalize().to_hex().to_string())
-}
-
-/// Crash-test hook: when the environment variable `TEXTGCN_FAILPOINT` is
-/// `name` (or `name:N`), the process kills itself with SIGKILL at this
-/// point (at its N-th pass, default the first). Used by the kill tests to
-/// stop a build at exactly the named step of any publish. Fail-points:
-/// `after-temp-write`, `after-fsync`, `after-rename` (objects),
-/// `before-record`, `after-record`, `before-ref`.
-pub fn failpoint(name: &str) {
-    static WANTED: OnceLock<Option<(String, usize)>> = OnceLock::new();
-    static HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let wanted = WANTED.get_or_init(|| {
-        let v = std::env::var("TEXTGCN_FAILPOINT").ok()?;
-        Some(match v.split_once(':') {
-            Some((n, k)) => (n.to_owned(), k.parse().unwrap_or(1).max(1)),
-            None => (v, 1),
-        })
-    });
-    if let Some((want, nth)) = wanted
-        && want == name
-        && HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *nth
-    {
-        crate::mapped::kill_self();
-    }
-}
 
 /// How a store handle is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,67 +127,6 @@ pub enum RecordState {
     Damaged(StoreError),
 }
 
-/// An exclusive lock on one stage fingerprint; released on drop (or when the
-/// process dies, since it is an `flock`).
-#[derive(Debug)]
-pub struct StageLock {
-    _file: File,
-}
-
-pub(crate) const DIRS: [&str; 7] = ["objects", "records", "refs", "locks", "provenance", "quarantine", "tmp"];
-
-/// Names a store creates in its root before (or while) it writes `STORE`:
-/// a directory holding only these may become a store.
-fn is_own_startup_name(name: &str) -> bool {
-    name == "gate.lock" || name == "store.lock" || name.starts_with(".STORE-")
-}
-
-/// Whether `root` may hold a store: it does not exist, is a store (has
-/// `STORE`), or is an empty directory (but for the lock files and marker
-/// temporaries a store creates first).
-fn check_can_host(root: &Path) -> Result<()> {
-    let refuse = |reason: String| Err(StoreError::NotAStore { path: root.to_path_buf(), reason });
-    match fs::metadata(root) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::Io { op: "examining", path: root.to_path_buf(), source: e }),
-        Ok(m) if !m.is_dir() => return refuse("it exists and is not a directory".into()),
-        Ok(_) => {}
-    }
-    if fs::symlink_metadata(root.join("STORE")).is_ok() {
-        return Ok(());
-    }
-    let mut foreign = Vec::new();
-    for e in fs::read_dir(root).ctx("listing", root)? {
-        let name = e.ctx("listing", root)?.file_name().to_string_lossy().into_owned();
-        if !is_own_startup_name(&name) {
-            foreign.push(name);
-        }
-    }
-    if foreign.is_empty() {
-        return Ok(());
-    }
-    foreign.sort();
-    let more = if foreign.len() > 3 { format!(" and {} more", foreign.len() - 3) } else { String::new() };
-    refuse(format!(
-        "the directory is not empty ({}{more}) and has no STORE marker; a store is only created in a new or empty directory (choose another --store)",
-        foreign.iter().take(3).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
-    ))
-}
-
-/// The layout version in `STORE`, or `None` when there is no marker.
-fn marker_version(marker: &Path) -> Result<Option<u32>> {
-    let text = match fs::read_to_string(marker) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::Io { op: "reading", path: marker.to_path_buf(), source: e }),
-    };
-    text.trim()
-        .strip_prefix("textgcn-store ")
-        .and_then(|v| v.parse().ok())
-        .map(Some)
-        .ok_or_else(|| StoreError::BadMetadata { path: marker.to_path_buf(), what: "store marker", detail: format!("expected \"textgcn-store {LAYOUT_VERSION}\", found {:?}", text.trim()) })
-}
-
 impl Store {
     /// Opens (and in [`OpenMode::Write`] creates) the store at `root`.
     ///
@@ -334,7 +179,7 @@ impl Store {
                     // may have appeared meanwhile.
                     check_can_host(&root)?;
                     remove_marker_temporaries(&root)?;
-                    write_marker(&root)?;
+                    write_marker_file(&root, false)?;
                 }
                 Some(1) => upgrade_layout_1(&root)?,
                 Some(LAYOUT_VERSION) => {}
@@ -366,7 +211,7 @@ impl Store {
 
     /// Where the object `id` lies (it may not exist).
     pub fn object_path(&self, id: &ObjectId) -> PathBuf {
-        self.root.join("objects").join(&id.0[..2]).join(&id.0[2..])
+        self.root.join("objects").join(&id.as_str()[..2]).join(&id.as_str()[2..])
     }
 
     /// Whether the object `id` exists (not verified).
@@ -407,10 +252,10 @@ impl Store {
                 // Same name, so the same bytes, unless the existing file was
                 // damaged: then replace it with the good copy.
                 if self.hash_file(&dest).map(|h| h != id.0).unwrap_or(true) {
-                    e.file.persist(&dest).map_err(|e| StoreError::Io { op: "replacing corrupt object", path: dest.clone(), source: e.error })?;
+                    e.file.persist(&dest).map_err(|e| StoreError::Io { op: "replacing corrupt object", path: dest.clone(), error: e.error })?;
                 }
             }
-            Err(e) => return Err(StoreError::Io { op: "renaming temporary file to", path: dest, source: e.error }),
+            Err(e) => return Err(StoreError::Io { op: "renaming temporary file to", path: dest, error: e.error }),
         }
         failpoint("after-rename");
         sync_dir(parent)?;
@@ -438,7 +283,7 @@ impl Store {
                 return Err(StoreError::Missing { id: id.0.clone(), path });
             }
             Err(e) if is_symlink_error(&e) => return Err(StoreError::Damaged { path, detail: "a symbolic link, not an object file".into() }),
-            Err(e) => return Err(StoreError::Io { op: "opening", path, source: e }),
+            Err(e) => return Err(StoreError::Io { op: "opening", path, error: e }),
         };
         // Hash with read(2), not through the mapping: the bytes pass through
         // the page cache only, so verifying a large graph does not make it
@@ -487,7 +332,7 @@ impl Store {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RecordState::Missing),
             Err(e) if is_symlink_error(&e) => return Ok(RecordState::Damaged(bad_record(&path, "it is a symbolic link, not a record file".into()))),
-            Err(e) => return Err(StoreError::Io { op: "reading", path, source: e }),
+            Err(e) => return Err(StoreError::Io { op: "reading", path, error: e }),
         };
         let file: RecordFile = match serde_json::from_slice(&bytes) {
             Ok(f) => f,
@@ -519,7 +364,7 @@ impl Store {
         let path = self.object_path(&out.id);
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::Missing { id: out.id.to_string(), path }),
-            Err(e) => Err(StoreError::Io { op: "examining", path, source: e }),
+            Err(e) => Err(StoreError::Io { op: "examining", path, error: e }),
             Ok(m) if !m.file_type().is_file() => Err(StoreError::Damaged { path, detail: "not a regular file".into() }),
             Ok(m) if m.len() != out.bytes => Err(StoreError::Damaged { path, detail: format!("{} bytes, the record says {}", m.len(), out.bytes) }),
             Ok(_) => Ok(()),
@@ -630,7 +475,7 @@ impl Store {
                 return Err(StoreError::NoSuchRef { name: name.to_owned(), store: self.root.clone() });
             }
             Err(e) if is_symlink_error(&e) => return Err(StoreError::BadMetadata { path, what: "ref", detail: "it is a symbolic link, not a ref file".into() }),
-            Err(e) => return Err(StoreError::Io { op: "reading", path, source: e }),
+            Err(e) => return Err(StoreError::Io { op: "reading", path, error: e }),
         };
         let r: Ref = serde_json::from_slice(&bytes).map_err(|e| StoreError::BadMetadata { path: path.clone(), what: "ref", detail: e.to_string() })?;
         if r.name != name {
@@ -699,6 +544,7 @@ impl Store {
         };
         lock.unlock().ctx("unlocking", &lock_path)?;
         let gate = Gate::exclusive(&self.root)?;
+        crate::failpoint::reached("roll-back-closed-gate", &self.root);
         lock.lock().ctx("locking (exclusive)", &lock_path)?;
         let result = self.remove_unreached(&c);
         lock.lock_shared().ctx("locking (shared)", &lock_path)?;
@@ -747,189 +593,18 @@ impl Store {
     }
 }
 
-/// `gate.lock`: writers pass it (shared) while they open, gc and roll-backs
-/// hold it (exclusive) while they wait for the exclusive store lock. `flock`
-/// grants a shared lock whenever only shared locks are held, so without the
-/// gate a steady stream of overlapping builds would keep an exclusive
-/// waiter waiting for ever. Released on drop, or by the kernel when the
-/// process dies.
-pub(crate) struct Gate {
-    _file: File,
-}
-
-impl Gate {
-    /// Passes the gate: waits while gc or a roll-back holds it.
-    pub(crate) fn shared(root: &Path) -> Result<Gate> {
-        let (file, path) = Self::file(root)?;
-        file.lock_shared().ctx("locking (shared)", &path)?;
-        Ok(Gate { _file: file })
-    }
-
-    /// Closes the gate: waits for openers in progress, then holds new ones.
-    pub(crate) fn exclusive(root: &Path) -> Result<Gate> {
-        let (file, path) = Self::file(root)?;
-        file.lock().ctx("locking (exclusive)", &path)?;
-        Ok(Gate { _file: file })
-    }
-
-    fn file(root: &Path) -> Result<(File, PathBuf)> {
-        let path = root.join("gate.lock");
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).ctx("opening", &path)?;
-        Ok((file, path))
-    }
-}
-
-pub(crate) fn ignore_missing(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
-}
-
-/// Reads a whole file without following a symbolic link at its last
-/// component (a link gives `ELOOP`, see [`is_symlink_error`]).
-pub(crate) fn read_no_follow(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = open_no_follow(path)?;
-    let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
-    Ok(out)
-}
-
-/// Opens a file for reading without following a link at its last component.
-pub(crate) fn open_no_follow(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
-}
-
-/// Whether an open with `O_NOFOLLOW` failed because the path is a link.
-pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ELOOP)
-}
-
 pub(crate) fn bad_record(path: &Path, detail: String) -> StoreError {
     StoreError::BadMetadata { path: path.to_path_buf(), what: "stage record", detail }
 }
 
-/// Writes `STORE` (replacing an older marker when `replace`): temporary
-/// file `.STORE-*` beside it, fsync, rename, fsync the directory.
-fn write_marker_file(root: &Path, replace: bool) -> Result<()> {
-    let marker = root.join("STORE");
-    let mut tmp = tempfile::Builder::new().prefix(".STORE-").tempfile_in(root).ctx("creating temporary file in", root)?;
-    tmp.write_all(format!("textgcn-store {LAYOUT_VERSION}\n").as_bytes()).ctx("writing", tmp.path().to_path_buf())?;
-    tmp.as_file().sync_all().ctx("fsyncing", tmp.path().to_path_buf())?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).ctx("setting the mode of", tmp.path().to_path_buf())?;
-    let r = if replace { tmp.persist(&marker).map(|_| ()) } else { tmp.persist_noclobber(&marker).map(|_| ()) };
-    r.map_err(|e| StoreError::Io { op: "renaming into", path: marker.clone(), source: e.error })?;
-    sync_dir(root)
-}
-
-/// Writes the marker of a new store.
-fn write_marker(root: &Path) -> Result<()> {
-    write_marker_file(root, false)
-}
-
-/// Removes `.STORE-*` files a crashed creator left in `root` (only those:
-/// they are the store's own names).
-fn remove_marker_temporaries(root: &Path) -> Result<()> {
-    for e in fs::read_dir(root).ctx("listing", root)? {
-        let e = e.ctx("listing", root)?;
-        let own = e.file_name().to_string_lossy().starts_with(".STORE-");
-        if own && !e.file_type().ctx("examining", e.path())?.is_dir() {
-            fs::remove_file(e.path()).or_else(ignore_missing).ctx("removing leftover", e.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Upgrades a layout-1 store (records without digests, refs without
-/// pinned digests): its records and refs are moved to
-/// `quarantine/layout-1-*/`, objects stay (content-addressed, still
-/// valid, reused by the next build), and the marker says layout 2. The
-/// next build of each config recomputes its records; `gc` later removes
-/// the quarantine and whatever no ref reaches. Idempotent, so a crash
-/// half-way is finished by the next open. Call with the store lock held
-/// exclusively.
-fn upgrade_layout_1(root: &Path) -> Result<()> {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let dest = root.join("quarantine").join(format!("layout-1-{stamp}"));
-    for d in ["records", "refs"] {
-        let src = root.join(d);
-        if fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
-            fs::create_dir_all(&dest).ctx("creating", &dest)?;
-            fs::rename(&src, dest.join(d)).ctx("moving to quarantine", &src)?;
-        }
-    }
-    sync_dir(root)?;
-    write_marker_file(root, true)
-}
-
-/// Removes the temporary files of crashed publishes from `tmp/` (call only
-/// with the store lock held exclusively). Only the store's own names
-/// (`.obj-*`, `.meta-*`) are removed, never a directory, and `tmp` itself
-/// must be a real directory, not a link to somewhere else.
-pub(crate) fn sweep_tmp(root: &Path) -> Result<()> {
-    let dir = root.join("tmp");
-    match fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(StoreError::Damaged { path: dir, detail: "not a directory (a symbolic link?); the store will not sweep it".into() }),
-        Err(e) => return Err(StoreError::Io { op: "examining", path: dir, source: e }),
-    }
-    for e in fs::read_dir(&dir).ctx("listing", &dir)? {
-        let e = e.ctx("listing", &dir)?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        let own = name.starts_with(".obj-") || name.starts_with(".meta-");
-        if !own || e.file_type().ctx("examining", e.path())?.is_dir() {
-            continue;
-        }
-        fs::remove_file(e.path()).or_else(ignore_missing).ctx("removing leftover", e.path())?;
-    }
-    Ok(())
-}
-
-/// fsyncs a directory so that renames into it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).ctx("fsyncing directory", dir)
-}
-
-/// Writes small metadata (a record, a ref, provenance) atomically: temp
-/// file in the store's `tmp/`, fsync, rename (replacing when `replace`),
-/// fsync dir. Immutable files (records) are made read-only (0444), the
-/// others 0644, so that other users can read a store whatever the umask.
-/// Returns whether `dest` was created (false: it existed and `replace` was off).
+/// Writes small metadata (a record, a ref, provenance) atomically through
+/// the store's `tmp/` ([`atomic::land`]). Immutable files (records) are
+/// made read-only (0444), the others 0644, so that other users can read a
+/// store whatever the umask. Returns whether `dest` was created (false: it
+/// existed and `replace` was off).
 fn write_atomic(root: &Path, dest: &Path, bytes: &[u8], replace: bool) -> Result<bool> {
-    let tmp_dir = root.join("tmp");
-    let mut tmp = tempfile::Builder::new().prefix(".meta-").tempfile_in(&tmp_dir).ctx("creating temporary file in", &tmp_dir)?;
-    tmp.write_all(bytes).ctx("writing", tmp.path().to_path_buf())?;
-    tmp.as_file().sync_all().ctx("fsyncing", tmp.path().to_path_buf())?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(if replace { 0o644 } else { 0o444 })).ctx("setting the mode of", tmp.path().to_path_buf())?;
-    let r = if replace { tmp.persist(dest).map(|_| ()) } else { tmp.persist_noclobber(dest).map(|_| ()) };
-    let created = match r {
-        Ok(()) => true,
-        Err(e) if !replace && e.error.kind() == io::ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(StoreError::Io { op: "renaming into", path: dest.to_path_buf(), source: e.error }),
-    };
-    sync_dir(dest.parent().expect("store paths have parents"))?;
-    Ok(created)
+    let mut tmp = atomic::temp_in(&root.join("tmp"), ".meta-", "")?;
+    tmp.write_all(bytes).ctx("writing", tmp.path())?;
+    atomic::land(tmp, dest, if replace { 0o644 } else { 0o444 }, replace)
 }
 
-struct HashWriter<W: Write> {
-    inner: W,
-    hasher: blake3::Hasher,
-}
-
-impl<W: Write + Send> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() >= 1 << 20 {
-            // Large buffers: hash on one core while the other copies and
-            // writes (measured faster than hashing on both, then writing).
-            let (hasher, inner) = (&mut self.hasher, &mut self.inner);
-            let (_, written) = rayon::join(|| hasher.update(buf), || inner.write_all(buf));
-            written?;
-            return Ok(buf.len());
-        }
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}

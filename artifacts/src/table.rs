@@ -12,7 +12,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Result, StoreError};
-use crate::store::{ObjectId, Store};
+use crate::id::ObjectId;
+use crate::store::Store;
 
 /// Publishes a record batch as a Parquet object.
 pub fn publish_table(store: &Store, batch: &RecordBatch) -> Result<ObjectId> {

@@ -289,6 +289,28 @@ fn records_refs_and_gc() {
 
 /// Rolls `store` back on another thread; the receiver hears when it is done,
 /// the handle gives the store back.
+/// Events of the store's observable waits ([`textgcn_artifacts::observe`])
+/// in store `root`, from now on: tests order their threads by these
+/// instead of by sleeps.
+fn store_events(root: &Path) -> std::sync::mpsc::Receiver<&'static str> {
+    use std::sync::Mutex;
+    type Listeners = Mutex<Vec<(PathBuf, std::sync::mpsc::Sender<&'static str>)>>;
+    static LISTENERS: Listeners = Mutex::new(Vec::new());
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        assert!(textgcn_artifacts::observe(|event, root| {
+            for (r, tx) in LISTENERS.lock().unwrap().iter() {
+                if r == root {
+                    let _ = tx.send(event);
+                }
+            }
+        }));
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    LISTENERS.lock().unwrap().push((root.to_path_buf(), tx));
+    rx
+}
+
 fn roll_back_in_background(store: Store) -> (std::thread::JoinHandle<Store>, std::sync::mpsc::Receiver<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let rolling = std::thread::spawn(move || {
@@ -323,12 +345,15 @@ fn a_roll_back_keeps_what_another_build_reuses() {
     b.start_transaction();
     assert_eq!(EdgeAttr::publish(&b, vec![1.0, 2.0]).unwrap(), shared);
     assert!(b.get_record(&fp_shared).unwrap().is_some());
-    // A fails while B still runs: its roll-back must wait for B.
+    // A fails while B still runs: its roll-back closes the gate and waits
+    // for the store lock, which B holds, so it cannot have run yet.
+    let events = store_events(&root);
     let (rolling, rx) = roll_back_in_background(a);
-    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the roll-back ran while another build held the store");
+    assert_eq!(events.recv().unwrap(), "roll-back-closed-gate");
+    assert!(rx.try_recv().is_err(), "the roll-back ran while another build held the store");
     b.put_ref(&Ref { name: "B".into(), stages: vec![RefStage::of(&rec_shared)] }).unwrap();
     drop(b);
-    rx.recv_timeout(Duration::from_secs(30)).expect("the roll-back finishes once the other build is done");
+    rx.recv().expect("the roll-back finishes once the other build is done");
     let a = rolling.join().unwrap();
 
     assert!(a.has_object(&shared) && a.get_record(&fp_shared).unwrap().is_some(), "B's build lost its record or object");
@@ -373,58 +398,60 @@ fn fuzz_regressions_decode_to_errors() {
     assert!(n >= 1, "no regression inputs in {}", dir.display());
 }
 
+/// A relay of builds, each opening the store before the one before it
+/// ends, so that the shared store lock is never free: a roll-back must
+/// still get its exclusive turn (the gate queues new openers behind it),
+/// and the builds go on after it. Ordered by the store's observable waits,
+/// with no sleeps: a starving roll-back fails the bounded relay.
 #[test]
 fn a_roll_back_is_not_starved_by_a_stream_of_builds() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::mpsc::channel;
+    enum Ev {
+        Opened(Store),
+        Event(&'static str),
+        RolledBack(Store),
+    }
     let (d, a) = temp_store();
     let root = d.path().join("store");
     a.start_transaction();
     let only_a = a.publish_bytes(b"made by the failing build").unwrap();
-    // A relay of builds: each next one starts before the one before it ends
-    // (the holder waits up to 200 ms for it), so without a queue the shared
-    // store lock is never free.
-    let stop = Arc::new(AtomicBool::new(false));
-    let opened = Arc::new(AtomicUsize::new(0));
-    let relay = {
-        let (root, stop, opened) = (root.clone(), stop.clone(), opened.clone());
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            let mut current = Store::open(&root, OpenMode::Write).unwrap();
-            while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-                let (tx, rx) = channel();
-                let root = root.clone();
-                std::thread::spawn(move || tx.send(Store::open(&root, OpenMode::Write).unwrap()).unwrap());
-                std::thread::sleep(Duration::from_millis(10));
-                let next = rx.recv_timeout(Duration::from_millis(200)).or_else(|_| {
-                    drop(current);
-                    rx.recv()
-                });
-                current = next.unwrap();
-                opened.fetch_add(1, Ordering::SeqCst);
-            }
-        })
+    let (tx, rx) = std::sync::mpsc::channel();
+    let events = store_events(&root);
+    let forward = tx.clone();
+    std::thread::spawn(move || events.into_iter().for_each(|e| drop(forward.send(Ev::Event(e)))));
+    let open_next = || {
+        let (root, tx) = (root.clone(), tx.clone());
+        std::thread::spawn(move || drop(tx.send(Ev::Opened(Store::open(&root, OpenMode::Write).unwrap()))));
     };
-    let t0 = std::time::Instant::now();
-    while opened.load(Ordering::SeqCst) < 5 {
-        assert!(!relay.is_finished() && t0.elapsed() < Duration::from_secs(30), "the relay of builds did not start");
-        std::thread::sleep(Duration::from_millis(5));
+    let mut current = Some(Store::open(&root, OpenMode::Write).unwrap());
+    let (mut a, mut rolled_back) = (Some(a), None);
+    let (mut swaps, mut after) = (0, 0);
+    open_next();
+    while after < 5 {
+        assert!(swaps < 10_000, "the roll-back did not get its turn in {swaps} overlapping builds");
+        match rx.recv().unwrap() {
+            // The next build opened while the current one held the store.
+            Ev::Opened(next) => {
+                current = Some(next);
+                swaps += 1;
+                if swaps == 5 {
+                    let (a, tx) = (a.take().unwrap(), tx.clone());
+                    std::thread::spawn(move || {
+                        a.roll_back().unwrap();
+                        tx.send(Ev::RolledBack(a)).unwrap();
+                    });
+                }
+                after += rolled_back.is_some() as usize;
+                open_next();
+            }
+            // A roll-back closed the gate and the next build waits there:
+            // the current one ends, so the roll-back runs, then the gate opens.
+            Ev::Event("opener-waits-at-gate") => current = None,
+            Ev::Event(_) => {}
+            Ev::RolledBack(a) => rolled_back = Some(a),
+        }
     }
-    let (rolling, rx) = roll_back_in_background(a);
-    let done = rx.recv_timeout(Duration::from_secs(20));
-    // The builds go on after it.
-    let after = opened.load(Ordering::SeqCst);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while done.is_ok() && opened.load(Ordering::SeqCst) <= after && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let resumed = opened.load(Ordering::SeqCst) > after;
-    stop.store(true, Ordering::SeqCst);
-    relay.join().unwrap();
-    done.expect("the roll-back waited until the stream of builds stopped");
-    assert!(resumed, "no build opened the store after the roll-back");
-    let a = rolling.join().unwrap();
+    drop(current);
+    let a = rolled_back.unwrap();
     assert!(!a.has_object(&only_a), "the roll-back did not remove what it made");
 }
 

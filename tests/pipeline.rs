@@ -97,3 +97,46 @@ fn python_reads_the_graph_with_pyarrow_polars_and_scipy() {
     let t = python_check_on_build("mr", "interop_check.py", |store| vec![store.into(), "mr".into()]);
     assert!(t.contains("INTEROP OK nodes=29426 documents=10662 words=18764 edges=1927676"), "{t}");
 }
+
+/// The four benchmark configs build exactly what main built before the
+/// stage refactor (issue 13): the same fingerprints, so existing stores
+/// stay fresh, and the same record digests, so every artifact is the same
+/// bytes. The expected lines were written by the code of b44de35.
+#[test]
+fn benchmark_builds_are_unchanged() {
+    let expected = std::fs::read_to_string(repo().join("tests/expected/benchmark-builds.txt")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut checked = 0;
+    for ds in ["R8", "mr", "ohsumed", "20ng"] {
+        let mut c = textgcn(&store);
+        c.env("TEXTGCN_DATA_DIR", data_dir()).args(["-q", "build", "--config"]).arg(repo().join(format!("configs/{ds}.toml")));
+        ok(c);
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join(format!("refs/{ds}.json"))).unwrap()).unwrap();
+        let ours: Vec<String> = r["stages"].as_array().unwrap().iter().map(|s| format!("{ds} {} {} {}", s["stage"].as_str().unwrap(), s["fingerprint"].as_str().unwrap(), s["record"].as_str().unwrap())).collect();
+        let theirs: Vec<&str> = expected.lines().filter(|l| l.starts_with(&format!("{ds} "))).collect();
+        assert_eq!(theirs.len(), 5, "{ds}: tests/expected/benchmark-builds.txt has no five lines for it");
+        assert_eq!(ours, theirs, "{ds}: the build differs from the recorded one");
+        checked += ours.len();
+    }
+    assert_eq!(checked, 20);
+}
+
+/// The README's Python snippet runs as written on a built ref (through
+/// `textgcn inspect --json`, the typed read side) and gives mr's graph.
+#[test]
+fn the_readme_python_snippet_loads_the_graph() {
+    let python = std::env::var("TEXTGCN_PYTHON").expect("TEXTGCN_PYTHON (the project venv's python; make test sets it)");
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let snippet = readme.split("```python\n").nth(1).and_then(|s| s.split("```").next()).expect("README has a python block");
+    let snippet = snippet.replace("\"R8\"", "\"mr\"");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    build_and_inspect("mr", &store, "2");
+    let path = format!("{}:{}", bin("textgcn").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let check = format!("{snippet}\nprint('SNIPPET', tuple(adj.shape), adj._nnz(), ei.dtype, ea.dtype)\n");
+    let out = std::process::Command::new(python).arg("-c").arg(check).env("TEXTGCN_STORE", &store).env("PATH", path).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("SNIPPET (29426, 29426) 1927676 torch.int64 torch.float32"), "{t}");
+}

@@ -30,9 +30,8 @@ fuzz_target!(|data: &[u8]| {
         max_document_bytes: 4096,
     };
     if let Ok(docs) = ingest::parse_textgcn(Path::new("c.txt"), corpus, Path::new("m.txt"), meta, &cfg) {
-        let mut buf = Vec::new();
         for t in &docs.texts {
-            let _ = clean::reference_clean(t, true, &mut buf);
+            let _ = clean::reference_clean(t, true);
             let _ = clean::unicode_tokens(t, data[0] & 8 != 0);
         }
     }

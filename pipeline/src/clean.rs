@@ -19,10 +19,9 @@ pub fn reference_tokens<'a>(text: &str, lowercase: bool, buf: &'a mut Vec<u8>) -
 
 /// The reference cleaning of `text` as one string: its tokens joined by
 /// single spaces (what the reference's `' '.join(words)` gives).
-pub fn reference_clean(text: &str, lowercase: bool, buf: &mut Vec<u8>) -> String {
+pub fn reference_clean(text: &str, lowercase: bool) -> String {
     let mut out = Vec::with_capacity(text.len());
     clean_into(text.as_bytes(), lowercase, &mut out);
-    let _ = buf; // kept for a uniform signature with `reference_tokens`
     String::from_utf8(out).expect("cleaned text is ASCII")
 }
 

@@ -160,15 +160,8 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     // (every document takes the one-window path either way) and keeps
     // `W`-sized tables and sums small for a window like 2^63.
     let window = window.min((0..nd).map(doc_len).max().unwrap_or(1).max(1));
-    let trace = tracing::enabled!(tracing::Level::DEBUG);
-    let mut t0 = std::time::Instant::now();
-    let mut mark = |what: &str| {
-        if trace {
-            tracing::debug!("graph::build {what} {:.3}s", t0.elapsed().as_secs_f64());
-            t0 = std::time::Instant::now();
-        }
-    };
-
+    // Each step is a debug span: `-vv` logs its time when it ends.
+    let step = tracing::debug_span!("graph::build", op = "inverted index").entered();
     // Inverted index: occurrences (global token positions) of every word,
     // ascending, hence grouped by document.
     let mut starts = vec![0usize; nv + 1];
@@ -190,7 +183,8 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
         }
     }
     drop(fill);
-    mark("inverted index");
+    drop(step);
+    let step = tracing::debug_span!("graph::build", op = "window frequencies").entered();
     let occ_of = |i: usize| &occ[starts[i]..starts[i + 1]];
 
     // #W and #W(i): windows containing word i, counted once per window.
@@ -228,7 +222,8 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
         })
         .collect();
 
-    mark("window frequencies");
+    drop(step);
+    let step = tracing::debug_span!("graph::build", op = "idf and document rows").entered();
     // IDF over all documents: ln(N / df).
     let idf: Vec<f64> = (0..nv)
         .map(|i| {
@@ -279,7 +274,8 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
         })
         .collect();
 
-    mark("idf and document rows");
+    drop(step);
+    let step = tracing::debug_span!("graph::build", op = "word rows (co-occurrence, PMI)").entered();
     // Word rows: documents (TF-IDF), then words (PMI) with the self loop.
     // A row's counts sum to at most |occ(i)|·W² (each occurrence lies in at
     // most W windows of at most W positions), so 32-bit counters suffice
@@ -293,7 +289,8 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     };
     drop(occ);
     drop(doc_of);
-    mark("word rows (co-occurrence, PMI)");
+    drop(step);
+    let step = tracing::debug_span!("graph::build", op = "degrees").entered();
 
     // Degrees of A + I (rows in order: documents, then words).
     let blocks: Vec<&Rows> = doc_rows.iter().chain(word_rows.iter().map(|(r, _)| r)).collect();
@@ -311,7 +308,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     let word_pairs: usize = word_rows.iter().map(|(_, p)| p).sum::<usize>() / 2;
     drop(blocks);
 
-    mark("degrees");
+    drop(step);
     let blocks: Vec<Rows> = doc_rows.into_iter().chain(word_rows.into_iter().map(|(r, _)| r)).collect();
     Graph {
         blocks,

@@ -256,9 +256,8 @@ pub fn parse_textgcn(corpus: &Path, cbytes: &[u8], meta: &Path, mbytes: &[u8], c
         let Some(split) = split_of(split) else {
             return Err(bad(format!("unknown split value {split:?} for document {name:?} (expected a value containing `train` or `test`)")));
         };
-        if !seen.insert(name.to_owned()) {
-            let first = docs.names.iter().position(|n| n == name).map(|p| p + 1).unwrap_or(0);
-            return Err(bad(format!("duplicate document name {name:?} (first on line {first})")));
+        if let Some(first) = docs.first_use(&mut seen, name) {
+            return Err(bad(format!("duplicate document name {name:?} (first on line {})", first + 1)));
         }
         docs.names.push(name.to_owned());
         docs.splits.push(split.to_owned());
@@ -279,14 +278,25 @@ pub fn parse_textgcn(corpus: &Path, cbytes: &[u8], meta: &Path, mbytes: &[u8], c
         docs.texts.push(decode(corpus, i + 1, off + lead, stripped, cfg.encoding, &mut replacements)?);
     }
     docs.replacements = replacements;
-    let first = &docs.labels[0];
-    if docs.labels.iter().all(|l| l == first) {
-        return Err(IngestError::SingleClass { path: meta.into(), label: first.clone() });
-    }
+    docs.check_classes(meta)?;
     Ok(docs)
 }
 
 impl Documents {
+    /// Where `name` was first used (an index into `names`), if the corpus
+    /// named a document so before; else records it in `seen`.
+    fn first_use(&self, seen: &mut HashSet<String>, name: &str) -> Option<usize> {
+        if seen.insert(name.to_owned()) { None } else { self.names.iter().position(|n| n == name) }
+    }
+
+    /// Refuses a corpus of one class (`path` names its labels' file).
+    fn check_classes(&self, path: &Path) -> Result<(), IngestError> {
+        match self.labels.first() {
+            Some(first) if self.labels.iter().all(|l| l == first) => Err(IngestError::SingleClass { path: path.into(), label: first.clone() }),
+            _ => Ok(()),
+        }
+    }
+
     /// Splits off the test documents: returns them, keeping the others.
     pub fn take_test(&mut self) -> Documents {
         let mut kept = Documents { replacements: self.replacements, ..Default::default() };
@@ -530,8 +540,8 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
             Some(n) => n[row].clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| bad("empty document name".into()))?,
             None => format!("row-{}", row + 1),
         };
-        if !seen.insert(name.clone()) {
-            return Err(bad(format!("duplicate document name {name:?}")));
+        if let Some(first) = docs.first_use(&mut seen, &name) {
+            return Err(bad(format!("duplicate document name {name:?} (first in row {})", first + 1)));
         }
         let label = labels[row].clone().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).ok_or_else(|| bad(format!("document {name:?} has no label")))?;
         let split = match &splits {
@@ -554,10 +564,7 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
         docs.splits.push(split);
         docs.texts.push(text.trim().to_owned());
     }
-    let first = &docs.labels[0];
-    if docs.labels.iter().all(|l| l == first) {
-        return Err(IngestError::SingleClass { path: path.into(), label: first.clone() });
-    }
+    docs.check_classes(path)?;
     Ok(docs)
 }
 

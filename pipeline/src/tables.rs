@@ -117,6 +117,11 @@ pub fn get_doc_tokens(store: &Store, id: &ObjectId) -> Result<DocTokens, StoreEr
     })
 }
 
+/// The `kind` of a document node in the node table.
+pub const DOC_NODE: &str = "doc";
+/// The `kind` of a word node in the node table.
+pub const WORD_NODE: &str = "word";
+
 /// The node table: documents then words; label ids index the sorted labels.
 pub fn put_nodes(store: &Store, docs: &Documents, vocab: &Vocab, labels: &[String]) -> Result<ObjectId, StoreError> {
     let n = docs.names.len() + vocab.words.len();
@@ -124,12 +129,12 @@ pub fn put_nodes(store: &Store, docs: &Documents, vocab: &Vocab, labels: &[Strin
     let mut name = StringBuilder::new();
     let mut label_id = Int32Builder::new();
     for (i, nm) in docs.names.iter().enumerate() {
-        kind.append_value("doc");
+        kind.append_value(DOC_NODE);
         name.append_value(nm);
         label_id.append_value(labels.binary_search(&docs.labels[i]).expect("label listed") as i32);
     }
     for w in &vocab.words {
-        kind.append_value("word");
+        kind.append_value(WORD_NODE);
         name.append_value(w);
         label_id.append_value(-1);
     }

@@ -1,0 +1,85 @@
+//! Stage `graph`: the node and label tables, and the normalised adjacency
+//! `Â` (PMI word-word and TF-IDF doc-word edges, self-loops) as the CSR
+//! columns the trainer maps: `row_ptr`, `edge_attr`, `edge_index`.
+
+use serde::Serialize;
+use textgcn_artifacts::{Built, EdgeAttr, EdgeIndex, ObjectKind, RowPtr};
+
+use super::{Ingest, Input, OutputKey, OutputSpec, PipelineError, PlanContext, RunContext, Stage, Vocab};
+use crate::config::{Cooccurrence, LoadedConfig};
+use crate::{graph, tables};
+
+/// The graph stage.
+pub struct Graph;
+
+/// The fingerprinted params of [`Graph`].
+#[derive(Debug, Serialize)]
+pub struct GraphParams {
+    /// `graph.window_size`.
+    pub window_size: usize,
+    /// `graph.cooccurrence`.
+    pub cooccurrence: Cooccurrence,
+}
+
+impl Graph {
+    /// One row per node: kind (`doc`/`word`), name, label id.
+    pub const NODES: OutputKey = OutputKey { stage: "graph", name: "nodes", kind: ObjectKind::Table };
+    /// The label names, by id.
+    pub const LABELS: OutputKey = OutputKey { stage: "graph", name: "labels", kind: ObjectKind::Table };
+    /// CSR row offsets of `Â`.
+    pub const ROW_PTR: OutputKey = OutputKey { stage: "graph", name: "row_ptr", kind: ObjectKind::RowPtr };
+    /// The weights of `Â`, in `edge_index` order.
+    pub const EDGE_ATTR: OutputKey = OutputKey { stage: "graph", name: "edge_attr", kind: ObjectKind::EdgeAttr };
+    /// The `[2, E]` edges of `Â`, row-major sorted.
+    pub const EDGE_INDEX: OutputKey = OutputKey { stage: "graph", name: "edge_index", kind: ObjectKind::EdgeIndex };
+}
+
+impl Stage for Graph {
+    const NAME: &'static str = "graph";
+    const VERSION: u32 = 2;
+    const OUTPUTS: &'static [OutputSpec] = &[Self::NODES.required(), Self::LABELS.required(), Self::ROW_PTR.required(), Self::EDGE_ATTR.required(), Self::EDGE_INDEX.required()];
+    type Params = GraphParams;
+
+    fn params(&self, cfg: &LoadedConfig) -> GraphParams {
+        GraphParams { window_size: cfg.config.graph.window_size, cooccurrence: cfg.config.graph.cooccurrence }
+    }
+
+    fn inputs(&self, _: &PlanContext<'_>) -> Result<Vec<Input>, PipelineError> {
+        Ok(vec![Input::Output(Ingest::DOCUMENTS), Input::Output(Vocab::VOCAB), Input::Output(Vocab::DOC_TOKENS)])
+    }
+
+    fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
+        let _span = tracing::debug_span!("graph").entered();
+        let (store, p) = (cx.store, self.params(cx.cfg));
+        let mut out = Built::default();
+        let step = |name: &'static str| tracing::debug_span!("step", name).entered();
+        let s = step("read inputs, nodes and labels");
+        let docs = tables::get_document_meta(store, cx.input(Ingest::DOCUMENTS)?)?;
+        let v = tables::get_vocab(store, cx.input(Vocab::VOCAB)?)?;
+        let dt = tables::get_doc_tokens(store, cx.input(Vocab::DOC_TOKENS)?)?;
+        let mut labels: Vec<String> = docs.labels.clone();
+        labels.sort();
+        labels.dedup();
+        Self::NODES.put(&mut out, tables::put_nodes(store, &docs, &v, &labels)?);
+        Self::LABELS.put(&mut out, tables::put_labels(store, &labels)?);
+        drop((docs, s));
+        let s = step("compute");
+        let mut g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence);
+        drop((dt, s));
+        out.summary = serde_json::to_value(&g.stats).map_err(|e| PipelineError::Other(format!("graph statistics: {e}")))?;
+        let num_nodes = g.stats.num_nodes;
+        Self::ROW_PTR.put(&mut out, RowPtr::publish(store, g.row_ptr())?);
+        // Weights first, so that their f64 source is freed before the
+        // large index exists.
+        let s = step("normalise and publish edge_attr");
+        let attr = g.take_edge_attr();
+        Self::EDGE_ATTR.put(&mut out, EdgeAttr::publish(store, attr)?);
+        drop(s);
+        let s = step("assemble edge_index");
+        let ei = g.into_edge_index();
+        drop(s);
+        let _s = step("publish edge_index");
+        Self::EDGE_INDEX.put(&mut out, EdgeIndex::publish(store, ei, num_nodes)?);
+        Ok(out)
+    }
+}

@@ -1,0 +1,61 @@
+//! Stage `tokenize`: each document's text into its cleaned tokens (the
+//! `tokens` table, one space-separated string per document).
+
+use arrow_array::Array;
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+use textgcn_artifacts::{Built, ObjectKind};
+
+use super::{Ingest, Input, OutputKey, OutputSpec, PipelineError, PlanContext, RunContext, Stage};
+use crate::config::{LoadedConfig, Rules};
+use crate::{clean, tables};
+
+/// The tokenize stage.
+pub struct Tokenize;
+
+/// The fingerprinted params of [`Tokenize`].
+#[derive(Debug, Serialize)]
+pub struct TokenizeParams {
+    /// `tokenize.rules`.
+    pub rules: Rules,
+    /// `tokenize.lowercase`.
+    pub lowercase: bool,
+}
+
+impl Tokenize {
+    /// One cleaned document per row.
+    pub const TOKENS: OutputKey = OutputKey { stage: "tokenize", name: "tokens", kind: ObjectKind::Table };
+}
+
+impl Stage for Tokenize {
+    const NAME: &'static str = "tokenize";
+    const VERSION: u32 = 1;
+    const OUTPUTS: &'static [OutputSpec] = &[Self::TOKENS.required()];
+    type Params = TokenizeParams;
+
+    fn params(&self, cfg: &LoadedConfig) -> TokenizeParams {
+        TokenizeParams { rules: cfg.config.tokenize.rules, lowercase: cfg.config.tokenize.lowercase }
+    }
+
+    fn inputs(&self, _: &PlanContext<'_>) -> Result<Vec<Input>, PipelineError> {
+        Ok(vec![Input::Output(Ingest::DOCUMENTS)])
+    }
+
+    fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
+        let texts = tables::get_string_column(cx.store, cx.input(Ingest::DOCUMENTS)?, "text")?;
+        let TokenizeParams { rules, lowercase } = self.params(cx.cfg);
+        let cleaned: Vec<String> = (0..texts.len())
+            .into_par_iter()
+            .map(|i| match rules {
+                Rules::Reference => clean::reference_clean(texts.value(i), lowercase),
+                Rules::Unicode => clean::unicode_tokens(texts.value(i), lowercase).join(" "),
+            })
+            .collect();
+        // Cleaned documents hold tokens separated by single spaces.
+        let n_tokens: usize = cleaned.iter().filter(|d| !d.is_empty()).map(|d| d.bytes().filter(|&b| b == b' ').count() + 1).sum();
+        let mut out = Built { summary: json!({"documents": cleaned.len(), "tokens": n_tokens}), ..Built::default() };
+        Self::TOKENS.put(&mut out, tables::put_tokens(cx.store, &cleaned)?);
+        Ok(out)
+    }
+}

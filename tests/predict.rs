@@ -87,6 +87,17 @@ fn r8_documents_fed_back_deterministic_edge_cases_and_mismatch() {
     assert!(predict(&model, &input, &out2, &["--encoding", "latin-1"]).status.success());
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap(), "two predictions differ");
 
+    // A Latin-1 byte under the default strict UTF-8: the error names the
+    // flag that reads it (predict has no config file to edit).
+    let latin = dir.path().join("latin.txt");
+    std::fs::write(&latin, b"caf\xe9 prices rose\n").unwrap();
+    let o = predict(&model, &latin, &dir.path().join("latin.csv"), &[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("latin.txt:1: invalid UTF-8 at byte offset 3 (byte 0xe9); use --encoding latin-1 or --encoding utf-8-lossy"), "{}", text(&o));
+    let o = predict(&model, &latin, &dir.path().join("latin.csv"), &["--format", "yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("possible values: text, csv, tsv, parquet, ndjson"), "{}", text(&o));
+
     // An empty document and one of unknown words: no label, said why.
     let odd = dir.path().join("odd.txt");
     std::fs::write(&odd, "\nqqqzzz xxyyww\nshr cts net profit mln vs\n").unwrap();

@@ -38,12 +38,15 @@ pub struct Config {
     pub train: TrainConfig,
 }
 
-/// Corpus file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Corpus file format. The same enum is the config's `ingest.format` and
+/// `textgcn-train predict --format` (where the one-document-per-line
+/// layout is called `text`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// The original TextGCN layout: a corpus file (one document per line)
     /// and a meta file (`name<TAB>split<TAB>label`).
+    #[value(name = "text", alias = "txt", alias = "textgcn")]
     Textgcn,
     /// Comma-separated values with a header row (read with polars).
     Csv,
@@ -52,21 +55,38 @@ pub enum Format {
     /// A Parquet file (read with polars).
     Parquet,
     /// Newline-delimited JSON, one object per document (read with polars).
+    #[value(alias = "jsonl")]
     Ndjson,
 }
 
-/// Text encoding of the corpus file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Text encoding of the corpus file (`ingest.encoding`, and
+/// `--encoding` of `textgcn-train predict`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Encoding {
     /// Strict UTF-8: an invalid byte is an error naming file, line and offset.
     #[serde(rename = "utf-8")]
+    #[value(name = "utf-8", alias = "utf8")]
     Utf8,
     /// Latin-1: every byte is a character; never fails (the reference).
     #[serde(rename = "latin-1")]
+    #[value(name = "latin-1", alias = "latin1")]
     Latin1,
     /// UTF-8 with invalid bytes replaced by U+FFFD; replacements are counted.
     #[serde(rename = "utf-8-lossy")]
+    #[value(name = "utf-8-lossy")]
     Utf8Lossy,
+}
+
+/// Where training runs (`train.device`, and `textgcn-train --device`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// The CPU (the native kernels).
+    Cpu,
+    /// The first CUDA device; an error when libtorch sees none.
+    Cuda,
+    /// CUDA when libtorch sees a device, else the CPU.
+    Auto,
 }
 
 /// `[ingest]`
@@ -218,7 +238,7 @@ pub struct TrainConfig {
     pub seed: u64,
     /// `cpu`, `cuda` or `auto`.
     #[serde(default = "default_device")]
-    pub device: String,
+    pub device: DeviceChoice,
 }
 
 fn default_format() -> Format {
@@ -275,8 +295,8 @@ fn default_epochs() -> usize {
 fn default_early() -> usize {
     10
 }
-fn default_device() -> String {
-    "auto".into()
+fn default_device() -> DeviceChoice {
+    DeviceChoice::Auto
 }
 
 impl Default for TokenizeConfig {
@@ -475,9 +495,6 @@ impl Config {
         }
         if t.epochs == 0 {
             return err("train.epochs", "must be at least 1".into());
-        }
-        if !matches!(t.device.as_str(), "cpu" | "cuda" | "auto") {
-            return err("train.device", format!("unknown device {:?}; expected one of `cpu`, `cuda`, `auto`", t.device));
         }
         Ok(())
     }

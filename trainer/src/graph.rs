@@ -10,10 +10,10 @@ use arrow_array::types::{Float32Type, Int64Type};
 use tch::{Device, Kind, Tensor};
 use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, RowPtr, Store, StoreError};
 use textgcn_pipeline::config::LoadedConfig;
-use textgcn_pipeline::{stages, tables};
+use textgcn_pipeline::stages::{self, Graph, Vocab};
 
-use crate::predict::VocabInfo;
-use crate::zerocopy::MappedTensor;
+use crate::predict::{PipelineSource, VocabInfo};
+use crate::mapping::MappedTensor;
 use textgcn_pipeline::ingest::Documents;
 
 /// `Â` on one device, as whatever computes `Â · X` best there.
@@ -43,7 +43,7 @@ impl Adj {
                 let n = row_ptr.tensor().numel() - 1;
                 let mut out = Tensor::empty([n as i64, k], (Kind::Float, Device::Cpu));
                 let csr = crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values() };
-                csr.mul_dense(crate::zerocopy::f32_slice(&x), k as usize, crate::zerocopy::f32_slice_mut(&mut out));
+                csr.mul_dense(crate::mapping::f32_slice(&x), k as usize, crate::mapping::f32_slice_mut(&mut out));
                 out
             }
         }
@@ -107,25 +107,25 @@ impl GraphData {
             Adj::Native { row_ptr, cols, vals } => mapped && row_ptr.is_zero_copy() && cols.is_zero_copy() && vals.is_zero_copy(),
             Adj::Torch(t) if t.device() == Device::Cpu => {
                 mapped
-                    && crate::zerocopy::inside(&t.col_indices(), self.cols.mapping_range())
-                    && crate::zerocopy::inside(&t.values(), self.vals.mapping_range())
-                    && crate::zerocopy::inside(&t.crow_indices(), self.rowptr.mapping_range())
+                    && crate::mapping::inside(&t.col_indices(), self.cols.mapping_range())
+                    && crate::mapping::inside(&t.values(), self.vals.mapping_range())
+                    && crate::mapping::inside(&t.crow_indices(), self.rowptr.mapping_range())
             }
             Adj::Torch(_) => false,
         }
     }
 
-    /// Opens the graph objects directly (used by tests and `load`).
+    /// Opens and checks the graph objects directly (tests, benchmarks).
     pub fn from_objects(store: &Store, edge_index: &ObjectId, edge_attr: &ObjectId, row_ptr: &ObjectId, device: Device) -> Result<Self> {
-        let ei = EdgeIndex::open(store, edge_index)?;
-        let ea = EdgeAttr::open(store, edge_attr)?;
-        let rp = RowPtr::open(store, row_ptr)?;
+        let (ei, ea, rp) = (EdgeIndex::open(store, edge_index)?, EdgeAttr::open(store, edge_attr)?, RowPtr::open(store, row_ptr)?);
+        stages::check_graph(&ei, &ea, &rp).map_err(anyhow::Error::msg)?;
+        Ok(Self::from_columns(&ei, &ea, &rp, vec![store.object_path(edge_index), store.object_path(edge_attr), store.object_path(row_ptr)], device))
+    }
+
+    /// Views checked graph columns ([`stages::check_graph`]) as `Â` on
+    /// `device`; `mapped_paths` are their files.
+    fn from_columns(ei: &EdgeIndex, ea: &EdgeAttr, rp: &RowPtr, mapped_paths: Vec<std::path::PathBuf>, device: Device) -> Self {
         let (n, e) = (ei.num_nodes(), ei.num_edges());
-        if ea.values().len() != e || rp.values().len() != n + 1 || rp.values()[n] != e as i64 {
-            bail!("graph objects disagree: {e} edges in edge_index, {} weights, row_ptr of {} ending at {:?}", ea.values().len(), rp.values().len(), rp.values().last());
-        }
-        check_csr(rp.values(), &ei.cols(), n)?;
-        // Only the column half of edge_index is viewed; the row half is never touched.
         let cols = MappedTensor::view(ei.column(), e, e, Kind::Int64);
         let vals = MappedTensor::view(ea.column(), 0, e, Kind::Float);
         let rowptr = MappedTensor::view(rp.column(), 0, n + 1, Kind::Int64);
@@ -136,9 +136,8 @@ impl GraphData {
             // On a GPU the graph must live in device memory: one copy, made once.
             _ => Adj::Torch(torch_csr().to_device(device)),
         };
-        let mapped_paths = vec![store.object_path(edge_index), store.object_path(edge_attr), store.object_path(row_ptr)];
         let mapped_bytes = mapped_paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-        Ok(GraphData {
+        GraphData {
             adj,
             labels: Tensor::zeros([0], (Kind::Int64, device)),
             train: Tensor::zeros([0], (Kind::Int64, device)),
@@ -157,7 +156,7 @@ impl GraphData {
             cols,
             vals,
             rowptr,
-        })
+        }
     }
 
     /// Sets labels and splits (document label ids, split node lists).
@@ -192,25 +191,6 @@ impl GraphData {
     }
 }
 
-/// Checks the CSR structure the kernels index by: offsets start at 0, never
-/// decrease and end at `E`; every column is a node. Objects are verified
-/// against their hashes, but a hash only says the bytes are the ones named,
-/// not that whoever wrote them was right; a bad graph must be an error, not
-/// an out-of-bounds panic in a kernel.
-fn check_csr(row_ptr: &[i64], cols: &[i64], n: usize) -> Result<()> {
-    use rayon::prelude::*;
-    if row_ptr.first() != Some(&0) {
-        bail!("graph objects are inconsistent: row_ptr starts at {:?}, not 0", row_ptr.first());
-    }
-    if let Some(r) = row_ptr.windows(2).position(|w| w[1] < w[0]) {
-        bail!("graph objects are inconsistent: row_ptr decreases at row {r}");
-    }
-    if let Some(k) = cols.par_iter().position_any(|&c| c < 0 || c as usize >= n) {
-        bail!("graph objects are inconsistent: edge {k} has column {} outside 0..{n}", cols[k]);
-    }
-    Ok(())
-}
-
 /// Loads the artifacts a config's ref points at. Refuses when the ref is
 /// missing or stale, naming the stage and the command that rebuilds it.
 pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<GraphData> {
@@ -218,10 +198,10 @@ pub fn load(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result<Gra
         // Damage in the store has a way back: say which.
         let damaged = e.chain().any(|c| {
             matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Corrupt { .. } | StoreError::Missing { .. } | StoreError::Damaged { .. } | StoreError::Format { .. } | StoreError::BadMetadata { .. }))
-                || c.downcast_ref::<stages::PipelineError>().is_some_and(|p| matches!(p, stages::PipelineError::Store(_) | stages::PipelineError::Other(_)))
+                || c.downcast_ref::<stages::PipelineError>().is_some_and(|p| matches!(p, stages::PipelineError::Store(_) | stages::PipelineError::Contract(_) | stages::PipelineError::Other(_)))
         });
         if damaged {
-            anyhow::anyhow!("{}; `textgcn build --repair --config {}` moves what is damaged to quarantine/ and rebuilds it", textgcn_pipeline::error_chain(&e), cfg.path.display())
+            anyhow::anyhow!("{}; `textgcn build --repair --config {}` moves what is damaged to quarantine/ and rebuilds it", textgcn_cli::error_chain(&e), cfg.path.display())
         } else {
             e
         }
@@ -236,56 +216,22 @@ fn load_checked(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result
     if let Some(s) = stale.first() {
         bail!("the artifacts of {name} are stale: stage {} would rerun ({}); run `{fix}` first", s.stage, s.why.as_deref().unwrap_or("changed"));
     }
-    let built = stages::BuiltRef::open(&store, name)?;
-    let graph_object = |output: &str| built.object("graph", output);
-    let data = GraphData::from_objects(&store, graph_object("edge_index")?, graph_object("edge_attr")?, graph_object("row_ptr")?, device)?;
-    let nodes = tables::get_nodes(&store, graph_object("nodes")?)?;
-    let label_names = tables::get_labels(&store, graph_object("labels")?)?;
-    let s = tables::get_splits(&store, built.object("splits", "splits")?)?;
-    let docs: Vec<usize> = (0..nodes.kind.len()).filter(|&i| nodes.kind[i] == "doc").collect();
-    if docs.iter().enumerate().any(|(k, &i)| k != i) {
-        bail!("node table of {name}: documents are not nodes 0..D");
-    }
-    let labels: Vec<i64> = docs.iter().map(|&i| nodes.label_id[i] as i64).collect();
-    if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= label_names.len()) {
-        bail!("node table of {name}: label id {bad} outside the {} labels", label_names.len());
-    }
-    let doc_names: Vec<String> = docs.iter().map(|&i| nodes.name[i].clone()).collect();
-    let n = data.num_nodes as i64;
-    for (which, list) in ["train", "val", "test"].iter().zip([&s.train, &s.val, &s.test]) {
-        if let Some(bad) = list.iter().find(|&&i| i < 0 || i >= labels.len() as i64 || i >= n) {
-            bail!("split table of {name}: {which} node {bad} is not a document node (0..{})", labels.len());
-        }
-    }
-    let mut data = data.with_labels(labels, label_names, doc_names, [s.train, s.val, s.test]);
-    let vocab_id = built.object("vocab", "vocab")?;
-    let v = tables::get_vocab(&store, vocab_id)?;
+    let g = stages::BuiltGraph::open(&store, name)?;
+    let vocab = g.vocab(&store)?;
+    let held_out = g.held_out(&store)?;
+    let mut data = GraphData::from_columns(&g.edge_index, &g.edge_attr, &g.row_ptr, g.mapped_paths.to_vec(), device);
     data.vocab = Some(VocabInfo {
-        dataset: name.clone(),
-        rules: cfg.config.tokenize.rules,
-        lowercase: cfg.config.tokenize.lowercase,
-        vocab_object: vocab_id.to_string(),
-        graph_object: graph_object("edge_attr")?.to_string(),
-        words: v.words,
-        df: v.df,
+        source: PipelineSource {
+            dataset: name.clone(),
+            rules: cfg.config.tokenize.rules,
+            lowercase: cfg.config.tokenize.lowercase,
+            vocab_object: g.built.object(Vocab::VOCAB)?.to_string(),
+            graph_object: g.built.object(Graph::EDGE_ATTR)?.to_string(),
+        },
+        words: vocab.words,
+        df: vocab.df,
     });
-    if let Some(id) = built.optional_object("ingest", "held_out")? {
-        data.held_out = Some(tables::get_documents(&store, id)?);
-    }
-    Ok(data)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_csr;
-
-    #[test]
-    fn malformed_csr_structures_are_errors() {
-        assert!(check_csr(&[0, 2, 3], &[0, 1, 1], 2).is_ok());
-        let e = |rp: &[i64], cols: &[i64]| check_csr(rp, cols, 2).unwrap_err().to_string();
-        assert!(e(&[1, 2, 3], &[0, 1, 1]).contains("starts at Some(1)"));
-        assert!(e(&[0, 3, 2], &[0, 1, 1]).contains("decreases at row 1"));
-        assert!(e(&[0, 2, 3], &[0, 2, 1]).contains("edge 1 has column 2 outside 0..2"));
-        assert!(e(&[0, 2, 3], &[0, -1, 1]).contains("column -1"));
-    }
+    data.held_out = held_out;
+    let s = g.splits;
+    Ok(data.with_labels(g.labels, g.label_names, g.doc_names, [s.train, s.val, s.test]))
 }

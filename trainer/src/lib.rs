@@ -3,19 +3,25 @@
 //! Trains the reference 2-layer featureless GCN on artifacts that
 //! `textgcn build` published, without rebuilding or copying them:
 //! `edge_index`/`edge_attr`/`row_ptr` are memory-mapped and viewed as one
-//! CSR tensor ([`graph`], via the `unsafe` [`zerocopy`] module), train,
+//! CSR tensor ([`graph`], via [`mapping`]), train,
 //! validation and test are index sets over that one graph, and the training
 //! step ([`model`]) uses `Â` as its own transpose in the backward pass.
 //! This is the only crate of the workspace that links libtorch.
 
+//!
+//! Where the `unsafe` is, each module with its invariant: [`mapping`]
+//! (tensors viewing mapped files), [`spmm::avx2`] (the AVX2+FMA kernels),
+//! [`alloc`] (glibc allocator tuning).
+
+pub mod alloc;
 pub mod graph;
+pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod run;
 pub mod run_dir;
 pub mod spmm;
-pub mod zerocopy;
 
 pub use graph::{Adj, GraphData};
 pub use model::{Hyper, Model};

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tch::Device;
-use textgcn_pipeline::ui::{self, Verbosity};
-use textgcn_pipeline::{config, store_dir};
+use textgcn_cli::ui::{self, Verbosity};
+use textgcn_cli::store_dir;
+use textgcn_pipeline::config::{self, DeviceChoice};
 use textgcn_trainer::{Hyper, graph, run};
 
 mod predict_cmd;
@@ -38,9 +39,9 @@ struct Cli {
     /// Train this many seeds (seed, seed+1, ...) and report mean ± std.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// cpu, cuda or auto.
-    #[arg(long)]
-    device: Option<String>,
+    /// Where to train (default: the config's `train.device`).
+    #[arg(long, value_enum)]
+    device: Option<DeviceChoice>,
     /// Maximum epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -86,7 +87,7 @@ enum Command {
 
 fn main() -> ExitCode {
     passive_openmp();
-    textgcn_pipeline::cli_main::<Cli>(real_main)
+    textgcn_cli::cli_main::<Cli>(real_main)
 }
 
 /// libtorch's OpenMP workers spin-wait after each parallel op by default,
@@ -123,7 +124,7 @@ fn real_main(cli: Cli) -> Result<()> {
     let v = Verbosity::from_flags(cli.verbose, cli.quiet);
     ui::init_logging(v);
     if std::env::var("TEXTGCN_MALLOC").as_deref() != Ok("default") {
-        textgcn_trainer::zerocopy::reuse_large_allocations();
+        textgcn_trainer::alloc::reuse_large_allocations();
     }
     let cfg = config::load_for_artifacts(&config_path)?;
     if v.shows_results() {
@@ -131,20 +132,18 @@ fn real_main(cli: Cli) -> Result<()> {
             eprintln!("note: `{key}` file {} not found; using the artifacts as they were built from it", p.display());
         }
     }
-    let t = &cfg.config.train;
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);
     }
-    let want = cli.device.clone().unwrap_or_else(|| t.device.clone());
-    let device = match want.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => {
+    let device = match cli.device.unwrap_or(cfg.config.train.device) {
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Cuda => {
             if !tch::Cuda::is_available() {
                 bail!("--device cuda: no CUDA device is visible to libtorch");
             }
             Device::Cuda(0)
         }
-        "auto" => {
+        DeviceChoice::Auto => {
             if tch::Cuda::is_available() {
                 Device::Cuda(0)
             } else {
@@ -154,25 +153,21 @@ fn real_main(cli: Cli) -> Result<()> {
                 Device::Cpu
             }
         }
-        other => bail!("unknown device {other:?}; expected cpu, cuda or auto"),
     };
-    let hyper = Hyper {
-        hidden: cli.hidden.unwrap_or(t.hidden),
-        dropout: cli.dropout.unwrap_or(t.dropout),
-        learning_rate: cli.lr.unwrap_or(t.learning_rate),
-        weight_decay: cli.weight_decay.unwrap_or(t.weight_decay),
-        epochs: cli.epochs.unwrap_or(t.epochs),
-        early_stopping: cli.early_stopping.unwrap_or(t.early_stopping),
-        seed: cli.seed.unwrap_or(t.seed),
-    };
-    // The same checks as the config's [train] section.
+    // The flags override the config's [train] values, and are checked by
+    // the same rules.
     let mut checked = cfg.config.clone();
-    checked.train.hidden = hyper.hidden;
-    checked.train.dropout = hyper.dropout;
-    checked.train.learning_rate = hyper.learning_rate;
-    checked.train.weight_decay = hyper.weight_decay;
-    checked.train.epochs = hyper.epochs;
+    let o = &mut checked.train;
+    o.hidden = cli.hidden.unwrap_or(o.hidden);
+    o.dropout = cli.dropout.unwrap_or(o.dropout);
+    o.learning_rate = cli.lr.unwrap_or(o.learning_rate);
+    o.weight_decay = cli.weight_decay.unwrap_or(o.weight_decay);
+    o.epochs = cli.epochs.unwrap_or(o.epochs);
+    o.early_stopping = cli.early_stopping.unwrap_or(o.early_stopping);
+    o.seed = cli.seed.unwrap_or(o.seed);
+    o.device = cli.device.unwrap_or(o.device);
     checked.validate().map_err(|(k, m)| anyhow::anyhow!("option for `{k}`: {m}"))?;
+    let hyper: Hyper = checked.train;
     if cli.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -239,7 +234,7 @@ fn real_main(cli: Cli) -> Result<()> {
             dir.display()
         ));
         results.push(res);
-        textgcn_trainer::zerocopy::release_free_memory();
+        textgcn_trainer::alloc::release_free_memory();
     }
     let last = results.last().expect("at least one run");
     let m = &last.memory;
@@ -281,7 +276,7 @@ fn real_main(cli: Cli) -> Result<()> {
             "macro_f1_mean": mean_std(&f1).0,
             "per_run": results.iter().map(|r| serde_json::json!({"seed": r.seed, "test_accuracy": r.test_accuracy, "macro_f1": r.macro_f1, "epochs_run": r.epochs_run, "median_epoch_seconds": r.median_epoch_seconds})).collect::<Vec<_>>(),
         });
-        textgcn_pipeline::outln!("{}", serde_json::to_string(&out)?)?;
+        textgcn_cli::outln!("{}", serde_json::to_string(&out)?)?;
     }
     Ok(())
 }

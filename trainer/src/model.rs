@@ -14,24 +14,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::graph::Adj;
 
-/// Hyper-parameters of one run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Hyper {
-    /// Hidden units.
-    pub hidden: usize,
-    /// Dropout probability on the hidden layer.
-    pub dropout: f64,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// L2 weight decay on `W0`.
-    pub weight_decay: f64,
-    /// Maximum epochs.
-    pub epochs: usize,
-    /// Early-stopping window (0: off).
-    pub early_stopping: usize,
-    /// Seed.
-    pub seed: u64,
-}
+/// Hyper-parameters of one run: the config's `[train]` section (with the
+/// command line's overrides applied); `device` is where it runs.
+pub type Hyper = textgcn_pipeline::config::TrainConfig;
 
 /// The weights.
 pub struct Model {
@@ -200,11 +185,13 @@ pub fn train_step(model: &mut Model, opt: &mut Adam, adj: &Adj, z1: Option<Tenso
 /// Forward with dropout and the explicit backward pass: training loss,
 /// accuracy, and the gradients of `W0` and `W1`. `z1` as in [`train_step`].
 pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, labels: &Tensor, h: &Hyper) -> (f64, f64, [Tensor; 2]) {
-    let mut tr = Trace::new();
     tch::no_grad(|| {
+        // Each operation is a debug span: `-vv` logs its time when it ends.
+        let step = tracing::debug_span!("train_step", op = "A.W0").entered();
         // Forward. `hd` is, in place, Â·W0 -> ReLU -> dropout.
         let mut hd = z1.unwrap_or_else(|| model.first_layer(adj));
-        tr.mark("A.W0");
+        drop(step);
+        let step = tracing::debug_span!("train_step", op = "relu+dropout").entered();
         let _ = hd.relu_();
         let scale = if h.dropout > 0.0 {
             let mut mask = hd.empty_like();
@@ -218,12 +205,15 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, l
         if scale != 1.0 {
             let _ = hd.g_mul_scalar_(scale);
         }
-        tr.mark("relu+dropout");
+        drop(step);
+        let step = tracing::debug_span!("train_step", op = "Hd.W1").entered();
         let p = hd.mm(&model.w1);
-        tr.mark("Hd.W1");
+        drop(step);
+        let step = tracing::debug_span!("train_step", op = "A.P").entered();
         let logits = adj.mm(&p);
         drop(p);
-        tr.mark("A.P");
+        drop(step);
+        let step = tracing::debug_span!("train_step", op = "loss+dlogits").entered();
 
         // Loss over the training documents.
         let lt = logits.index_select(0, train);
@@ -243,10 +233,12 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, l
         drop((g_lt, logp, lt));
 
         // Second layer: logits = Â·(Hd·W1).
-        tr.mark("loss+dlogits");
+        drop(step);
+        let step = tracing::debug_span!("train_step", op = "A.G").entered();
         let dp = adj.mm(&g); // Âᵀ·G = Â·G
         drop(g);
-        tr.mark("A.G");
+        drop(step);
+        let step = tracing::debug_span!("train_step", op = "dW1,dHd").entered();
         let dw1 = hd.tr().mm(&dp);
         let mut dhd = dp.mm(&model.w1.tr());
         drop(dp);
@@ -257,14 +249,14 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, l
             let _ = dhd.g_mul_scalar_(scale);
         }
         // First layer: Z1 = Â·W0.
-        tr.mark("dW1,dHd");
+        drop(step);
+        let step = tracing::debug_span!("train_step", op = "A.dZ1").entered();
         let mut dw0 = adj.mm(&dhd);
         drop(dhd);
-        tr.mark("A.dZ1");
+        drop(step);
         if h.weight_decay > 0.0 {
             let _ = dw0.g_add_(&(&model.w0 * h.weight_decay));
         }
-        tr.finish();
         (loss, acc, [dw0, dw1])
     })
 }
@@ -284,6 +276,7 @@ pub fn should_stop(val_losses: &[f64], window: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use textgcn_pipeline::config::DeviceChoice;
 
     #[test]
     fn early_stopping_matches_reference_rule() {
@@ -307,7 +300,7 @@ mod tests {
         let labels = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
         let train = Tensor::from_slice(&[0i64, 3, 4, 7, 8]);
         for wd in [0.0, 0.01] {
-            let h = Hyper { hidden: 5, dropout: 0.0, learning_rate: 1.0, weight_decay: wd, epochs: 1, early_stopping: 0, seed: 0 };
+            let h = Hyper { hidden: 5, dropout: 0.0, learning_rate: 1.0, weight_decay: wd, epochs: 1, early_stopping: 0, seed: 0, device: DeviceChoice::Cpu };
             let model = Model::new(n as usize, 5, 3, Device::Cpu);
             let w0 = model.w0.copy().set_requires_grad(true);
             let w1 = model.w1.copy().set_requires_grad(true);
@@ -319,33 +312,6 @@ mod tests {
             assert!((l - ce).abs() < 1e-5, "loss {l} vs {ce}");
             assert!(g0.allclose(&w0.grad(), 1e-4, 1e-6, false), "dW0 differs");
             assert!(g1.allclose(&w1.grad(), 1e-4, 1e-6, false), "dW1 differs");
-        }
-    }
-}
-
-/// Per-operation timings of a step, logged at debug level when
-/// debug logs are on (`-vv` or `TEXTGCN_LOG=debug`; for profiling).
-struct Trace {
-    on: bool,
-    last: std::time::Instant,
-    parts: Vec<(&'static str, f64)>,
-}
-
-impl Trace {
-    fn new() -> Self {
-        Trace { on: tracing::enabled!(tracing::Level::DEBUG), last: std::time::Instant::now(), parts: Vec::new() }
-    }
-    fn mark(&mut self, what: &'static str) {
-        if self.on {
-            let now = std::time::Instant::now();
-            self.parts.push((what, (now - self.last).as_secs_f64()));
-            self.last = now;
-        }
-    }
-    fn finish(&self) {
-        if self.on {
-            let s: Vec<String> = self.parts.iter().map(|(w, t)| format!("{w} {t:.3}")).collect();
-            tracing::debug!("step: {}", s.join(", "));
         }
     }
 }

@@ -43,11 +43,10 @@ use textgcn_pipeline::config::Rules;
 /// Format version of the predictor files.
 const FORMAT: u32 = 1;
 
-/// What a predictor was built from, saved as `predictor.json`.
+/// The training pipeline a predictor comes from: what a new document must
+/// be tokenized like, and which build it was trained on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PredictorMeta {
-    /// Format version.
-    pub format: u32,
+pub struct PipelineSource {
     /// Config name of the training pipeline.
     pub dataset: String,
     /// Tokenizer rules.
@@ -58,6 +57,17 @@ pub struct PredictorMeta {
     pub vocab_object: String,
     /// The `edge_attr` object of the graph trained on.
     pub graph_object: String,
+}
+
+/// What a predictor was built from, saved as `predictor.json` (the
+/// source's fields at its top level, as format 1 has them).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PredictorMeta {
+    /// Format version.
+    pub format: u32,
+    /// The training pipeline.
+    #[serde(flatten)]
+    pub source: PipelineSource,
     /// Documents in the graph (the IDF's `D`).
     pub num_docs: usize,
     /// Class labels by id.
@@ -66,19 +76,12 @@ pub struct PredictorMeta {
     pub words: Vec<String>,
 }
 
-/// The pipeline settings and ids a predictor needs from the training data.
+/// What a predictor needs from the training data: its pipeline and the
+/// vocabulary.
 #[derive(Debug, Clone)]
 pub struct VocabInfo {
-    /// Config name.
-    pub dataset: String,
-    /// Tokenizer rules.
-    pub rules: Rules,
-    /// Lower-casing.
-    pub lowercase: bool,
-    /// Vocabulary object id.
-    pub vocab_object: String,
-    /// `edge_attr` object id.
-    pub graph_object: String,
+    /// The training pipeline.
+    pub source: PipelineSource,
     /// Words by id.
     pub words: Vec<String>,
     /// Document frequencies by word id.
@@ -147,11 +150,7 @@ impl Predictor {
         let idf: Vec<f64> = info.df.iter().map(|&df| (num_docs as f64 / df as f64).ln()).collect();
         let meta = PredictorMeta {
             format: FORMAT,
-            dataset: info.dataset.clone(),
-            rules: info.rules,
-            lowercase: info.lowercase,
-            vocab_object: info.vocab_object.clone(),
-            graph_object: info.graph_object.clone(),
+            source: info.source.clone(),
             num_docs,
             labels: labels.to_vec(),
             words: info.words.clone(),
@@ -193,8 +192,8 @@ impl Predictor {
             ("word_idf", Tensor::from_slice(&self.word_idf)),
         ];
         let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-        textgcn_pipeline::write_atomic_with(&dir.join("predictor.safetensors"), |tmp| Ok(Tensor::write_safetensors(&named, tmp)?))?;
-        textgcn_pipeline::write_atomic(&dir.join("predictor.json"), &serde_json::to_vec(&self.meta)?)
+        textgcn_cli::write_atomic_with(&dir.join("predictor.safetensors"), |tmp| Ok(Tensor::write_safetensors(&named, tmp)?))?;
+        textgcn_cli::write_atomic(&dir.join("predictor.json"), &serde_json::to_vec(&self.meta)?)
     }
 
     /// Loads the predictor of a run directory (written by training).
@@ -232,12 +231,12 @@ impl Predictor {
             None if t.is_empty() => {}
             None => unknown += 1,
         };
-        match self.meta.rules {
+        match self.meta.source.rules {
             Rules::Reference => {
                 let mut buf = Vec::new();
-                clean::reference_tokens(text, self.meta.lowercase, &mut buf).for_each(&mut take);
+                clean::reference_tokens(text, self.meta.source.lowercase, &mut buf).for_each(&mut take);
             }
-            Rules::Unicode => clean::unicode_tokens(text, self.meta.lowercase).iter().for_each(|t| take(t)),
+            Rules::Unicode => clean::unicode_tokens(text, self.meta.source.lowercase).iter().for_each(|t| take(t)),
         }
         let known = ids.len();
         ids.sort_unstable();

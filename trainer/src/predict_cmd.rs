@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use textgcn_artifacts::{OpenMode, Store};
 use textgcn_pipeline::config::{self, Encoding, Format};
-use textgcn_pipeline::{ingest, stages, store_dir};
+use textgcn_cli::store_dir;
+use textgcn_pipeline::{ingest, stages};
 use textgcn_trainer::run::PredictionRows;
 use textgcn_trainer::{Prediction, Predictor};
 
@@ -20,13 +21,13 @@ pub struct PredictArgs {
     /// Documents: plain text (one per line) or CSV/TSV/Parquet/NDJSON.
     #[arg(long)]
     input: PathBuf,
-    /// Input format: text, csv, tsv, parquet or ndjson (default: from the
-    /// file extension; anything else is text).
-    #[arg(long)]
-    format: Option<String>,
-    /// Encoding of text/CSV input: utf-8 (strict), latin-1 or utf-8-lossy.
-    #[arg(long, default_value = "utf-8")]
-    encoding: String,
+    /// Input format (default: from the file extension; anything else is
+    /// text).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Encoding of text/CSV input.
+    #[arg(long, value_enum, default_value = "utf-8")]
+    encoding: Encoding,
     /// Tabular input: the text column.
     #[arg(long, default_value = "text")]
     text_column: String,
@@ -57,35 +58,19 @@ pub struct PredictArgs {
     json: bool,
 }
 
-fn input_format(args: &PredictArgs) -> Result<Format> {
-    let name = match &args.format {
-        Some(f) => f.to_ascii_lowercase(),
-        None => args.input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase(),
-    };
-    Ok(match name.as_str() {
-        "csv" => Format::Csv,
-        "tsv" => Format::Tsv,
-        "parquet" => Format::Parquet,
-        "ndjson" | "jsonl" => Format::Ndjson,
-        "text" | "txt" => Format::Textgcn,
-        _ if args.format.is_none() => Format::Textgcn,
-        other => bail!("--format {other:?}: expected text, csv, tsv, parquet or ndjson"),
-    })
-}
-
-fn encoding(name: &str) -> Result<Encoding> {
-    Ok(match name {
-        "utf-8" | "utf8" => Encoding::Utf8,
-        "latin-1" | "latin1" => Encoding::Latin1,
-        "utf-8-lossy" => Encoding::Utf8Lossy,
-        other => bail!("--encoding {other:?}: expected utf-8, latin-1 or utf-8-lossy"),
+/// `--format`, else the format the file extension names, else text.
+fn input_format(args: &PredictArgs) -> Format {
+    use clap::ValueEnum;
+    args.format.unwrap_or_else(|| {
+        let ext = args.input.extension().and_then(|e| e.to_str()).unwrap_or("");
+        Format::from_str(ext, true).unwrap_or(Format::Textgcn)
     })
 }
 
 /// Refuses a model whose pipeline differs from `config`'s built one.
 fn check_pipeline(pred: &Predictor, config_path: &Path, store: Option<&Path>) -> Result<()> {
     let cfg = config::load_for_artifacts(config_path)?;
-    let m = pred.meta();
+    let m = &pred.meta().source;
     let t = &cfg.config.tokenize;
     if t.rules != m.rules || t.lowercase != m.lowercase {
         bail!(
@@ -99,7 +84,7 @@ fn check_pipeline(pred: &Predictor, config_path: &Path, store: Option<&Path>) ->
     }
     let store_path = store_dir(store);
     let store = Store::open(&store_path, OpenMode::Read).with_context(|| format!("opening the store {}", store_path.display()))?;
-    let vocab = stages::BuiltRef::open(&store, &cfg.config.name)?.object("vocab", "vocab")?.to_string();
+    let vocab = stages::BuiltRef::open(&store, &cfg.config.name)?.object(stages::Vocab::VOCAB)?.to_string();
     if vocab != m.vocab_object {
         bail!(
             "model/pipeline mismatch: the model was trained on vocabulary {} (of {}), but {} built vocabulary {}; retrain, or predict without --config",
@@ -122,7 +107,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if let Some(c) = &args.config {
         check_pipeline(&pred, c, args.store.as_deref())?;
     }
-    let docs = ingest::read_new_documents(&args.input, input_format(&args)?, encoding(&args.encoding)?, &args.text_column, args.label_column.as_deref(), args.name_column.as_deref())?;
+    let docs = ingest::read_new_documents(&args.input, input_format(&args), args.encoding, &args.text_column, args.label_column.as_deref(), args.name_column.as_deref()).map_err(|e| match e {
+        // The pipeline's message names the config key; here the flag is the way out.
+        ingest::IngestError::InvalidUtf8 { path, line, offset, byte } => {
+            anyhow::anyhow!("{}:{line}: invalid UTF-8 at byte offset {offset} (byte 0x{byte:02x}); use --encoding latin-1 or --encoding utf-8-lossy", path.display())
+        }
+        e => e.into(),
+    })?;
     let t = Instant::now();
     let preds = pred.predict_all(&docs.texts, args.top);
     let seconds = t.elapsed().as_secs_f64();
@@ -133,7 +124,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     write_predictions(&args, &pred, &docs, &preds)?;
     let summary = serde_json::json!({
         "model": args.model.to_string_lossy(),
-        "dataset": pred.meta().dataset,
+        "dataset": pred.meta().source.dataset,
         "documents": preds.len(),
         "without_known_words": no_words,
         "known_tokens": known,
@@ -201,7 +192,7 @@ fn write_predictions(args: &PredictArgs, pred: &Predictor, docs: &ingest::NewDoc
     };
     match &args.output {
         None => std::io::stdout().lock().write_all(&bytes).context("writing the predictions to stdout")?,
-        Some(path) => textgcn_pipeline::write_atomic(path, &bytes)?,
+        Some(path) => textgcn_cli::write_atomic(path, &bytes)?,
     }
     Ok(())
 }

@@ -232,7 +232,7 @@ fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
     atomic("predictions.parquet", &rows.to_parquet(&data.label_names)?)?;
 
     let (w0, w1) = (model.w0.to_device(Device::Cpu), model.w1.to_device(Device::Cpu));
-    textgcn_pipeline::write_atomic_with(&dir.join("model.safetensors"), |tmp| Ok(Tensor::write_safetensors(&[("w0", &w0), ("w1", &w1)], tmp)?))?;
+    textgcn_cli::write_atomic_with(&dir.join("model.safetensors"), |tmp| Ok(Tensor::write_safetensors(&[("w0", &w0), ("w1", &w1)], tmp)?))?;
     if let Some(p) = &run.predictor {
         p.save(dir)?;
     }
@@ -242,7 +242,7 @@ fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
 
 /// `curves.png`: training and validation loss and accuracy per epoch.
 pub fn write_curves(path: &Path, res: &RunResult) -> Result<()> {
-    use textgcn_pipeline::plot::{Panel, line_panels};
+    use textgcn_cli::plot::{Panel, line_panels};
     let pts = |f: fn(&EpochLog) -> f64| -> Vec<(f64, f64)> { res.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect() };
     let panels = [
         Panel { title: "loss", x_label: "epoch", y_label: "cross-entropy", series: vec![("train (with dropout)", pts(|e| e.train_loss)), ("validation", pts(|e| e.val_loss))] },

@@ -1,13 +1,10 @@
 //! What both binaries show on the terminal: logs (`tracing`, filtered by
 //! `-v`/`-q` or `TEXTGCN_LOG`), progress bars and spinners (`indicatif`,
-//! drawn only when stderr is a terminal, so CI logs stay clean), and the
-//! summary table of a build.
+//! drawn only when stderr is a terminal, so CI logs stay clean).
 
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::stages::StageReport;
 
 /// How much a command says on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +58,8 @@ pub fn init_logging(v: Verbosity) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
+        // Steps are spans: at `-vv` each says how long it took when it ends.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .try_init();
 }
 
@@ -97,24 +96,14 @@ pub fn println(pb: &ProgressBar, line: &str) {
     }
 }
 
-fn human_bytes(b: u64) -> String {
+/// A byte count for people: `999 B`, `1.5 MB`.
+pub fn human_bytes(b: u64) -> String {
     match b {
         0..1_000 => format!("{b} B"),
         1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
         1_000_000..1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
         _ => format!("{:.2} GB", b as f64 / 1e9),
     }
-}
-
-/// The summary table of a build: stage, fresh/rebuilt, seconds, output
-/// size, and why it reran.
-pub fn build_table(stages: &[StageReport]) -> String {
-    let mut out = format!("{:<9} {:<8} {:>8} {:>10}  {}\n", "stage", "status", "seconds", "outputs", "why");
-    for s in stages {
-        let bytes: u64 = s.outputs.values().map(|o| o.1).sum();
-        out.push_str(&format!("{:<9} {:<8} {:>8.3} {:>10}  {}\n", s.stage, s.status, s.seconds, human_bytes(bytes), s.why.as_deref().unwrap_or("-")));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+
 /// A CSR matrix as borrowed slices (the mapped artifacts).
 #[derive(Clone, Copy)]
 pub struct Csr<'a> {
@@ -30,6 +33,11 @@ impl Csr<'_> {
     /// `out = self · x`, with `x` row-major `[ncols, k]` and `out` row-major
     /// `[rows, k]`. Panics on mismatched sizes or an out-of-range column.
     pub fn mul_dense(&self, x: &[f32], k: usize, out: &mut [f32]) {
+        self.mul_dense_with(Kernel::pick(), x, k, out);
+    }
+
+    /// [`Csr::mul_dense`] with a chosen kernel (tests compare them all).
+    pub fn mul_dense_with(&self, kernel: Kernel, x: &[f32], k: usize, out: &mut [f32]) {
         let n = self.rows();
         assert_eq!(out.len(), n * k, "output size");
         assert!(self.row_ptr[n] as usize == self.cols.len() && self.cols.len() == self.vals.len(), "CSR arrays disagree");
@@ -37,11 +45,6 @@ impl Csr<'_> {
             return;
         }
         const ROWS: usize = 64;
-        let kernel = Kernel::pick();
-        #[cfg(target_arch = "x86_64")]
-        let axpy: fn(f32, &[f32], &mut [f32]) = if crate::zerocopy::has_avx2_fma() { crate::zerocopy::axpy_avx2 } else { axpy_portable };
-        #[cfg(not(target_arch = "x86_64"))]
-        let axpy: fn(f32, &[f32], &mut [f32]) = axpy_portable;
         out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| {
             let first = ci * ROWS;
             let rows = chunk.len() / k;
@@ -49,23 +52,30 @@ impl Csr<'_> {
             let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b] };
             match kernel {
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2 => crate::zerocopy::spmm_avx2(&block, x, k, chunk),
-                Kernel::Axpy => block.run(x, k, chunk, axpy),
+                Kernel::Avx2(cpu) => cpu.spmm_tiled(&block, x, k, chunk),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::AxpyAvx2(cpu) => block.run(x, k, chunk, |a, x, y| cpu.axpy(a, x, y)),
+                Kernel::Axpy => block.run(x, k, chunk, axpy_portable),
             }
         });
     }
 }
 
 /// Which inner loop runs: register-tiled with AVX2+FMA where the CPU has
-/// them, else a portable axpy per non-zero. `TEXTGCN_SPMM_KERNEL` (`avx2`,
-/// `axpy`) overrides the choice, for measurements. (An AVX-512 variant with
-/// 128-float tiles measured no better on 20ng: memory bandwidth bounds it.)
+/// them, else an axpy per non-zero (with AVX2+FMA when the CPU has them).
+/// `TEXTGCN_SPMM_KERNEL=axpy` overrides the choice, for measurements. (An
+/// AVX-512 variant with 128-float tiles measured no better on 20ng: memory
+/// bandwidth bounds it.) The AVX2 variants carry the proof that the CPU
+/// has the features ([`avx2::Avx2Fma`]), so they cannot be chosen wrongly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     /// 8-wide, output tiles of 64 floats.
     #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// One axpy call per non-zero.
+    Avx2(avx2::Avx2Fma),
+    /// One axpy per non-zero, compiled for AVX2+FMA.
+    #[cfg(target_arch = "x86_64")]
+    AxpyAvx2(avx2::Avx2Fma),
+    /// One portable axpy per non-zero.
     Axpy,
 }
 
@@ -74,18 +84,25 @@ impl Kernel {
     pub fn pick() -> Kernel {
         static K: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *K.get_or_init(|| {
+            let axpy = std::env::var("TEXTGCN_SPMM_KERNEL").as_deref() == Ok("axpy");
             #[cfg(target_arch = "x86_64")]
-            {
-                let has2 = crate::zerocopy::has_avx2_fma();
-                if std::env::var("TEXTGCN_SPMM_KERNEL").as_deref() == Ok("axpy") {
-                    return Kernel::Axpy;
-                }
-                if has2 {
-                    return Kernel::Avx2;
-                }
+            if let Some(cpu) = avx2::Avx2Fma::detect() {
+                return if axpy { Kernel::AxpyAvx2(cpu) } else { Kernel::Avx2(cpu) };
             }
+            let _ = axpy;
             Kernel::Axpy
         })
+    }
+
+    /// Every kernel this CPU can run (the portable one last).
+    pub fn available() -> Vec<Kernel> {
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(cpu) = avx2::Avx2Fma::detect() {
+            all.extend([Kernel::Avx2(cpu), Kernel::AxpyAvx2(cpu)]);
+        }
+        all.push(Kernel::Axpy);
+        all
     }
 }
 
@@ -101,7 +118,7 @@ impl Block<'_> {
     /// Computes the block's rows with the output tiled into fixed-size
     /// accumulators (`T` floats) that the compiler keeps in registers, so a
     /// non-zero costs loads of `x` and FMAs only. `#[inline(always)]`: it is
-    /// compiled into the SIMD wrappers of `zerocopy`.
+    /// compiled into the SIMD wrappers of [`avx2`].
     #[inline(always)]
     pub(crate) fn run_tiled<const T: usize>(&self, x: &[f32], k: usize, out: &mut [f32]) {
         for (r, orow) in out.chunks_exact_mut(k).enumerate() {
@@ -134,7 +151,8 @@ impl Block<'_> {
 
     /// Computes the block's rows of `Â · x` into `out` with `axpy`
     /// (`y += a · x`) for each non-zero.
-    pub(crate) fn run(&self, x: &[f32], k: usize, out: &mut [f32], axpy: fn(f32, &[f32], &mut [f32])) {
+    #[inline(always)]
+    pub(crate) fn run(&self, x: &[f32], k: usize, out: &mut [f32], axpy: impl Fn(f32, &[f32], &mut [f32])) {
         for (r, orow) in out.chunks_exact_mut(k).enumerate() {
             orow.fill(0.0);
             let (a, b) = (self.row_ptr[r] as usize - self.base, self.row_ptr[r + 1] as usize - self.base);
@@ -172,17 +190,24 @@ mod tests {
             }
             row_ptr.push(cols.len() as i64);
         }
-        let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
         let csr = Csr { row_ptr: &row_ptr, cols: &cols, vals: &vals };
-        let mut out = vec![0f32; n * k];
-        csr.mul_dense(&x, k, &mut out);
-        for r in 0..n {
-            for j in 0..k {
-                let mut want = 0f64;
-                for e in row_ptr[r] as usize..row_ptr[r + 1] as usize {
-                    want += vals[e] as f64 * x[cols[e] as usize * k + j] as f64;
+        let kernels = Kernel::available();
+        assert!(kernels.contains(&Kernel::pick()));
+        for kernel in kernels {
+            // Widths below, at and above the 64-float tile.
+            for k in [k, 64, 67] {
+                let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
+                let mut out = vec![0f32; n * k];
+                csr.mul_dense_with(kernel, &x, k, &mut out);
+                for r in 0..n {
+                    for j in 0..k {
+                        let mut want = 0f64;
+                        for e in row_ptr[r] as usize..row_ptr[r + 1] as usize {
+                            want += vals[e] as f64 * x[cols[e] as usize * k + j] as f64;
+                        }
+                        assert!((out[r * k + j] as f64 - want).abs() < 1e-4, "{kernel:?} k={k} ({r},{j})");
+                    }
                 }
-                assert!((out[r * k + j] as f64 - want).abs() < 1e-4, "({r},{j})");
             }
         }
     }

@@ -7,8 +7,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, Store};
-use textgcn_pipeline::ui::{self, Verbosity};
-use textgcn_pipeline::{config, stages, store_dir, tables};
+use textgcn_cli::ui::{self, Verbosity};
+use textgcn_cli::{outln, store_dir};
+use textgcn_pipeline::{config, stages};
+
+mod fetch;
 
 /// Turn text corpora into TextGCN graphs, incrementally.
 ///
@@ -108,7 +111,7 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Where the files are: <base>/corpus/<D>.txt and <base>/<D>.txt.
-        #[arg(long, default_value = textgcn_pipeline::fetch::DEFAULT_BASE)]
+        #[arg(long, default_value = fetch::DEFAULT_BASE)]
         base_url: String,
         /// JSON output.
         #[arg(long)]
@@ -123,7 +126,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    textgcn_pipeline::cli_main::<Cli>(run)
+    textgcn_cli::cli_main::<Cli>(run)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -152,10 +155,12 @@ fn run(cli: Cli) -> Result<()> {
                 Err(e) if is_read_only(&e) => return build_read_only(&store_path, &cfg, e, json, v),
                 Err(e) => return Err(e).with_context(|| format!("opening store {}", store_path.display())),
             };
-            let pb = ui::spinner(if json { Verbosity::Quiet } else { v }, format!("{}: {}", cfg.config.name, stages::STAGES[0]));
-            let report = stages::build(&store, &cfg, |r| {
+            let pipeline = stages::Pipeline::standard();
+            let names = pipeline.names();
+            let pb = ui::spinner(if json { Verbosity::Quiet } else { v }, format!("{}: {}", cfg.config.name, names[0]));
+            let report = pipeline.build(&store, &cfg, |r| {
                 tracing::info!("{} {} in {:.3}s{}", r.stage, r.status, r.seconds, r.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default());
-                if let Some(next) = stages::STAGES.iter().skip_while(|s| **s != r.stage).nth(1) {
+                if let Some(next) = names.iter().skip_while(|s| **s != r.stage).nth(1) {
                     pb.set_message(format!("{}: {next}", cfg.config.name));
                 }
             })
@@ -165,9 +170,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Fetch { dataset, dir, base_url, json } => {
             let dir = dir.or_else(|| std::env::var_os("TEXTGCN_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("data"));
-            let got = textgcn_pipeline::fetch::fetch(&dataset, &dir, &base_url, if json { Verbosity::Quiet } else { v })?;
+            let got = fetch::fetch(&dataset, &dir, &base_url, if json { Verbosity::Quiet } else { v })?;
             if json {
-                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&got)?)?;
+                outln!("{}", serde_json::to_string_pretty(&got)?)?;
             } else if v.shows_results() {
                 for f in &got {
                     eprintln!("{:<10} {} ({} bytes, sha256 {})", f.action, f.path.display(), f.bytes, f.sha256);
@@ -184,13 +189,13 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(store) => stages::status(&store, &cfg)?,
                 // An older layout or a foreign directory is said as such.
                 Err(e) if store_path.join("STORE").exists() || store_path.is_file() => return Err(e.into()),
-                Err(_) => stages::STAGES.iter().map(|s| stages::StageStatus { stage: (*s).into(), status: stages::StageState::Stale, why: Some("no store yet".into()) }).collect(),
+                Err(_) => stages::Pipeline::standard().names().into_iter().map(|s| stages::StageStatus { stage: (*s).into(), status: stages::StageState::Stale, why: Some("no store yet".into()) }).collect(),
             };
             if json {
-                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&st)?)?;
+                outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
                 for s in st {
-                    textgcn_pipeline::outln!("{:>9} {}{}", s.stage, s.status, s.why.map(|w| format!(" ({w})")).unwrap_or_default())?;
+                    outln!("{:>9} {}{}", s.stage, s.status, s.why.map(|w| format!(" ({w})")).unwrap_or_default())?;
                 }
             }
         }
@@ -204,7 +209,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             if json {
-                textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(&info)?)?;
+                outln!("{}", serde_json::to_string_pretty(&info)?)?;
             } else {
                 print_human(&info, 0)?;
             }
@@ -223,7 +228,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("problem: {p}");
             }
             if v.shows_results() {
-                textgcn_pipeline::outln!("verified {} objects, {} records and {} refs: {} problem(s)", rep.objects_checked, rep.records_checked, rep.refs_checked, rep.problems.len())?;
+                outln!("verified {} objects, {} records and {} refs: {} problem(s)", rep.objects_checked, rep.records_checked, rep.refs_checked, rep.problems.len())?;
             }
             if !rep.problems.is_empty() {
                 bail!("store {} has {} problem(s); `textgcn verify --repair` moves them to quarantine/", store_path.display(), rep.problems.len());
@@ -233,14 +238,14 @@ fn run(cli: Cli) -> Result<()> {
             let rep = Store::open(&store_path, OpenMode::Read)?.repair()?;
             report_repair(&rep, v);
             if v.shows_results() {
-                textgcn_pipeline::outln!("checked {} files: {} moved to quarantine/", rep.checked, rep.quarantined.len())?;
+                outln!("checked {} files: {} moved to quarantine/", rep.checked, rep.quarantined.len())?;
             }
         }
         Cmd::Gc => {
             let store = Store::open(&store_path, OpenMode::Read)?;
             let rep = store.gc()?;
             if v.shows_results() {
-                textgcn_pipeline::outln!(
+                outln!(
                     "removed {} objects, {} records and {} quarantined files ({:.1} MB); kept {} objects",
                     rep.objects_removed,
                     rep.records_removed,
@@ -257,10 +262,10 @@ fn run(cli: Cli) -> Result<()> {
 /// Prints a build's report: JSON on stdout, or the table on stderr.
 fn print_build(report: &stages::BuildReport, json: bool, v: Verbosity) -> Result<()> {
     if json {
-        textgcn_pipeline::outln!("{}", serde_json::to_string_pretty(report)?)?;
+        outln!("{}", serde_json::to_string_pretty(report)?)?;
     } else if v.shows_results() {
         let bytes: u64 = report.stages.iter().flat_map(|s| s.outputs.values().map(|o| o.1)).sum();
-        eprint!("{}", ui::build_table(&report.stages));
+        eprint!("{}", build_table(&report.stages));
         eprintln!("built {} in {:.3}s ({:.1} MB of artifacts)", report.name, report.seconds, bytes as f64 / 1e6);
     }
     Ok(())
@@ -282,9 +287,7 @@ fn report_repair(rep: &textgcn_artifacts::RepairReport, v: Verbosity) {
 /// Whether opening a store for writing failed because this process may
 /// not write there (a read-only file system or no permission).
 fn is_read_only(e: &textgcn_artifacts::StoreError) -> bool {
-    use std::error::Error;
-    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
-    io.is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied || io.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+    matches!(e, textgcn_artifacts::StoreError::Io { error, .. } if matches!(error.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem))
 }
 
 /// A build on a store that cannot be written: it succeeds when nothing is
@@ -325,21 +328,19 @@ fn build_read_only(store_path: &std::path::Path, cfg: &config::LoadedConfig, ope
 fn plot_graph(store: &Store, info: &serde_json::Value, dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     let Some(name) = info["ref"].as_str() else { bail!("--plot needs a ref or config, not a single object") };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let built = stages::BuiltRef::open(store, name)?;
-    let rp = textgcn_artifacts::RowPtr::open(store, built.object("graph", "row_ptr")?)?;
-    let ea = EdgeAttr::open(store, built.object("graph", "edge_attr")?)?;
-    let nd = info["documents"].as_u64().unwrap_or(0) as usize;
-    let deg: Vec<f64> = rp.values().windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+    let g = stages::BuiltGraph::open(store, name)?;
+    let nd = g.num_docs();
+    let deg: Vec<f64> = g.row_ptr.values().windows(2).map(|w| (w[1] - w[0]) as f64).collect();
     let (dd, wd) = deg.split_at(nd.min(deg.len()));
     let degree = dir.join("degree.png");
-    textgcn_pipeline::plot::histogram(&degree, &format!("{name}: node degrees (non-zeros per row of A+I), {} nodes", deg.len()), "degree (log scale)", &deg, 60, true)?;
+    textgcn_cli::plot::histogram(&degree, &format!("{name}: node degrees (non-zeros per row of A+I), {} nodes", deg.len()), "degree (log scale)", &deg, 60, true)?;
     let docs = dir.join("degree_documents.png");
-    textgcn_pipeline::plot::histogram(&docs, &format!("{name}: document node degrees"), "degree (log scale)", dd, 50, true)?;
+    textgcn_cli::plot::histogram(&docs, &format!("{name}: document node degrees"), "degree (log scale)", dd, 50, true)?;
     let words = dir.join("degree_words.png");
-    textgcn_pipeline::plot::histogram(&words, &format!("{name}: word node degrees"), "degree (log scale)", wd, 50, true)?;
-    let w: Vec<f64> = ea.values().iter().map(|&x| x as f64).collect();
+    textgcn_cli::plot::histogram(&words, &format!("{name}: word node degrees"), "degree (log scale)", wd, 50, true)?;
+    let w: Vec<f64> = g.edge_attr.values().iter().map(|&x| x as f64).collect();
     let weights = dir.join("weights.png");
-    textgcn_pipeline::plot::histogram(&weights, &format!("{name}: edge weights of the normalised adjacency"), "weight (log scale)", &w, 60, true)?;
+    textgcn_cli::plot::histogram(&weights, &format!("{name}: edge weights of the normalised adjacency"), "weight (log scale)", &w, 60, true)?;
     Ok(vec![degree, docs, words, weights])
 }
 
@@ -347,16 +348,16 @@ fn print_human(v: &serde_json::Value, indent: usize) -> std::io::Result<()> {
     if let Some(m) = v.as_object() {
         for (k, x) in m {
             if x.is_object() || x.is_array() && x.as_array().is_some_and(|a| a.iter().any(|e| e.is_object())) {
-                textgcn_pipeline::outln!("{:indent$}{k}:", "")?;
+                outln!("{:indent$}{k}:", "")?;
                 print_human(x, indent + 2)?;
             } else {
-                textgcn_pipeline::outln!("{:indent$}{k}: {x}", "")?;
+                outln!("{:indent$}{k}: {x}", "")?;
             }
         }
     } else if let Some(a) = v.as_array() {
         for x in a {
             print_human(x, indent)?;
-            textgcn_pipeline::outln!()?;
+            outln!()?;
         }
     }
     Ok(())
@@ -388,24 +389,21 @@ fn inspect(store: &Store, target: &str) -> Result<serde_json::Value> {
         return Ok(json!({"object": target, "path": path, "bytes": bytes.len(), "content": kind}));
     }
     let name = if target.ends_with(".toml") { config::load_for_artifacts(target.as_ref())?.config.name } else { target.to_owned() };
-    let built = stages::BuiltRef::open(store, &name)?;
-    let ei = EdgeIndex::open(store, built.object("graph", "edge_index")?)?;
-    let ea = EdgeAttr::open(store, built.object("graph", "edge_attr")?)?;
-    let n = ei.num_nodes();
-    let mut deg = vec![0u32; n];
-    for &r in ei.rows() {
-        // Rows are checked against the node count: a bad row is an error.
-        let slot = usize::try_from(r).ok().and_then(|r| deg.get_mut(r)).with_context(|| format!("edge_index of {name}: row {r} outside 0..{n}"))?;
-        *slot += 1;
-    }
-    let vocab = tables::get_vocab(store, built.object("vocab", "vocab")?)?;
+    let g = stages::BuiltGraph::open(store, &name)?;
+    let built = &g.built;
+    let n = g.num_nodes();
+    // Non-zeros per row; the CSR structure was checked when the graph opened.
+    let deg = g.row_ptr.values().windows(2).map(|w| (w[1] - w[0]) as f64);
+    let vocab = g.vocab(store)?;
     let top: Vec<_> = vocab.words.iter().zip(&vocab.freq).take(20).map(|(w, f)| json!([w, f])).collect();
     let mut sizes = serde_json::Map::new();
+    let mut objects = serde_json::Map::new();
     let mut total = 0u64;
     for rec in built.records() {
         for (k, o) in &rec.outputs {
             total += o.bytes;
             sizes.insert(format!("{}.{k}", rec.stage), json!(o.bytes));
+            objects.insert(format!("{}.{k}", rec.stage), json!({"id": o.id.to_string(), "kind": o.kind, "path": store.object_path(&o.id)}));
         }
     }
     let (ingest, vocab_summary) = (built.summary("ingest")?, built.summary("vocab")?);
@@ -419,13 +417,25 @@ fn inspect(store: &Store, target: &str) -> Result<serde_json::Value> {
         "avg_doc_length": vocab_summary["avg_doc_length"],
         "empty_documents": vocab_summary["empty_documents"],
         "nodes": n,
-        "edges": ei.num_edges(),
+        "edges": g.edge_index.num_edges(),
         "graph": built.summary("graph")?,
         "splits": built.summary("splits")?,
-        "degree": stats(deg.iter().map(|&d| d as f64)),
-        "weight": stats(ea.values().iter().map(|&x| x as f64)),
+        "degree": stats(deg),
+        "weight": stats(g.edge_attr.values().iter().map(|&x| x as f64)),
         "top_words": top,
         "bytes": sizes,
         "total_bytes": total,
+        "objects": objects,
     }))
+}
+
+/// The summary table of a build: stage, fresh/rebuilt, seconds, output
+/// size, and why it reran.
+pub fn build_table(stages: &[stages::StageReport]) -> String {
+    let mut out = format!("{:<9} {:<8} {:>8} {:>10}  {}\n", "stage", "status", "seconds", "outputs", "why");
+    for s in stages {
+        let bytes: u64 = s.outputs.values().map(|o| o.1).sum();
+        out.push_str(&format!("{:<9} {:<8} {:>8.3} {:>10}  {}\n", s.stage, s.status, s.seconds, ui::human_bytes(bytes), s.why.as_deref().unwrap_or("-")));
+    }
+    out
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::ui::{self, Verbosity};
+use textgcn_cli::ui::{self, Verbosity};
 
 /// The original TextGCN repository's data folder.
 pub const DEFAULT_BASE: &str = "https://raw.githubusercontent.com/yao8839836/text_gcn/master/data";
@@ -97,7 +97,7 @@ pub fn fetch(dataset: &str, dir: &Path, base: &str, v: Verbosity) -> Result<Vec<
     }
     sums.sort();
     let text: String = sums.iter().map(|(f, h)| format!("{h}  {f}\n")).collect();
-    crate::write_atomic(&sums_path, text.as_bytes())?;
+    textgcn_cli::write_atomic(&sums_path, text.as_bytes())?;
     Ok(out)
 }
 
@@ -141,7 +141,6 @@ fn download(agent: &ureq::Agent, url: &str, path: &Path, v: Verbosity) -> Result
         pb.inc(n as u64);
     }
     pb.finish_and_clear();
-    file.sync_all()?;
     drop(file);
     let bytes = fs::metadata(&part)?.len();
     if let Some(t) = total
@@ -150,9 +149,8 @@ fn download(agent: &ureq::Agent, url: &str, path: &Path, v: Verbosity) -> Result
         bail!("{url}: expected {t} bytes, got {bytes}; rerun to resume");
     }
     let sha256 = sha256_file(&part)?;
-    fs::rename(&part, path).with_context(|| format!("renaming {} to {}", part.display(), path.display()))?;
-    if let Some(d) = path.parent() {
-        File::open(d).and_then(|f| f.sync_all()).ok();
-    }
+    // The `.part` file is the download's own temporary file (resumable, so
+    // under a known name); it lands like every atomic write.
+    textgcn_artifacts::atomic::rename_durably(&part, path)?;
     Ok(Fetched { path: path.to_path_buf(), sha256, bytes, action: if resumed { "resumed" } else { "downloaded" } })
 }

@@ -1,4 +1,5 @@
-//! The trainer's only `unsafe`: tensors that view memory-mapped artifacts.
+//! Tensors that view memory without copying: memory-mapped artifacts as
+//! tensors, and CPU tensors as slices for the native kernels.
 //!
 //! # Invariants
 //! - **The mapping outlives every tensor that views it.** [`MappedTensor`]
@@ -78,42 +79,6 @@ pub fn inside(t: &Tensor, range: std::ops::Range<usize>) -> bool {
     range.start <= p && p + bytes <= range.end
 }
 
-/// Whether the CPU has AVX2 and FMA (checked once).
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2_fma() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
-}
-
-/// A block of the sparse product compiled for AVX2 and FMA (tiles of 64).
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn spmm_avx2(block: &crate::spmm::Block<'_>, x: &[f32], k: usize, out: &mut [f32]) {
-    #[target_feature(enable = "avx2,fma")]
-    fn inner(block: &crate::spmm::Block<'_>, x: &[f32], k: usize, out: &mut [f32]) {
-        block.run_tiled::<64>(x, k, out)
-    }
-    assert!(has_avx2_fma());
-    // SAFETY: the CPU has AVX2 and FMA (asserted), the only precondition of
-    // calling a `target_feature` function.
-    unsafe { inner(block, x, k, out) }
-}
-
-/// `y += a · x` with AVX2 and FMA. Chosen only when [`has_avx2_fma`].
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-    #[target_feature(enable = "avx2,fma")]
-    fn inner(a: f32, x: &[f32], y: &mut [f32]) {
-        for (yv, xv) in y.iter_mut().zip(x) {
-            *yv = a.mul_add(*xv, *yv);
-        }
-    }
-    debug_assert!(has_avx2_fma());
-    // SAFETY: only reachable when the CPU supports AVX2 and FMA (the caller
-    // selects this function after `has_avx2_fma()`), the only precondition
-    // of calling a `target_feature` function.
-    unsafe { inner(a, x, y) }
-}
-
 /// Views a contiguous CPU float tensor's data as a slice.
 pub fn f32_slice(t: &Tensor) -> &[f32] {
     assert!(t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous(), "need a contiguous CPU float tensor");
@@ -136,40 +101,4 @@ pub fn f32_slice_mut(t: &mut Tensor) -> &mut [f32] {
     // SAFETY: as above, and `t` is borrowed mutably, so no other Rust
     // reference reads or writes it meanwhile.
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
-}
-
-/// Makes glibc serve every allocation of 1 MiB or more with fresh pages
-/// (`mallopt(M_MMAP_THRESHOLD)`) and return them on free, so that peak-RSS
-/// measurements see each large allocation instead of reused heap. For
-/// memory tests and measurements.
-pub fn large_allocations_via_mmap() {
-    // SAFETY: mallopt only changes allocator tuning; valid at any time.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
-/// Makes glibc keep and reuse large freed blocks instead of returning them
-/// to the kernel (`M_MMAP_THRESHOLD` and `M_TRIM_THRESHOLD` raised). Every
-/// `N × hidden` tensor of 20ng (49 MB) is above glibc's default 32 MB mmap
-/// ceiling, so without this each allocation maps fresh pages, and touching
-/// fresh memory costs about 0.5 s per GiB on these machines. Training
-/// allocates the same shapes every epoch, so reuse is exact.
-pub fn reuse_large_allocations() {
-    // SAFETY: mallopt only changes allocator tuning; valid at any time.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
-/// Returns the heap's free memory to the kernel (`malloc_trim`). Called
-/// between seeds: [`reuse_large_allocations`] keeps freed blocks, which is
-/// right within a run (the same shapes every epoch) but lets the heap grow
-/// across runs through fragmentation.
-pub fn release_free_memory() {
-    // SAFETY: malloc_trim only releases free heap memory; valid at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

@@ -64,7 +64,7 @@ fn builds_killed_anywhere_complete_to_the_same_bytes() {
         })
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
-    let (mut killed, mut at_failpoint, mut leftovers) = (0, 0, 0);
+    let (mut killed, mut at_failpoint, mut failpoint_runs, mut leftovers) = (0, 0, 0, 0);
     let kills = 100;
     for i in 0..kills {
         let store = dir.path().join(format!("s{i}"));
@@ -75,6 +75,7 @@ fn builds_killed_anywhere_complete_to_the_same_bytes() {
             let (fp, max) = FAILPOINTS[(i / 2) % FAILPOINTS.len()];
             c.env("TEXTGCN_FAILPOINT", format!("{fp}:{}", rng.random_range(1..=max)));
             let s = c.status().unwrap();
+            failpoint_runs += 1;
             at_failpoint += (!s.success()) as usize;
             s
         } else {
@@ -114,8 +115,12 @@ fn builds_killed_anywhere_complete_to_the_same_bytes() {
         "{kills} builds: {killed} killed ({at_failpoint} at named fail-points), {leftovers} left temp files behind (all swept), {} objects checked by the concurrent reader",
         checked.load(Ordering::SeqCst)
     );
-    assert!(killed >= kills * 3 / 4, "only {killed} of {kills} builds were actually killed");
-    assert!(at_failpoint >= kills / 3, "only {at_failpoint} fail-point kills");
+    // Deterministic: a mr build passes each named point at least as often
+    // as the largest pass asked for, so every fail-point run dies there,
+    // and those after a temporary write and before its rename leave temp
+    // files. (Kills at random moments vary with the machine's speed; they
+    // are counted above, not asserted.)
+    assert_eq!(at_failpoint, failpoint_runs, "a fail-point run was not killed at its point");
     assert!(leftovers > 0, "no kill ever interrupted a publish");
     assert!(checked.load(Ordering::SeqCst) > 0, "the reader never saw an object");
 }

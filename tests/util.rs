@@ -2,6 +2,13 @@
 //! are, temporary stores and data directories, running the CLIs.
 
 use std::path::{Path, PathBuf};
+
+// The test harness of this crate is built by every `cargo test` of the
+// workspace: without the corpora it stops there, with this one line.
+#[cfg(all(test, textgcn_no_data))]
+compile_error!(
+    "the end-to-end tests need the corpora: set TEXTGCN_DATA_DIR to the folder holding R8/R8.txt, mr/, ohsumed/, 20ng/ (`make test` sets it), or run `cargo test --workspace --exclude textgcn-e2e`"
+);
 use std::process::{Command, Output};
 
 /// The benchmark data directory (`TEXTGCN_DATA_DIR`); panics with a clear

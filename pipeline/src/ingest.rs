@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::splits::Split;
 use crate::config::{Encoding, Format, IngestConfig};
 
 /// A corpus problem, with the position a user needs to fix it.
@@ -144,8 +145,9 @@ pub enum IngestError {
 pub struct Documents {
     /// Unique document names.
     pub names: Vec<String>,
-    /// `train`, `test`, or empty when the corpus has no split.
-    pub splits: Vec<String>,
+    /// The corpus's split of each document (train or test), `None` when
+    /// the corpus has none (`splits.random_split` decides).
+    pub splits: Vec<Option<Split>>,
     /// Class labels.
     pub labels: Vec<String>,
     /// Decoded text.
@@ -260,7 +262,7 @@ pub fn parse_textgcn(corpus: &Path, cbytes: &[u8], meta: &Path, mbytes: &[u8], c
             return Err(bad(format!("duplicate document name {name:?} (first on line {})", first + 1)));
         }
         docs.names.push(name.to_owned());
-        docs.splits.push(split.to_owned());
+        docs.splits.push(Some(split));
         docs.labels.push(label.to_owned());
     }
     if let Some((i, (_, raw))) = clines.iter().enumerate().find(|(_, (_, raw))| raw.len() as u64 > cfg.max_document_bytes) {
@@ -303,7 +305,7 @@ impl Documents {
         let mut test = Documents::default();
         let old = std::mem::take(self);
         for (((n, s), l), t) in old.names.into_iter().zip(old.splits).zip(old.labels).zip(old.texts) {
-            let to = if s == "test" { &mut test } else { &mut kept };
+            let to = if s == Some(Split::Test) { &mut test } else { &mut kept };
             to.names.push(n);
             to.splits.push(s);
             to.labels.push(l);
@@ -316,11 +318,11 @@ impl Documents {
 
 /// Classifies a split field: a value containing `test` is test, else one
 /// containing `train` is train.
-fn split_of(v: &str) -> Option<&'static str> {
+fn split_of(v: &str) -> Option<Split> {
     if v.contains("test") {
-        Some("test")
+        Some(Split::Test)
     } else if v.contains("train") {
-        Some("train")
+        Some(Split::Train)
     } else {
         None
     }
@@ -547,9 +549,9 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
         let split = match &splits {
             Some(s) => {
                 let v = s[row].clone().unwrap_or_default();
-                split_of(&v).ok_or_else(|| bad(format!("unknown split value {v:?} for document {name:?} (expected a value containing `train` or `test`)")))?.to_owned()
+                Some(split_of(&v).ok_or_else(|| bad(format!("unknown split value {v:?} for document {name:?} (expected a value containing `train` or `test`)")))?)
             }
-            None => String::new(),
+            None => None,
         };
         let text = texts[row].clone().unwrap_or_default();
         if text.len() as u64 > cfg.max_document_bytes {
@@ -609,7 +611,7 @@ mod tests {
     fn crlf_latin1_and_missing_final_newline() {
         let d = run(b"caf\xe9 ok\r\nsecond", META, Encoding::Latin1).unwrap();
         assert_eq!(d.texts, ["caf\u{e9} ok", "second"]);
-        assert_eq!(d.splits, ["train", "test"]);
+        assert_eq!(d.splits, [Some(Split::Train), Some(Split::Test)]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use arrow_schema::{DataType, Field, Schema};
 use textgcn_artifacts::{ObjectId, Store, StoreError, publish_table, read_table};
 
 use crate::ingest::Documents;
-use crate::splits::Splits;
+use crate::splits::{Split, Splits};
 use crate::vocab::{DocTokens, Vocab};
 
 fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
@@ -35,15 +35,30 @@ fn string_vec(b: &RecordBatch, id: &ObjectId, name: &str) -> Result<Vec<String>,
     Ok(col::<StringArray>(b, id, name)?.iter().map(|s| s.unwrap_or("").to_owned()).collect())
 }
 
+/// The documents table's `split` column: train, test or empty (none).
+fn corpus_splits(b: &RecordBatch, id: &ObjectId) -> Result<Vec<Option<Split>>, StoreError> {
+    col::<StringArray>(b, id, "split")?
+        .iter()
+        .map(|s| match s.unwrap_or("") {
+            "" => Ok(None),
+            v => match Split::parse(v) {
+                Some(k @ (Split::Train | Split::Test)) => Ok(Some(k)),
+                _ => Err(bad(id, format!("unknown corpus split {v:?}"))),
+            },
+        })
+        .collect()
+}
+
 /// Publishes the documents table.
 pub fn put_documents(store: &Store, d: &Documents) -> Result<ObjectId, StoreError> {
-    publish_table(store, &batch(vec![("name", strings(&d.names)), ("split", strings(&d.splits)), ("label", strings(&d.labels)), ("text", strings(&d.texts))]))
+    let splits: Vec<&str> = d.splits.iter().map(|s| s.map_or("", Split::as_str)).collect();
+    publish_table(store, &batch(vec![("name", strings(&d.names)), ("split", strings(&splits)), ("label", strings(&d.labels)), ("text", strings(&d.texts))]))
 }
 
 /// Reads the documents table without the text column.
 pub fn get_document_meta(store: &Store, id: &ObjectId) -> Result<Documents, StoreError> {
     let b = textgcn_artifacts::read_table_columns(store, id, Some(&["name", "split", "label"]))?;
-    Ok(Documents { names: string_vec(&b, id, "name")?, splits: string_vec(&b, id, "split")?, labels: string_vec(&b, id, "label")?, texts: Vec::new(), replacements: 0 })
+    Ok(Documents { names: string_vec(&b, id, "name")?, splits: corpus_splits(&b, id)?, labels: string_vec(&b, id, "label")?, texts: Vec::new(), replacements: 0 })
 }
 
 /// Reads the documents table.
@@ -51,7 +66,7 @@ pub fn get_documents(store: &Store, id: &ObjectId) -> Result<Documents, StoreErr
     let b = read_table(store, id)?;
     Ok(Documents {
         names: string_vec(&b, id, "name")?,
-        splits: string_vec(&b, id, "split")?,
+        splits: corpus_splits(&b, id)?,
         labels: string_vec(&b, id, "label")?,
         texts: string_vec(&b, id, "text")?,
         replacements: 0,
@@ -178,8 +193,8 @@ pub fn get_labels(store: &Store, id: &ObjectId) -> Result<Vec<String>, StoreErro
 
 /// The splits table (node, split), train then val then test.
 pub fn put_splits(store: &Store, s: &Splits) -> Result<ObjectId, StoreError> {
-    let nodes: Vec<i64> = s.train.iter().chain(&s.val).chain(&s.test).copied().collect();
-    let names: Vec<&str> = std::iter::repeat_n("train", s.train.len()).chain(std::iter::repeat_n("val", s.val.len())).chain(std::iter::repeat_n("test", s.test.len())).collect();
+    let nodes: Vec<i64> = Split::ALL.iter().flat_map(|&k| s.nodes(k).iter().copied()).collect();
+    let names: Vec<&str> = Split::ALL.iter().flat_map(|&k| std::iter::repeat_n(k.as_str(), s.nodes(k).len())).collect();
     publish_table(store, &batch(vec![("node", Arc::new(Int64Array::from(nodes))), ("split", strings(&names))]))
 }
 
@@ -190,13 +205,8 @@ pub fn get_splits(store: &Store, id: &ObjectId) -> Result<Splits, StoreError> {
     let names = col::<StringArray>(&b, id, "split")?;
     let mut s = Splits::default();
     for i in 0..b.num_rows() {
-        let v = nodes.value(i);
-        match names.value(i) {
-            "train" => s.train.push(v),
-            "val" => s.val.push(v),
-            "test" => s.test.push(v),
-            other => return Err(bad(id, format!("unknown split {other:?}"))),
-        }
+        let split = Split::parse(names.value(i)).ok_or_else(|| bad(id, format!("unknown split {:?}", names.value(i))))?;
+        s.nodes_mut(split).push(nodes.value(i));
     }
     Ok(s)
 }

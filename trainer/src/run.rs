@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::graph::GraphData;
 use crate::metrics::{self, ClassRow, Memory};
+use textgcn_pipeline::splits::Split;
 use crate::model::{self, Adam, Hyper, Model};
 use crate::predict::{Prediction, Predictor};
 
@@ -213,7 +214,7 @@ fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
     let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu))?;
     let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false))?;
     let mut split = vec![""; data.num_docs];
-    for (k, name) in ["train", "val", "test"].iter().enumerate() {
+    for (k, name) in Split::ALL.iter().map(|s| s.as_str()).enumerate() {
         for &i in &data.split_lists[k] {
             split[i as usize] = name;
         }

@@ -125,8 +125,8 @@ impl BuiltGraph {
         if let Some(l) = labels.iter().find(|&&l| l < 0 || l as usize >= label_names.len()) {
             return Err(bad(format!("node table: label id {l} outside the {} labels", label_names.len())));
         }
-        for (which, list) in ["train", "val", "test"].iter().zip([&s.train, &s.val, &s.test]) {
-            if let Some(node) = list.iter().find(|&&i| i < 0 || i as usize >= num_docs) {
+        for which in splits::Split::ALL {
+            if let Some(node) = s.nodes(which).iter().find(|&&i| i < 0 || i as usize >= num_docs) {
                 return Err(bad(format!("split table: {which} node {node} is not a document node (0..{num_docs})")));
             }
         }

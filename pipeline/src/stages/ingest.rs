@@ -9,6 +9,7 @@ use textgcn_artifacts::{Built, ObjectKind};
 
 use super::{Input, OutputKey, OutputSpec, PipelineError, PlanContext, RunContext, Stage};
 use crate::config::{Encoding, Format, LoadedConfig};
+use crate::splits::Split;
 use crate::{ingest, tables};
 
 /// The ingest stage.
@@ -97,7 +98,7 @@ impl Stage for Ingest {
             }
             Self::HELD_OUT.put(&mut out, tables::put_documents(store, h)?);
         }
-        let n_train = docs.splits.iter().filter(|s| *s == "train").count();
+        let n_train = docs.splits.iter().filter(|s| **s == Some(Split::Train)).count();
         let labels: HashSet<&String> = docs.labels.iter().collect();
         let blank = docs.texts.iter().filter(|t| t.trim().is_empty()).count();
         out.summary = json!({"documents": docs.names.len(), "train": n_train, "test": docs.names.len() - n_train, "classes": labels.len(), "replacements": docs.replacements, "blank_documents": blank, "held_out": held_out.as_ref().map_or(0, |h| h.names.len())});

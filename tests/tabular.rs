@@ -112,7 +112,11 @@ fn tabular_mistakes_are_named() {
         ("badline.ndjson", "ndjson", "", "badline.ndjson: line 3: invalid JSON at column 25"),
         ("notobject.ndjson", "ndjson", "", "notobject.ndjson: line 2: expected a JSON object"),
         ("numbers.ndjson", "ndjson", "", "column \"text\" (config key ingest.text_column) holds i64 values, not text"),
+        ("dupname.csv", "csv", "name_column = \"id\"", "dupname.csv: row 3: duplicate document name \"d1\" (first in row 1)"),
+        ("oneclass.csv", "csv", "", "oneclass.csv: only one class (\"a\")"),
     ];
+    std::fs::write(dir.path().join("dupname.csv"), "id,text,label\nd1,hello world,a\nd2,good day,b\nd1,bad day,b\n").unwrap();
+    std::fs::write(dir.path().join("oneclass.csv"), "text,label\nhello world,a\ngood day,a\n").unwrap();
     std::fs::write(dir.path().join("badline.ndjson"), "{\"text\": \"a b\", \"label\": \"x\"}\n\n{\"text\": \"c d\", \"label\" \"y\"}\n").unwrap();
     std::fs::write(dir.path().join("notobject.ndjson"), "{\"text\": \"a b\", \"label\": \"x\"}\n[1, 2]\n").unwrap();
     std::fs::write(dir.path().join("numbers.ndjson"), "{\"text\": 12, \"label\": \"x\"}\n{\"text\": 7, \"label\": \"y\"}\n").unwrap();

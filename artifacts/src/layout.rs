@@ -24,8 +24,12 @@ pub(crate) fn is_own_startup_name(name: &str) -> bool {
 }
 
 /// Whether `root` may hold a store: it does not exist, is a store (has
-/// `STORE`), or is an empty directory (but for the lock files and marker
-/// temporaries a store creates first).
+/// `STORE`), or is a directory with nothing in it but the lock files and
+/// marker temporaries a store creates first, and plain files of the user's
+/// whose names the store never uses (a log the shell redirected there, as
+/// in `textgcn build --store d 2>d/err`). A directory with any
+/// subdirectory or link (a project, a home directory) is refused: the store
+/// only ever touches its own names, but it does not move in among others'.
 pub(crate) fn check_can_host(root: &Path) -> Result<()> {
     let refuse = |reason: String| Err(StoreError::NotAStore { path: root.to_path_buf(), reason });
     match fs::metadata(root) {
@@ -39,8 +43,11 @@ pub(crate) fn check_can_host(root: &Path) -> Result<()> {
     }
     let mut foreign = Vec::new();
     for e in fs::read_dir(root).ctx("listing", root)? {
-        let name = e.ctx("listing", root)?.file_name().to_string_lossy().into_owned();
-        if !is_own_startup_name(&name) {
+        let e = e.ctx("listing", root)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let plain_file = e.file_type().ctx("examining", e.path())?.is_file();
+        let store_name = name == "STORE" || DIRS.contains(&name.as_str());
+        if !is_own_startup_name(&name) && (!plain_file || store_name) {
             foreign.push(name);
         }
     }
@@ -50,7 +57,7 @@ pub(crate) fn check_can_host(root: &Path) -> Result<()> {
     foreign.sort();
     let more = if foreign.len() > 3 { format!(" and {} more", foreign.len() - 3) } else { String::new() };
     refuse(format!(
-        "the directory is not empty ({}{more}) and has no STORE marker; a store is only created in a new or empty directory (choose another --store)",
+        "the directory is not empty ({}{more}) and has no STORE marker; a store is only created in a new directory, or one holding nothing but plain files of other names (choose another --store)",
         foreign.iter().take(3).map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
     ))
 }

@@ -23,8 +23,9 @@
 //! ```
 //!
 //! # What the store may touch
-//! A store is only created in a new or empty directory; a directory that is
-//! neither empty nor marked with `STORE` is refused. The store only ever
+//! A store is only created in a new directory, or one holding nothing but
+//! plain files whose names it never uses (a redirected log); any other
+//! directory without `STORE` (subdirectories, links) is refused. The store only ever
 //! removes names it creates (`.obj-*` and `.meta-*` temporary files in
 //! `tmp/`, objects, records, quarantined files) and never follows a symbolic
 //! link out of its own directories.

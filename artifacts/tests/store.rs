@@ -478,6 +478,31 @@ fn a_store_touches_nothing_that_is_not_its_own() {
     fs::create_dir(&empty).unwrap();
     Store::open(&empty, OpenMode::Write).unwrap();
     assert!(empty.join("STORE").is_file());
+    // A directory with a log the shell redirected into it becomes a store,
+    // the log untouched (`textgcn build --store d 2>d/err`); one with a
+    // subdirectory, a link, or a file named like the store's own is refused.
+    let logged = d.path().join("logged");
+    fs::create_dir(&logged).unwrap();
+    fs::write(logged.join("err"), b"log").unwrap();
+    let s = Store::open(&logged, OpenMode::Write).unwrap();
+    s.publish_bytes(b"x").unwrap();
+    drop(s);
+    assert_eq!(fs::read(logged.join("err")).unwrap(), b"log");
+    assert!(Store::open(&logged, OpenMode::Write).is_ok() && logged.join("STORE").is_file());
+    for (name, make) in [("sub", 0), ("link", 1), ("objects", 2)] {
+        let dir = d.path().join(format!("with-{name}"));
+        fs::create_dir(&dir).unwrap();
+        match make {
+            0 => fs::create_dir(dir.join(name)).unwrap(),
+            1 => std::os::unix::fs::symlink(d.path().join("file"), dir.join(name)).unwrap(),
+            _ => fs::write(dir.join(name), b"f").unwrap(),
+        }
+        match Store::open(&dir, OpenMode::Write) {
+            Err(e @ StoreError::NotAStore { .. }) => assert!(e.to_string().contains(&format!("{name:?}")), "{e}"),
+            other => panic!("{name}: expected NotAStore, got {other:?}"),
+        }
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "{name}: the refused directory was changed");
+    }
 
     // In a store, the sweep removes only the store's own temporary names.
     let (sd, store) = temp_store();

@@ -10,13 +10,13 @@ use crate::config::{Encoding, Format, IngestConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// (Said in the message, so not also returned as the source.)
+        error: std::io::Error,
     },
     /// An invalid UTF-8 sequence under `encoding = "utf-8"`.
     #[error("{}:{line}: invalid UTF-8 at byte offset {offset} (byte 0x{byte:02x}); use encoding = \"latin-1\" or \"utf-8-lossy\"", path.display())]
@@ -157,7 +157,7 @@ pub struct Documents {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, IngestError> {
-    std::fs::read(path).map_err(|source| IngestError::Io { path: path.into(), source })
+    std::fs::read(path).map_err(|source| IngestError::Io { path: path.into(), error: source })
 }
 
 /// Splits on `\n` like Python's `readlines()` on bytes: a final line without
@@ -417,7 +417,7 @@ fn load_frame(path: &Path, format: Format, encoding: Encoding) -> Result<polars:
                 .map_err(tab)?
         }
         Format::Parquet => {
-            let f = std::fs::File::open(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
+            let f = std::fs::File::open(path).map_err(|source| IngestError::Io { path: path.into(), error: source })?;
             ParquetReader::new(f).finish().map_err(tab)?
         }
         Format::Ndjson => {
@@ -605,6 +605,13 @@ mod tests {
         assert_eq!(first_ragged_line(b"a,b\n1,2\n\"x,\ny\",3\n4,5,6\n", b','), Some((5, 3, 2)));
         assert_eq!(first_ragged_line(b"a,b\r\n1,\"2,\"\"q\"\"\"\r\n\n", b','), None);
         assert_eq!(first_ragged_line(b"a\tb\n1\n", b'\t'), Some((2, 1, 2)));
+    }
+
+    #[test]
+    fn an_unreadable_file_says_its_os_error_once() {
+        let e = read(Path::new("/nonexistent/c.txt")).unwrap_err();
+        assert_eq!(e.to_string(), "/nonexistent/c.txt: No such file or directory (os error 2)");
+        assert!(std::error::Error::source(&e).is_none(), "the OS error would be printed twice in an error chain");
     }
 
     #[test]

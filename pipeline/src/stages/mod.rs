@@ -262,7 +262,7 @@ impl PlanContext<'_> {
     pub fn data_file(&self, name: &'static str, key: &'static str, path: &Path) -> Result<Input, PipelineError> {
         let shown_as = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         self.content(name, key, shown_as, || {
-            let bytes = std::fs::read(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
+            let bytes = std::fs::read(path).map_err(|source| IngestError::Io { path: path.into(), error: source })?;
             Ok(hash_bytes(&bytes).to_hex().to_string())
         })
     }

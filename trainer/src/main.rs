@@ -135,7 +135,21 @@ fn real_main(cli: Cli) -> Result<()> {
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);
     }
-    let device = match cli.device.unwrap_or(cfg.config.train.device) {
+    // The flags override the config's [train] values, and are checked by
+    // the same rules.
+    let mut checked = cfg.config.clone();
+    let o = &mut checked.train;
+    o.hidden = cli.hidden.unwrap_or(o.hidden);
+    o.dropout = cli.dropout.unwrap_or(o.dropout);
+    o.learning_rate = cli.lr.unwrap_or(o.learning_rate);
+    o.weight_decay = cli.weight_decay.unwrap_or(o.weight_decay);
+    o.epochs = cli.epochs.unwrap_or(o.epochs);
+    o.early_stopping = cli.early_stopping.unwrap_or(o.early_stopping);
+    o.seed = cli.seed.unwrap_or(o.seed);
+    o.device = cli.device.unwrap_or(o.device);
+    checked.validate().map_err(|(k, m)| anyhow::anyhow!("option for `{k}`: {m}"))?;
+    let hyper: Hyper = checked.train;
+    let device = match hyper.device {
         DeviceChoice::Cpu => Device::Cpu,
         DeviceChoice::Cuda => {
             if !tch::Cuda::is_available() {
@@ -154,20 +168,6 @@ fn real_main(cli: Cli) -> Result<()> {
             }
         }
     };
-    // The flags override the config's [train] values, and are checked by
-    // the same rules.
-    let mut checked = cfg.config.clone();
-    let o = &mut checked.train;
-    o.hidden = cli.hidden.unwrap_or(o.hidden);
-    o.dropout = cli.dropout.unwrap_or(o.dropout);
-    o.learning_rate = cli.lr.unwrap_or(o.learning_rate);
-    o.weight_decay = cli.weight_decay.unwrap_or(o.weight_decay);
-    o.epochs = cli.epochs.unwrap_or(o.epochs);
-    o.early_stopping = cli.early_stopping.unwrap_or(o.early_stopping);
-    o.seed = cli.seed.unwrap_or(o.seed);
-    o.device = cli.device.unwrap_or(o.device);
-    checked.validate().map_err(|(k, m)| anyhow::anyhow!("option for `{k}`: {m}"))?;
-    let hyper: Hyper = checked.train;
     if cli.runs == 0 {
         bail!("--runs must be at least 1");
     }

@@ -132,9 +132,8 @@ impl BuiltGraph {
         }
         let mut doc_names = nodes.name;
         doc_names.truncate(num_docs);
-        let mapped_paths = [Graph::EDGE_INDEX, Graph::EDGE_ATTR, Graph::ROW_PTR].map(|k| built.object(k).map(|id| store.object_path(id)));
-        let [a, b, c] = mapped_paths;
-        Ok(BuiltGraph { mapped_paths: [a?, b?, c?], built, edge_index, edge_attr, row_ptr, labels, label_names, doc_names, splits: s })
+        let mapped_paths = [edge_index.column().id(), edge_attr.column().id(), row_ptr.column().id()].map(|id| store.object_path(id));
+        Ok(BuiltGraph { mapped_paths, built, edge_index, edge_attr, row_ptr, labels, label_names, doc_names, splits: s })
     }
 
     /// Nodes (documents, then words).

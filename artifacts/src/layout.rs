@@ -51,7 +51,10 @@ pub(crate) fn check_can_host(root: &Path) -> Result<()> {
             foreign.push(name);
         }
     }
-    if foreign.is_empty() {
+    // Another process may have created the store between the marker check
+    // and the listing: it writes `STORE` before anything else, so a marker
+    // present now accounts for every store name the listing saw.
+    if foreign.is_empty() || fs::symlink_metadata(root.join("STORE")).is_ok() {
         return Ok(());
     }
     foreign.sort();

@@ -5,6 +5,7 @@
 #   make train    [CONFIG=configs/X.toml]
 #   make test            all tests (installs what it needs)
 #   make bench           benchmark table (all four datasets)
+#   make bench-scale     synthetic corpora of growing size [SCALE_ARGS="--sizes 20000,100000,400000,1000000"]
 #   make setup           project-local venv with torch (idempotent)
 #   make fuzz            each fuzz target for a minute (nightly + cargo-fuzz)
 
@@ -28,7 +29,7 @@ export TEXTGCN_DATA_DIR
 # Building the trainer needs the venv's torch (tch with LIBTORCH_USE_PYTORCH).
 TORCH_ENV = PATH="$(VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTABLE="$(PY)"
 
-.PHONY: all setup build build-pipeline fetch-default pipeline train test bench fuzz clean-store check-data
+.PHONY: all setup build build-pipeline fetch-default pipeline train test bench bench-scale fuzz clean-store check-data
 
 all: pipeline train
 
@@ -67,6 +68,10 @@ test: $(SETUP_STAMP) check-data
 
 bench: build check-data
 	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench.py $(BENCH_ARGS)
+
+# Generated corpora of 20k and 100k documents by default (no data needed).
+bench-scale: build
+	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench_scale.py $(SCALE_ARGS)
 
 # Each cargo-fuzz target for FUZZ_SECONDS (default 60); needs nightly and cargo-fuzz.
 fuzz: build-pipeline check-data

@@ -48,6 +48,21 @@ def load():
     return os.getloadavg()[0]
 
 
+def machine_line(extra=""):
+    """The first line of every benchmark table: date, machine, load."""
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    return (f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {os.cpu_count()} cores ({cpu}), "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.system()} {platform.release()}. "
+            f"Load average at start: {load():.2f}.{extra}")
+
+
+def write_doc(name, title, intro, lines):
+    """Writes docs/<name>: a title, an intro paragraph, then the printed lines."""
+    with open(os.path.join(ROOT, "docs", name), "w") as f:
+        f.write(f"# {title}\n\n{intro}\n\n")
+        f.write("\n".join(lines) + "\n")
+
+
 def timed(cmd, env=None, sample=False):
     """Runs cmd under /usr/bin/time -v; returns (stdout, wall, maxrss_MB, peak_anon_MB, peak_file_MB)."""
     full = ["/usr/bin/time", "-v"] + cmd
@@ -163,10 +178,7 @@ def main():
     os.makedirs(os.path.join(ROOT, "target"), exist_ok=True)
     lines = []
     p = lambda s="": (print(s, flush=True), lines.append(s))
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    p(f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {os.cpu_count()} cores ({cpu}), "
-      f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.system()} {platform.release()}. "
-      f"Load average at start: {load():.2f}.")
+    p(machine_line())
     p()
     p("## Pipeline: raw text to published artifacts (fresh store)")
     p()
@@ -212,10 +224,8 @@ def main():
             p(f"| {d} | {mode} | {med:.3f} | {rss:.0f} | {anon:.0f} | {ld:.2f} |")
         subprocess.run(["rm", "-rf", store])
     if not a.no_write:
-        with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
-            f.write("# Benchmarks\n\nThe latest `make bench` output (written by `scripts/bench.py`). "
-                    "These machines are shared and noisy: the load average is given next to every timing.\n\n")
-            f.write("\n".join(lines) + "\n")
+        write_doc("benchmarks.md", "Benchmarks", "The latest `make bench` output (written by `scripts/bench.py`). "
+                  "These machines are shared and noisy: the load average is given next to every timing.", lines)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@
 //! [`FileDecoder`] with alignment required, so the returned slice points into
 //! the mapping: a misaligned file is an error, never a silent copy.
 
+use std::io::Write;
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::types::{Float32Type, Int64Type};
 use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
-use arrow_buffer::{Buffer, ScalarBuffer};
+use arrow_buffer::{ArrowNativeType, Buffer, ScalarBuffer, ToByteSlice};
 use arrow_ipc::reader::{FileDecoder, read_footer_length};
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::{MetadataVersion, root_as_footer};
@@ -74,24 +76,142 @@ impl<T: ArrowPrimitiveType> MappedColumn<T> {
 /// object with at least `"kind"`; it is stored as one schema metadata entry
 /// (a single key keeps the bytes deterministic).
 pub fn publish_column<T: ArrowPrimitiveType>(store: &Store, field: &str, values: Vec<T::Native>, meta: serde_json::Value) -> Result<ObjectId> {
-    let array = PrimitiveArray::<T>::new(ScalarBuffer::from(values), None);
+    publish_column_streamed::<T>(store, field, values.len(), meta, |sink| sink.push(&values))
+}
+
+/// Receives the values of a column being published by
+/// [`publish_column_streamed`], in order, and writes them straight into
+/// the object file.
+pub struct ColumnSink<'a, N: ArrowNativeType> {
+    out: &'a mut dyn Write,
+    remaining: usize,
+    _values: PhantomData<N>,
+}
+
+impl<N: ArrowNativeType> ColumnSink<'_, N> {
+    /// Appends `values`. More values than the declared length is an error.
+    pub fn push(&mut self, values: &[N]) -> std::io::Result<()> {
+        if values.len() > self.remaining {
+            return Err(std::io::Error::other(format!("{} values more than the column's declared length", values.len() - self.remaining)));
+        }
+        self.remaining -= values.len();
+        self.out.write_all(values.to_byte_slice())
+    }
+}
+
+/// Publishes a single-column IPC file of `len` values that `fill` pushes
+/// in order, without holding them: the same bytes as [`publish_column`]
+/// with the values in memory (it is that function's writer), so a column
+/// larger than memory can be written.
+///
+/// How: arrow's IPC writer is given a batch whose values buffer is an
+/// untouched anonymous mapping of the right length (no memory is used
+/// until a page is touched, and none is), and writes the file through
+/// [`Splice`], which passes the framing (schema, batch header, padding,
+/// footer) through and, in place of the placeholder's bytes, writes what
+/// `fill` pushes. Pushing fewer or more than `len` values is an error and
+/// publishes nothing.
+pub fn publish_column_streamed<T: ArrowPrimitiveType>(
+    store: &Store,
+    field: &str,
+    len: usize,
+    meta: serde_json::Value,
+    fill: impl FnOnce(&mut ColumnSink<'_, T::Native>) -> std::io::Result<()>,
+) -> Result<ObjectId> {
+    let format_error = |detail: String| StoreError::Format { id: String::from("(new)"), kind: "column", detail };
+    let bytes = len.checked_mul(std::mem::size_of::<T::Native>()).ok_or_else(|| format_error(format!("{len} values overflow the address space")))?;
+    let placeholder = if bytes == 0 {
+        Buffer::from_vec(Vec::<T::Native>::new())
+    } else {
+        let map = memmap2::MmapOptions::new()
+            .len(bytes)
+            .no_reserve_swap()
+            .map_anon()
+            .map_err(|e| format_error(format!("reserving {bytes} bytes of address space for a streamed column: {e}")))?;
+        Buffer::from(bytes::Bytes::from_owner(map))
+    };
+    let hole = {
+        let p = placeholder.as_ptr() as usize;
+        p..p + bytes
+    };
+    let array = PrimitiveArray::<T>::new(ScalarBuffer::new(placeholder, 0, len), None);
     let meta_s = serde_json::to_string(&meta).expect("json");
     let schema = Arc::new(Schema::new_with_metadata(
         vec![Field::new(field, T::DATA_TYPE, false)],
         [(META_KEY.to_owned(), meta_s)].into_iter().collect::<std::collections::HashMap<_, _>>(),
     ));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).map_err(|e| StoreError::Format {
-        id: String::from("(new)"),
-        kind: "column",
-        detail: e.to_string(),
-    })?;
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).map_err(|e| format_error(e.to_string()))?;
     let opts = IpcWriteOptions::try_new(64, false, MetadataVersion::V5).expect("valid IPC options");
     store.publish(|w| {
-        let mut fw = FileWriter::try_new_with_options(w, &schema, opts).map_err(std::io::Error::other)?;
-        fw.write(&batch).map_err(std::io::Error::other)?;
-        fw.finish().map_err(std::io::Error::other)?;
-        Ok(())
+        let mut splice = Splice { out: w, hole, len, fill: Some(fill), _values: PhantomData };
+        let mut fw = FileWriter::try_new_with_options(&mut splice, &schema, opts).map_err(arrow_to_io)?;
+        fw.write(&batch).map_err(arrow_to_io)?;
+        fw.finish().map_err(arrow_to_io)?;
+        drop(fw);
+        match splice.fill.take() {
+            // An empty column has no body bytes to replace: its filler must
+            // push nothing.
+            Some(fill) if len == 0 => splice.run(fill),
+            Some(_) => Err(std::io::Error::other("the IPC writer never wrote the column's values (streamed publishing needs arrow to write buffers by reference)")),
+            None => Ok(()),
+        }
     })
+}
+
+/// An I/O error from arrow's writer, with the original error when it was one.
+fn arrow_to_io(e: arrow_schema::ArrowError) -> std::io::Error {
+    match e {
+        arrow_schema::ArrowError::IoError(_, source) => source,
+        e => std::io::Error::other(e),
+    }
+}
+
+/// The writer under arrow's [`FileWriter`] in [`publish_column_streamed`]:
+/// bytes pass through to `out`, except the one write of the placeholder
+/// buffer (recognised by its address, never read), which `fill` replaces.
+struct Splice<'a, F, N> {
+    out: &'a mut (dyn Write + Send),
+    hole: Range<usize>,
+    len: usize,
+    fill: Option<F>,
+    _values: PhantomData<N>,
+}
+
+impl<F, N> Splice<'_, F, N>
+where
+    F: FnOnce(&mut ColumnSink<'_, N>) -> std::io::Result<()>,
+    N: ArrowNativeType,
+{
+    fn run(&mut self, fill: F) -> std::io::Result<()> {
+        let mut sink = ColumnSink { out: &mut *self.out, remaining: self.len, _values: PhantomData };
+        fill(&mut sink)?;
+        if sink.remaining != 0 {
+            return Err(std::io::Error::other(format!("{} of the column's {} values were never written", sink.remaining, self.len)));
+        }
+        Ok(())
+    }
+}
+
+impl<F, N> Write for Splice<'_, F, N>
+where
+    F: FnOnce(&mut ColumnSink<'_, N>) -> std::io::Result<()>,
+    N: ArrowNativeType,
+{
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let p = buf.as_ptr() as usize;
+        if buf.is_empty() || !self.hole.contains(&p) {
+            return self.out.write(buf);
+        }
+        if p != self.hole.start || buf.len() != self.hole.len() {
+            return Err(std::io::Error::other("the IPC writer split the column's values; they cannot be streamed"));
+        }
+        let fill = self.fill.take().ok_or_else(|| std::io::Error::other("the IPC writer wrote the column's values twice"))?;
+        self.run(fill)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Maps, verifies and decodes a column published by [`publish_column`].
@@ -179,8 +299,13 @@ impl EdgeIndex {
     /// `num_nodes` nodes.
     pub fn publish(store: &Store, data: Vec<i64>, num_nodes: usize) -> Result<ObjectId> {
         assert!(data.len() % 2 == 0, "edge_index holds rows then columns");
-        let e = data.len() / 2;
-        publish_column::<Int64Type>(store, "edge_index", data, serde_json::json!({"kind": "edge_index", "shape": [2, e], "num_nodes": num_nodes}))
+        Self::publish_streamed(store, data.len() / 2, num_nodes, |sink| sink.push(&data))
+    }
+    /// Publishes the `2·E` values that `fill` pushes (all rows, then all
+    /// columns) without holding them; the same bytes as [`EdgeIndex::publish`].
+    pub fn publish_streamed(store: &Store, num_edges: usize, num_nodes: usize, fill: impl FnOnce(&mut ColumnSink<'_, i64>) -> std::io::Result<()>) -> Result<ObjectId> {
+        let values = num_edges.checked_mul(2).ok_or_else(|| StoreError::Format { id: String::from("(new)"), kind: "edge_index", detail: format!("{num_edges} edges") })?;
+        publish_column_streamed::<Int64Type>(store, "edge_index", values, serde_json::json!({"kind": "edge_index", "shape": [2, num_edges], "num_nodes": num_nodes}), fill)
     }
     /// Maps and verifies an `edge_index` object.
     pub fn open(store: &Store, id: &ObjectId) -> Result<Self> {
@@ -260,8 +385,12 @@ pub struct EdgeAttr {
 impl EdgeAttr {
     /// Publishes `E` weights.
     pub fn publish(store: &Store, data: Vec<f32>) -> Result<ObjectId> {
-        let e = data.len();
-        publish_column::<Float32Type>(store, "edge_attr", data, serde_json::json!({"kind": "edge_attr", "shape": [e]}))
+        Self::publish_streamed(store, data.len(), |sink| sink.push(&data))
+    }
+    /// Publishes the `E` weights that `fill` pushes without holding them;
+    /// the same bytes as [`EdgeAttr::publish`].
+    pub fn publish_streamed(store: &Store, num_edges: usize, fill: impl FnOnce(&mut ColumnSink<'_, f32>) -> std::io::Result<()>) -> Result<ObjectId> {
+        publish_column_streamed::<Float32Type>(store, "edge_attr", num_edges, serde_json::json!({"kind": "edge_attr", "shape": [num_edges]}), fill)
     }
     /// Maps and verifies an `edge_attr` object.
     pub fn open(store: &Store, id: &ObjectId) -> Result<Self> {
@@ -274,5 +403,104 @@ impl EdgeAttr {
     /// The underlying mapped column.
     pub fn column(&self) -> &MappedColumn<Float32Type> {
         &self.col
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpenMode;
+
+    /// What arrow's own writer makes of `values` held in memory: the bytes
+    /// every streamed column must equal.
+    fn arrow_file<T: ArrowPrimitiveType>(field: &str, values: Vec<T::Native>, meta: &serde_json::Value) -> Vec<u8> {
+        let array = PrimitiveArray::<T>::new(ScalarBuffer::from(values), None);
+        let schema = Arc::new(Schema::new_with_metadata(
+            vec![Field::new(field, T::DATA_TYPE, false)],
+            [(META_KEY.to_owned(), serde_json::to_string(meta).unwrap())].into_iter().collect::<std::collections::HashMap<_, _>>(),
+        ));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).unwrap();
+        let mut out = Vec::new();
+        let mut fw = FileWriter::try_new_with_options(&mut out, &schema, IpcWriteOptions::try_new(64, false, MetadataVersion::V5).unwrap()).unwrap();
+        fw.write(&batch).unwrap();
+        fw.finish().unwrap();
+        drop(fw);
+        out
+    }
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), OpenMode::Write).unwrap();
+        (dir, store)
+    }
+
+    fn object_bytes(store: &Store, id: &ObjectId) -> Vec<u8> {
+        store.map_verified(id).unwrap().to_vec()
+    }
+
+    #[test]
+    fn streamed_columns_are_arrows_bytes_for_every_length_and_split() {
+        let (_dir, store) = temp_store();
+        for len in [0usize, 1, 2, 3, 7, 8, 15, 16, 17, 63, 64, 65, 1000, 100_003] {
+            let ints: Vec<i64> = (0..len as i64).map(|k| k * 7 - 3).collect();
+            let floats: Vec<f32> = (0..len).map(|k| k as f32 * 0.25 - 1.0).collect();
+            let meta = serde_json::json!({"kind": "test", "shape": [len]});
+            // Pushed in uneven pieces, including empty ones.
+            let id = publish_column_streamed::<Int64Type>(&store, "v", len, meta.clone(), |sink| {
+                for piece in ints.chunks(97) {
+                    sink.push(&[])?;
+                    sink.push(piece)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(object_bytes(&store, &id), arrow_file::<Int64Type>("v", ints.clone(), &meta), "int64, {len} values");
+            let id = publish_column::<Float32Type>(&store, "w", floats.clone(), meta.clone()).unwrap();
+            assert_eq!(object_bytes(&store, &id), arrow_file::<Float32Type>("w", floats.clone(), &meta), "float32, {len} values");
+            let back = open_column::<Float32Type>(&store, &id, "test").unwrap();
+            assert_eq!(back.values(), &floats[..]);
+        }
+        // The graph columns: streamed and in-memory publishing agree.
+        let data: Vec<i64> = vec![0, 0, 1, 1, 0, 1, 0, 1];
+        let a = EdgeIndex::publish(&store, data.clone(), 2).unwrap();
+        let b = EdgeIndex::publish_streamed(&store, 4, 2, |sink| {
+            sink.push(&data[..4])?;
+            sink.push(&data[4..])
+        })
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(EdgeIndex::open(&store, &b).unwrap().cols(), &[0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn a_streamed_column_of_the_wrong_length_publishes_nothing() {
+        let (dir, store) = temp_store();
+        let short = publish_column_streamed::<Int64Type>(&store, "v", 10, serde_json::json!({"kind": "t"}), |sink| sink.push(&[1, 2, 3]));
+        let err = short.unwrap_err().to_string();
+        assert!(err.contains("7 of the column's 10 values were never written"), "{err}");
+        let long = publish_column_streamed::<Int64Type>(&store, "v", 2, serde_json::json!({"kind": "t"}), |sink| sink.push(&[1, 2, 3]));
+        let err = long.unwrap_err().to_string();
+        assert!(err.contains("1 values more than the column's declared length"), "{err}");
+        let empty = publish_column_streamed::<Int64Type>(&store, "v", 0, serde_json::json!({"kind": "t"}), |sink| sink.push(&[1]));
+        assert!(empty.is_err());
+        let failing = publish_column_streamed::<Int64Type>(&store, "v", 4, serde_json::json!({"kind": "t"}), |_| Err(std::io::Error::other("spill file unreadable")));
+        let err = failing.unwrap_err().to_string();
+        assert!(err.contains("spill file unreadable"), "{err}");
+        let objects: Vec<_> = walk(&dir.path().join("store/objects"));
+        assert!(objects.is_empty(), "published: {objects:?}");
+        assert!(walk(&dir.path().join("store/tmp")).is_empty(), "temporary files left behind");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
     }
 }

@@ -40,7 +40,7 @@ pub mod record;
 pub mod store;
 pub mod table;
 
-pub use columnar::{EdgeAttr, EdgeIndex, MappedColumn, RowPtr, decode_column, open_column, publish_column};
+pub use columnar::{ColumnSink, EdgeAttr, EdgeIndex, MappedColumn, RowPtr, decode_column, open_column, publish_column, publish_column_streamed};
 pub use error::{Result, StoreError};
 pub use mapped::Mmap;
 pub use maintain::{GcReport, Part, Problem, RepairReport, VerifyReport};

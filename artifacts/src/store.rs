@@ -210,6 +210,13 @@ impl Store {
         &self.root
     }
 
+    /// The store's directory for temporary files (on the same file system
+    /// as its objects). Stages may put unnamed scratch files there, such
+    /// as spilled graph rows; named ones are swept by the store.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     /// Where the object `id` lies (it may not exist).
     pub fn object_path(&self, id: &ObjectId) -> PathBuf {
         self.root.join("objects").join(&id.as_str()[..2]).join(&id.as_str()[2..])

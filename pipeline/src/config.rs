@@ -36,6 +36,46 @@ pub struct Config {
     /// Training (read by the trainer; validated here so typos fail early).
     #[serde(default)]
     pub train: TrainConfig,
+    /// How a build runs (memory); changes no output, so never fingerprinted.
+    #[serde(default)]
+    pub build: BuildConfig,
+}
+
+/// `[build]`: how a build runs. Nothing here changes an output, so none of
+/// it is part of a fingerprint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Memory a build may use, e.g. `"4GiB"` or a number of bytes; what the
+    /// graph's rows would take beyond it goes to spill files in the store.
+    /// Default (none): half of the machine's memory (or of the cgroup's
+    /// limit, when lower). `textgcn build --memory-limit` overrides it.
+    #[serde(default)]
+    pub memory_limit: Option<bytesize::ByteSize>,
+}
+
+impl BuildConfig {
+    /// The memory limit in bytes: the configured one, else half of the
+    /// memory this process may use.
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.memory_limit.map_or_else(|| available_memory() / 2, |m| m.as_u64())
+    }
+}
+
+/// The memory this process may use: the machine's (`MemTotal`), or its
+/// cgroup's `memory.max` when that is lower; 8 GiB when neither can be read.
+pub fn available_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.trim().strip_suffix("kB")).and_then(|kb| kb.trim().parse::<u64>().ok())))
+        .map(|kb| kb * 1024);
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|v| v.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => t.min(c),
+        (Some(t), None) => t,
+        (None, Some(c)) => c,
+        (None, None) => 8 << 30,
+    }
 }
 
 /// Corpus file format. The same enum is the config's `ingest.format` and
@@ -462,6 +502,9 @@ impl Config {
         }
         if self.ingest.max_document_bytes == 0 {
             return err("ingest.max_document_bytes", "must be at least 1".into());
+        }
+        if self.build.memory_limit.is_some_and(|m| m.as_u64() < 1 << 20) {
+            return err("build.memory_limit", format!("{} is below 1 MiB; give a size such as \"2GiB\"", self.build.memory_limit.unwrap_or_default()));
         }
         if self.vocab.min_freq == 0 {
             return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());

@@ -64,22 +64,26 @@ impl Stage for Graph {
         Self::LABELS.put(&mut out, tables::put_labels(store, &labels)?);
         drop((docs, s));
         let s = step("compute");
-        let mut g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence);
+        // The rows may take what the memory limit leaves after the tokens
+        // and the build's working set; beyond that they are spilled.
+        let limit = cx.cfg.config.build.memory_limit_bytes();
+        let held = dt.ids.len() * 4 + dt.offsets.len() * 8 + graph::working_bytes(dt.ids.len(), dt.offsets.len() - 1, v.words.len(), rayon::current_num_threads());
+        let budget = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(held);
+        let spill_dir = store.tmp_dir();
+        let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence, graph::RowMemory { budget, spill_dir: &spill_dir })
+            .map_err(|e| PipelineError::Other(format!("building the graph: {e}")))?;
         drop((dt, s));
+        if g.spilled_bytes() > 0 {
+            tracing::info!("graph: {:.1} MiB of rows spilled to {} (memory limit {:.1} MiB, {:.1} MiB of it for tokens and tables)", g.spilled_bytes() as f64 / 1048576.0, spill_dir.display(), limit as f64 / 1048576.0, held as f64 / 1048576.0);
+        }
         out.summary = serde_json::to_value(&g.stats).map_err(|e| PipelineError::Other(format!("graph statistics: {e}")))?;
-        let num_nodes = g.stats.num_nodes;
+        let (num_nodes, num_edges) = (g.stats.num_nodes, g.stats.num_edges);
         Self::ROW_PTR.put(&mut out, RowPtr::publish(store, g.row_ptr())?);
-        // Weights first, so that their f64 source is freed before the
-        // large index exists.
         let s = step("normalise and publish edge_attr");
-        let attr = g.take_edge_attr();
-        Self::EDGE_ATTR.put(&mut out, EdgeAttr::publish(store, attr)?);
-        drop(s);
-        let s = step("assemble edge_index");
-        let ei = g.into_edge_index();
+        Self::EDGE_ATTR.put(&mut out, EdgeAttr::publish_streamed(store, num_edges, |sink| g.write_edge_attr(|v| sink.push(v)))?);
         drop(s);
         let _s = step("publish edge_index");
-        Self::EDGE_INDEX.put(&mut out, EdgeIndex::publish(store, ei, num_nodes)?);
+        Self::EDGE_INDEX.put(&mut out, EdgeIndex::publish_streamed(store, num_edges, num_nodes, |sink| g.write_edge_index(|v| sink.push(v)))?);
         Ok(out)
     }
 }

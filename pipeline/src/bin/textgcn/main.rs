@@ -12,6 +12,7 @@ use textgcn_cli::{outln, store_dir};
 use textgcn_pipeline::{config, stages};
 
 mod fetch;
+mod generate;
 
 /// Turn text corpora into TextGCN graphs, incrementally.
 ///
@@ -57,6 +58,11 @@ enum Cmd {
         /// the result is byte-identical to a clean build.
         #[arg(long)]
         repair: bool,
+        /// Memory the build may use (e.g. 4GiB); graph rows beyond it are
+        /// spilled to the store's tmp/. Overrides `build.memory_limit`;
+        /// default: half of the machine's memory.
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+        memory_limit: Option<bytesize::ByteSize>,
     },
     /// Say what a build would rerun and why, without running.
     #[command(after_help = "Examples:\n  textgcn status --config configs/R8.toml\n  textgcn status --config configs/R8.toml --json")]
@@ -117,6 +123,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic corpus of any size (Zipf words, a vocabulary that
+    /// grows with the corpus, classes with their own words), with a config
+    /// that builds it: for scale benchmarks.
+    #[command(after_help = "Examples:\n  textgcn generate --docs 100000 --out scale/\n  textgcn build --config scale/synthetic-100000.toml\n  textgcn generate --docs 1000 --classes 5 --mean-length 50 --seed 3 --out small/ --name small")]
+    Generate {
+        #[command(flatten)]
+        spec: generate::Spec,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  textgcn completions bash > ~/.local/share/bash-completion/completions/textgcn\n  textgcn completions zsh > ~/.zfunc/_textgcn")]
     Completions {
@@ -129,6 +146,15 @@ fn main() -> ExitCode {
     textgcn_cli::cli_main::<Cli>(run)
 }
 
+/// `--memory-limit`: a size of at least 1 MiB (the config's rule).
+fn parse_memory_limit(s: &str) -> std::result::Result<bytesize::ByteSize, String> {
+    let size: bytesize::ByteSize = s.parse().map_err(|e| format!("{e} (give a size such as 4GiB or 512MB)"))?;
+    if size.as_u64() < 1 << 20 {
+        return Err(format!("{size} is below 1 MiB"));
+    }
+    Ok(size)
+}
+
 fn run(cli: Cli) -> Result<()> {
     let v = Verbosity::from_flags(cli.verbose, cli.quiet);
     ui::init_logging(v);
@@ -137,8 +163,11 @@ fn run(cli: Cli) -> Result<()> {
     }
     let store_path = store_dir(cli.store.as_deref());
     match cli.cmd {
-        Cmd::Build { config, json, repair } => {
-            let cfg = config::load(&config)?;
+        Cmd::Build { config, json, repair, memory_limit } => {
+            let mut cfg = config::load(&config)?;
+            if memory_limit.is_some() {
+                cfg.config.build.memory_limit = memory_limit;
+            }
             if repair {
                 // A directory that is no store (yet), or an older layout that
                 // the build upgrades, has nothing to repair.
@@ -177,6 +206,14 @@ fn run(cli: Cli) -> Result<()> {
                 for f in &got {
                     eprintln!("{:<10} {} ({} bytes, sha256 {})", f.action, f.path.display(), f.bytes, f.sha256);
                 }
+            }
+        }
+        Cmd::Generate { spec, json } => {
+            let got = generate::generate(&spec, if json { Verbosity::Quiet } else { v })?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&got)?)?;
+            } else if v.shows_results() {
+                outln!("wrote {} documents ({} tokens): {}, {}\nbuild it with: textgcn build --config {}", got.docs, got.tokens, got.corpus.display(), got.meta.display(), got.config.display())?;
             }
         }
         Cmd::Completions { shell } => {

@@ -13,10 +13,27 @@
 //! word by word over the word's occurrences into a dense accumulator with a
 //! bitmap of touched columns, in parallel over words: no hash map, no sort,
 //! and each row comes out sorted.
+//!
+//! # Memory
+//! Rows are computed in batches of blocks whose size is bounded by an
+//! estimate of their edges, and handed in node order to a [`RowSpool`],
+//! which keeps them in memory up to a budget and spills the rest to
+//! temporary files. The outputs are then streamed from the spool
+//! ([`Graph::write_edge_attr`], [`Graph::write_edge_index`]), so no output
+//! column is ever held whole: memory is bounded by the tokens, the
+//! vocabulary, the workers and the budget, not by the number of edges.
+
+use std::io;
+use std::path::Path;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use crate::config::Cooccurrence;
+
+mod spool;
+
+use spool::{RowSpool, Rows};
 
 /// Counts that describe a built graph.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -37,12 +54,25 @@ pub struct GraphStats {
     pub doc_word_pairs: usize,
 }
 
-/// A built graph: the rows of `A + I` (sorted, coalesced) and the degrees.
-/// Its outputs are produced one at a time ([`Graph::row_ptr`], then
-/// [`Graph::take_edge_attr`], then [`Graph::into_edge_index`]) so that the
-/// f64 weights are freed before the large `edge_index` is allocated.
+/// Where a build may keep its rows: up to `budget` bytes in memory, the
+/// rest in temporary files in `spill_dir`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowMemory<'a> {
+    /// Bytes of computed rows held in memory before spilling.
+    pub budget: usize,
+    /// Directory for the spill files (unnamed, removed on drop or death).
+    pub spill_dir: &'a Path,
+}
+
+/// Values handed to a writer at a time when rows are expanded or converted.
+const WRITE_CHUNK: usize = 1 << 16;
+
+/// A built graph: the rows of `A + I` (sorted, coalesced, in memory or
+/// spilled) and the degrees. Its outputs are written one after the other
+/// ([`Graph::row_ptr`], [`Graph::write_edge_attr`],
+/// [`Graph::write_edge_index`]), each streamed in small pieces.
 pub struct Graph {
-    blocks: Vec<Rows>,
+    rows: RowSpool,
     dinv: Vec<f64>,
     /// Counts.
     pub stats: GraphStats,
@@ -52,90 +82,71 @@ impl Graph {
     /// `N + 1` CSR row offsets.
     pub fn row_ptr(&self) -> Vec<i64> {
         let mut rp = Vec::with_capacity(self.stats.num_nodes + 1);
-        rp.push(0i64);
-        for b in &self.blocks {
-            for &len in &b.lens {
-                rp.push(rp[rp.len() - 1] + len as i64);
-            }
+        let mut at = 0i64;
+        rp.push(at);
+        for &len in &self.rows.lens {
+            at += len as i64;
+            rp.push(at);
         }
         rp
     }
 
-    fn block_starts(&self) -> (Vec<usize>, Vec<usize>) {
-        let (mut edges, mut rows) = (vec![0usize], vec![0usize]);
-        for b in &self.blocks {
-            edges.push(edges[edges.len() - 1] + b.cols.len());
-            rows.push(rows[rows.len() - 1] + b.lens.len());
-        }
-        (edges, rows)
+    /// Bytes of rows that did not fit the memory budget and went to spill
+    /// files (0 when none).
+    pub fn spilled_bytes(&self) -> u64 {
+        self.rows.spilled_bytes()
     }
 
-    /// The `E` float32 weights of `Â = D^-1/2 (A + I) D^-1/2`; frees the
-    /// f64 weights of `A + I`.
-    pub fn take_edge_attr(&mut self) -> Vec<f32> {
-        let e = self.stats.num_edges;
-        let (_, row_starts) = self.block_starts();
-        let mut attr = vec![0f32; e];
+    /// Pushes the `E` float32 weights of `Â = D^-1/2 (A + I) D^-1/2`, in
+    /// edge order, to `push`.
+    pub fn write_edge_attr(&self, mut push: impl FnMut(&[f32]) -> io::Result<()>) -> io::Result<()> {
         let dinv = &self.dinv;
-        let mut parts = Vec::with_capacity(self.blocks.len());
-        let mut rest = &mut attr[..];
-        for b in &self.blocks {
-            let (x, y) = rest.split_at_mut(b.cols.len());
-            parts.push(x);
-            rest = y;
-        }
-        parts.into_par_iter().zip(self.blocks.par_iter()).zip(row_starts.par_iter()).for_each(|((out, b), &row0)| {
+        let mut row = 0usize;
+        let mut out: Vec<f32> = Vec::with_capacity(WRITE_CHUNK);
+        self.rows.for_each_block(true, |b| {
             let mut k = 0;
-            for (r, &len) in b.lens.iter().enumerate() {
-                let dr = dinv[row0 + r];
+            for &len in b.lens {
+                let dr = dinv[row];
                 for e in k..k + len as usize {
-                    out[e] = ((b.w[e] * dr) * dinv[b.cols[e] as usize]) as f32;
+                    out.push(((b.w[e] * dr) * dinv[b.cols[e] as usize]) as f32);
+                    if out.len() == WRITE_CHUNK {
+                        push(&out)?;
+                        out.clear();
+                    }
                 }
                 k += len as usize;
+                row += 1;
             }
-        });
-        for b in &mut self.blocks {
-            b.w = Vec::new();
-        }
-        attr
+            Ok(())
+        })?;
+        push(&out)
     }
 
-    /// The `2·E` int64 `edge_index` (rows, then columns); consumes the graph.
-    pub fn into_edge_index(self) -> Vec<i64> {
-        let e = self.stats.num_edges;
-        let (_, row_starts) = self.block_starts();
-        let mut idx = vec![0i64; 2 * e];
-        let (rows, cols) = idx.split_at_mut(e);
-        let (mut rr, mut cc) = (rows, cols);
-        let mut parts = Vec::with_capacity(self.blocks.len());
-        for b in &self.blocks {
-            let n = b.cols.len();
-            let (r1, r2) = rr.split_at_mut(n);
-            let (c1, c2) = cc.split_at_mut(n);
-            parts.push((r1, c1));
-            rr = r2;
-            cc = c2;
+    /// Pushes the `2·E` int64 `edge_index` values (every edge's row, then
+    /// every edge's column) to `push`.
+    pub fn write_edge_index(&self, mut push: impl FnMut(&[i64]) -> io::Result<()>) -> io::Result<()> {
+        let mut out: Vec<i64> = Vec::with_capacity(WRITE_CHUNK);
+        for (r, &len) in self.rows.lens.iter().enumerate() {
+            for _ in 0..len {
+                out.push(r as i64);
+                if out.len() == WRITE_CHUNK {
+                    push(&out)?;
+                    out.clear();
+                }
+            }
         }
-        parts.into_par_iter().zip(self.blocks.into_par_iter()).zip(row_starts.into_par_iter()).for_each(|(((ro, co), b), row0)| {
-            let mut k = 0;
-            for (r, &len) in b.lens.iter().enumerate() {
-                ro[k..k + len as usize].fill((row0 + r) as i64);
-                k += len as usize;
+        self.rows.for_each_block(false, |b| {
+            for &c in b.cols {
+                out.push(c as i64);
+                if out.len() == WRITE_CHUNK {
+                    push(&out)?;
+                    out.clear();
+                }
             }
-            for (o, &c) in co.iter_mut().zip(&b.cols) {
-                *o = c as i64;
-            }
-        });
-        idx
+            Ok(())
+        })?;
+        push(&out)
     }
-}
-
-/// Sparse rows being built: concatenated columns and weights plus lengths.
-#[derive(Default)]
-pub(crate) struct Rows {
-    cols: Vec<u32>,
-    w: Vec<f64>,
-    lens: Vec<u32>,
 }
 
 /// Number of windows of a document of length `len` (an empty or short
@@ -144,13 +155,89 @@ fn windows_of(len: usize, w: usize) -> usize {
     if len <= w { 1 } else { len - w + 1 }
 }
 
-/// Builds the normalised graph from id-encoded documents.
-pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence) -> Graph {
-    build_impl(offsets, ids, num_words, window, mode, false)
+/// Builds the normalised graph from id-encoded documents, keeping at most
+/// `memory.budget` bytes of computed rows in memory (the rest is spilled).
+pub fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, memory: RowMemory<'_>) -> io::Result<Graph> {
+    build_impl(offsets, ids, num_words, window, mode, memory, Tuning::default())
 }
 
-/// [`build`], optionally forcing 64-bit co-occurrence counters (tests).
-fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, force_wide: bool) -> Graph {
+/// Knobs that change how a build runs but never what it outputs (tests
+/// turn them to reach every path on small corpora).
+#[derive(Debug, Clone, Copy, Default)]
+struct Tuning {
+    /// Use 64-bit co-occurrence counters even where 32 bits suffice.
+    force_wide: bool,
+    /// Edges per block of work instead of the budget-derived size.
+    block_edges: Option<usize>,
+}
+
+/// Bytes a build holds besides its rows, for `num_tokens` tokens in
+/// `num_docs` documents over `num_words` words with `threads` workers: the
+/// inverted index (two `u32` per token), per-word and per-node tables, and
+/// each worker's accumulator. The token ids themselves are the caller's.
+pub fn working_bytes(num_tokens: usize, num_docs: usize, num_words: usize, threads: usize) -> usize {
+    let nodes = num_docs + num_words;
+    num_tokens * 8 + num_docs * 8 + num_words * (8 + 8 + 8 + 8) + nodes * (4 + 8 + 8) + threads * num_words * (8 + 4 + 1)
+}
+
+/// Rows of at most about this many (estimated) edges make one block of
+/// work: small enough that a batch in flight takes a small share of the
+/// budget, and that every worker gets several blocks, large enough that a
+/// block's overhead does not show.
+fn block_edges(budget: usize, total_estimate: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (budget / 12 / (8 * threads)).min(total_estimate / (8 * threads)).clamp(1 << 12, 1 << 22)
+}
+
+/// Splits items `0..n` into consecutive ranges whose estimated edges stay
+/// under `target` (a single larger item is a range of its own).
+fn blocks_by_estimate(n: usize, target: usize, estimate: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut sum) = (0, 0usize);
+    for i in 0..n {
+        let e = estimate(i);
+        if i > start && sum + e > target {
+            out.push(start..i);
+            start = i;
+            sum = 0;
+        }
+        sum += e;
+    }
+    if start < n {
+        out.push(start..n);
+    }
+    out
+}
+
+/// Computes `blocks` in parallel, a batch at a time, and hands each to
+/// `spool` in order, so that at most one batch of rows is in flight.
+fn spool_in_batches<S: Send>(
+    spool: &mut RowSpool,
+    blocks: &[std::ops::Range<usize>],
+    scratch: &Mutex<Vec<S>>,
+    new_scratch: impl Fn() -> S + Sync,
+    compute: impl Fn(&mut S, std::ops::Range<usize>) -> Rows + Sync,
+) -> io::Result<()> {
+    let batch = 2 * rayon::current_num_threads().max(1);
+    for group in blocks.chunks(batch) {
+        let rows: Vec<Rows> = group
+            .par_iter()
+            .map(|range| {
+                let mut s = scratch.lock().expect("not poisoned").pop().unwrap_or_else(&new_scratch);
+                let rows = compute(&mut s, range.clone());
+                scratch.lock().expect("not poisoned").push(s);
+                rows
+            })
+            .collect();
+        for r in rows {
+            spool.push(r)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`build`] with [`Tuning`].
+fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, memory: RowMemory<'_>, tuning: Tuning) -> io::Result<Graph> {
     assert!(window >= 1);
     let nd = offsets.len() - 1;
     let nv = num_words;
@@ -240,39 +327,41 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
         })
         .collect();
 
-    // Document rows: self loop, then words by id.
-    let doc_rows: Vec<Rows> = (0..nd)
-        .collect::<Vec<_>>()
-        .par_chunks(512)
-        .map(|chunk| {
-            let mut r = Rows::default();
-            let mut sorted = Vec::new();
-            for &d in chunk {
-                let start = r.cols.len();
-                r.cols.push(d as u32);
-                r.w.push(1.0);
-                sorted.clear();
-                sorted.extend_from_slice(&ids[offsets[d]..offsets[d + 1]]);
-                sorted.sort_unstable();
-                let mut k = 0;
-                while k < sorted.len() {
-                    let t = sorted[k];
-                    let mut m = k;
-                    while m < sorted.len() && sorted[m] == t {
-                        m += 1;
-                    }
-                    let weight = (m - k) as f64 * idf[t as usize];
-                    if weight != 0.0 {
-                        r.cols.push((nd + t as usize) as u32);
-                        r.w.push(weight);
-                    }
-                    k = m;
+    let mut spool = RowSpool::new(memory.budget, memory.spill_dir);
+    let target = |total: usize| tuning.block_edges.unwrap_or_else(|| block_edges(memory.budget, total));
+
+    // Document rows: self loop, then words by id (at most one edge per
+    // token, plus the loop).
+    let doc_blocks = blocks_by_estimate(nd, target(ids.len() + nd), |d| doc_len(d) + 1);
+    let no_scratch = Mutex::new(Vec::<Vec<u32>>::new());
+    spool_in_batches(&mut spool, &doc_blocks, &no_scratch, Vec::new, |sorted, docs| {
+        let mut r = Rows::default();
+        for d in docs {
+            let start = r.cols.len();
+            r.cols.push(d as u32);
+            r.w.push(1.0);
+            sorted.clear();
+            sorted.extend_from_slice(&ids[offsets[d]..offsets[d + 1]]);
+            sorted.sort_unstable();
+            let mut k = 0;
+            while k < sorted.len() {
+                let t = sorted[k];
+                let mut m = k;
+                while m < sorted.len() && sorted[m] == t {
+                    m += 1;
                 }
-                r.lens.push((r.cols.len() - start) as u32);
+                let weight = (m - k) as f64 * idf[t as usize];
+                if weight != 0.0 {
+                    r.cols.push((nd + t as usize) as u32);
+                    r.w.push(weight);
+                }
+                k = m;
             }
-            r
-        })
-        .collect();
+            r.end_row(start);
+        }
+        r
+    })?;
+    let doc_edges = spool.num_edges();
 
     drop(step);
     let step = tracing::debug_span!("graph::build", op = "word rows (co-occurrence, PMI)").entered();
@@ -282,39 +371,32 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     // unless a word is very frequent; then all rows use 64-bit counters.
     let max_occ = (0..nv).map(|i| starts[i + 1] - starts[i]).max().unwrap_or(0) as u64;
     let ctx = RowCtx { nd, ids, offsets, occ: &occ, starts: &starts, doc_of: &doc_of, idf: &idf, wfreq: &wfreq, num_windows, window, mode };
-    let word_rows = if !force_wide && max_occ.saturating_mul((window as u64).saturating_mul(window as u64)) <= u32::MAX as u64 {
-        word_rows::<u32>(&ctx)
+    // A word row holds at most one edge per occurrence (documents), one
+    // per distinct neighbour within the window, and the loop.
+    let word_estimate = |i: usize| {
+        let n = starts[i + 1] - starts[i];
+        n + n.saturating_mul(2 * (window - 1)).min(nv) + 1
+    };
+    let total = (0..nv).map(word_estimate).fold(0usize, usize::saturating_add);
+    let word_blocks = blocks_by_estimate(nv, target(total), word_estimate);
+    let word_pairs = if !tuning.force_wide && max_occ.saturating_mul((window as u64).saturating_mul(window as u64)) <= u32::MAX as u64 {
+        word_rows::<u32>(&ctx, &word_blocks, &mut spool)?
     } else {
-        word_rows::<u64>(&ctx)
+        word_rows::<u64>(&ctx, &word_blocks, &mut spool)?
     };
     drop(occ);
     drop(doc_of);
     drop(step);
-    let step = tracing::debug_span!("graph::build", op = "degrees").entered();
 
     // Degrees of A + I (rows in order: documents, then words).
-    let blocks: Vec<&Rows> = doc_rows.iter().chain(word_rows.iter().map(|(r, _)| r)).collect();
-    let num_edges: usize = blocks.iter().map(|b| b.cols.len()).sum();
-    let mut dinv = Vec::with_capacity(nd + nv);
-    for b in &blocks {
-        let mut k = 0;
-        for &len in &b.lens {
-            let s: f64 = b.w[k..k + len as usize].iter().sum();
-            dinv.push(s.powf(-0.5));
-            k += len as usize;
-        }
-    }
-    let doc_word_pairs: usize = doc_rows.iter().map(|b| b.cols.len() - b.lens.len()).sum();
-    let word_pairs: usize = word_rows.iter().map(|(_, p)| p).sum::<usize>() / 2;
-    drop(blocks);
-
-    drop(step);
-    let blocks: Vec<Rows> = doc_rows.into_iter().chain(word_rows.into_iter().map(|(r, _)| r)).collect();
-    Graph {
-        blocks,
+    let dinv: Vec<f64> = spool.sums.iter().map(|s| s.powf(-0.5)).collect();
+    let num_edges = spool.num_edges();
+    let doc_word_pairs = doc_edges - nd;
+    Ok(Graph {
+        rows: spool,
         dinv,
-        stats: GraphStats { num_docs: nd, num_words: nv, num_nodes: nd + nv, num_edges, windows: num_windows, word_pairs, doc_word_pairs },
-    }
+        stats: GraphStats { num_docs: nd, num_words: nv, num_nodes: nd + nv, num_edges, windows: num_windows, word_pairs: word_pairs / 2, doc_word_pairs },
+    })
 }
 
 /// What the word rows are computed from.
@@ -337,10 +419,18 @@ trait Count: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into
 impl Count for u32 {}
 impl Count for u64 {}
 
-/// Builds the word rows in parallel over words, each with a dense
-/// accumulator and a bitmap of touched columns, returning the rows and the
-/// number of (directed) PMI entries.
-fn word_rows<T: Count>(c: &RowCtx) -> Vec<(Rows, usize)> {
+/// A worker's dense accumulator, bitmap of touched columns and window
+/// stamps; all cleared again after every row.
+struct Scratch<T> {
+    acc: Vec<T>,
+    bits: Vec<u64>,
+    stamp: Vec<u32>,
+}
+
+/// Builds the word rows in parallel over `blocks` of words, each worker with
+/// its [`Scratch`], pushing them to `spool` in order; returns the number of
+/// (directed) PMI entries.
+fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mut RowSpool) -> io::Result<usize> {
     let (nd, w) = (c.nd, c.window);
     let nv = c.starts.len() - 1;
     let nw = c.num_windows;
@@ -349,81 +439,80 @@ fn word_rows<T: Count>(c: &RowCtx) -> Vec<(Rows, usize)> {
     // `tri[k]`: windows shared by positions `p` and `p - W + 1 + k`, away
     // from the document ends.
     let tri: Vec<u32> = (0..2 * w - 1).map(|k| (w - k.abs_diff(w - 1)) as u32).collect();
-    let word_ids: Vec<usize> = (0..nv).collect();
-    word_ids
-        .par_chunks(256)
-        .map_init(
-            || (vec![T::default(); nv], vec![0u64; nv.div_ceil(64)], vec![u32::MAX; nv]),
-            |(acc, bits, stamp), chunk| {
-                let mut r = Rows::default();
-                let mut pairs = 0usize;
-                for &i in chunk {
-                    let start = r.cols.len();
-                    let occs = &c.occ[c.starts[i]..c.starts[i + 1]];
-                    // Document part.
-                    let mut k = 0;
-                    while k < occs.len() {
-                        let d = c.doc_of[occs[k] as usize];
-                        let mut m = k;
-                        while m < occs.len() && c.doc_of[occs[m] as usize] == d {
-                            m += 1;
-                        }
-                        let weight = (m - k) as f64 * c.idf[i];
-                        if weight != 0.0 {
-                            r.cols.push(d);
-                            r.w.push(weight);
-                        }
-                        k = m;
-                    }
-                    // Co-occurrence counts into the accumulator.
-                    match c.mode {
-                        Cooccurrence::PositionPairs => count_position_pairs(occs, c.ids, c.offsets, c.doc_of, w, &tri, acc, bits),
-                        Cooccurrence::Windows => count_windows(i, occs, c.ids, c.offsets, c.doc_of, w, acc, bits, stamp),
-                    }
-                    // Word part, ascending, with the self loop in place of
-                    // the pair (i, i), which is never a PMI edge.
-                    let fi = c.wfreq[i];
-                    let mut self_done = false;
-                    for (wi, word) in bits.iter_mut().enumerate() {
-                        let mut b = *word;
-                        while b != 0 {
-                            let j = wi * 64 + b.trailing_zeros() as usize;
-                            b &= b - 1;
-                            let cnt: u64 = acc[j].into();
-                            acc[j] = T::default();
-                            stamp[j] = u32::MAX;
-                            if !self_done && j >= i {
-                                r.cols.push((nd + i) as u32);
-                                r.w.push(1.0);
-                                self_done = true;
-                            }
-                            // PMI > 0 needs cnt·#W > #W(i)·#W(j); when the
-                            // exact integers say no, the float formula below
-                            // cannot say yes (the gap, at least 1/(#W(i)·#W(j)),
-                            // is far above its rounding error), so skip the log.
-                            let fj = c.wfreq[j];
-                            if j == i || (cnt as u128) * (nw as u128) < (fi as u128) * (fj as u128) {
-                                continue;
-                            }
-                            let pmi = ((cnt as f64 / nw_f) / (fi as f64 * fj as f64 / nw2)).ln();
-                            if pmi > 0.0 {
-                                r.cols.push((nd + j) as u32);
-                                r.w.push(pmi);
-                                pairs += 1;
-                            }
-                        }
-                        *word = 0;
-                    }
-                    if !self_done {
+    let pairs = std::sync::atomic::AtomicUsize::new(0);
+    let scratch = Mutex::new(Vec::new());
+    let new_scratch = || Scratch { acc: vec![T::default(); nv], bits: vec![0u64; nv.div_ceil(64)], stamp: vec![u32::MAX; nv] };
+    spool_in_batches(spool, blocks, &scratch, new_scratch, |s, words| {
+        let Scratch { acc, bits, stamp } = s;
+        let mut r = Rows::default();
+        let mut block_pairs = 0usize;
+        for i in words {
+            let start = r.cols.len();
+            let occs = &c.occ[c.starts[i]..c.starts[i + 1]];
+            // Document part.
+            let mut k = 0;
+            while k < occs.len() {
+                let d = c.doc_of[occs[k] as usize];
+                let mut m = k;
+                while m < occs.len() && c.doc_of[occs[m] as usize] == d {
+                    m += 1;
+                }
+                let weight = (m - k) as f64 * c.idf[i];
+                if weight != 0.0 {
+                    r.cols.push(d);
+                    r.w.push(weight);
+                }
+                k = m;
+            }
+            // Co-occurrence counts into the accumulator.
+            match c.mode {
+                Cooccurrence::PositionPairs => count_position_pairs(occs, c.ids, c.offsets, c.doc_of, w, &tri, acc, bits),
+                Cooccurrence::Windows => count_windows(i, occs, c.ids, c.offsets, c.doc_of, w, acc, bits, stamp),
+            }
+            // Word part, ascending, with the self loop in place of
+            // the pair (i, i), which is never a PMI edge.
+            let fi = c.wfreq[i];
+            let mut self_done = false;
+            for (wi, word) in bits.iter_mut().enumerate() {
+                let mut b = *word;
+                while b != 0 {
+                    let j = wi * 64 + b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    let cnt: u64 = acc[j].into();
+                    acc[j] = T::default();
+                    stamp[j] = u32::MAX;
+                    if !self_done && j >= i {
                         r.cols.push((nd + i) as u32);
                         r.w.push(1.0);
+                        self_done = true;
                     }
-                    r.lens.push((r.cols.len() - start) as u32);
+                    // PMI > 0 needs cnt·#W > #W(i)·#W(j); when the
+                    // exact integers say no, the float formula below
+                    // cannot say yes (the gap, at least 1/(#W(i)·#W(j)),
+                    // is far above its rounding error), so skip the log.
+                    let fj = c.wfreq[j];
+                    if j == i || (cnt as u128) * (nw as u128) < (fi as u128) * (fj as u128) {
+                        continue;
+                    }
+                    let pmi = ((cnt as f64 / nw_f) / (fi as f64 * fj as f64 / nw2)).ln();
+                    if pmi > 0.0 {
+                        r.cols.push((nd + j) as u32);
+                        r.w.push(pmi);
+                        block_pairs += 1;
+                    }
                 }
-                (r, pairs)
-            },
-        )
-        .collect()
+                *word = 0;
+            }
+            if !self_done {
+                r.cols.push((nd + i) as u32);
+                r.w.push(1.0);
+            }
+            r.end_row(start);
+        }
+        pairs.fetch_add(block_pairs, std::sync::atomic::Ordering::Relaxed);
+        r
+    })?;
+    Ok(pairs.into_inner())
 }
 
 /// Reference semantics: for each occurrence `p` of word `i` and each other
@@ -597,25 +686,52 @@ mod tests {
         a.into_iter().map(|((r, c), v)| ((r, c), v * deg[r].powf(-0.5) * deg[c].powf(-0.5))).collect()
     }
 
-    fn check(docs: Vec<Vec<u32>>, nv: usize, w: usize, mode: Cooccurrence) {
+    /// The three outputs of a graph, collected.
+    fn outputs(g: &Graph) -> (Vec<i64>, Vec<f32>, Vec<i64>) {
+        let (mut attr, mut idx) = (Vec::new(), Vec::new());
+        g.write_edge_attr(|v| Ok(attr.extend_from_slice(v))).unwrap();
+        g.write_edge_index(|v| Ok(idx.extend_from_slice(v))).unwrap();
+        (g.row_ptr(), attr, idx)
+    }
+
+    fn flatten(docs: &[Vec<u32>]) -> (Vec<usize>, Vec<u32>) {
         let mut offsets = vec![0];
         let mut ids = Vec::new();
-        for d in &docs {
+        for d in docs {
             ids.extend_from_slice(d);
             offsets.push(ids.len());
         }
-        let mut g = build(&offsets, &ids, nv, w, mode);
+        (offsets, ids)
+    }
+
+    /// Builds in memory (no spilling).
+    fn build_in_memory(offsets: &[usize], ids: &[u32], nv: usize, w: usize, mode: Cooccurrence, tuning: Tuning) -> Graph {
+        let dir = std::env::temp_dir();
+        build_impl(offsets, ids, nv, w, mode, RowMemory { budget: usize::MAX, spill_dir: &dir }, tuning).unwrap()
+    }
+
+    fn check(docs: Vec<Vec<u32>>, nv: usize, w: usize, mode: Cooccurrence) {
+        let (offsets, ids) = flatten(&docs);
+        let g = build_in_memory(&offsets, &ids, nv, w, mode, Tuning::default());
+        assert_eq!(g.spilled_bytes(), 0);
         let want = oracle(&docs, nv, w, mode);
         let e = g.stats.num_edges;
         assert_eq!(e, want.len(), "edge count, window {w}, {mode:?}");
-        let row_ptr = g.row_ptr();
-        let attr = g.take_edge_attr();
-        let idx = g.into_edge_index();
-        // 64-bit counters give the same graph as the 32-bit ones.
-        let mut wide = build_impl(&offsets, &ids, nv, w, mode, true);
-        assert_eq!(wide.row_ptr(), row_ptr);
-        assert_eq!(wide.take_edge_attr(), attr);
-        assert_eq!(wide.into_edge_index(), idx);
+        let (row_ptr, attr, idx) = outputs(&g);
+        // 64-bit counters, blocks of every size, and rows spilled to disk
+        // from the first block on, all give the same graph.
+        let wide = build_in_memory(&offsets, &ids, nv, w, mode, Tuning { force_wide: true, block_edges: None });
+        assert_eq!(outputs(&wide), (row_ptr.clone(), attr.clone(), idx.clone()));
+        let spill_dir = tempfile::tempdir().unwrap();
+        for (budget, block_edges) in [(0, 1), (0, 7), (100, 3), (usize::MAX, 1)] {
+            let g = build_impl(&offsets, &ids, nv, w, mode, RowMemory { budget, spill_dir: spill_dir.path() }, Tuning { force_wide: false, block_edges: Some(block_edges) }).unwrap();
+            assert_eq!(g.spilled_bytes() > 0, budget < usize::MAX, "budget {budget}");
+            assert_eq!(outputs(&g), (row_ptr.clone(), attr.clone(), idx.clone()), "budget {budget}, blocks of {block_edges} edges");
+            assert_eq!(g.stats, wide.stats);
+        }
+        // Spill files are unnamed: nothing is left in the directory.
+        assert_eq!(std::fs::read_dir(spill_dir.path()).unwrap().count(), 0);
+        assert_eq!(idx.len(), 2 * e);
         let (rows, cols) = idx.split_at(e);
         for (r, pair) in row_ptr.windows(2).enumerate() {
             assert!(rows[pair[0] as usize..pair[1] as usize].iter().all(|&x| x == r as i64), "row_ptr disagrees with rows");
@@ -653,20 +769,23 @@ mod tests {
         // same graph, up to windows that overflow any table (2^32 + 1 and
         // 2^63 - 1 allocated 34 GB or overflowed before the clamp).
         let docs: Vec<Vec<u32>> = vec![(0..40).map(|k| k % 7).collect(), vec![1, 2, 3], (0..7).collect(), vec![]];
-        let mut offsets = vec![0];
-        let mut ids = Vec::new();
-        for d in &docs {
-            ids.extend_from_slice(d);
-            offsets.push(ids.len());
-        }
+        let (offsets, ids) = flatten(&docs);
         for mode in [Cooccurrence::PositionPairs, Cooccurrence::Windows] {
-            let mut base = build(&offsets, &ids, 7, 40, mode);
-            let want = (base.row_ptr(), base.take_edge_attr());
+            let (row_ptr, attr, _) = outputs(&build_in_memory(&offsets, &ids, 7, 40, mode, Tuning::default()));
             for w in [41, 1000, (1usize << 32) + 1, i64::MAX as usize, usize::MAX] {
-                let mut g = build(&offsets, &ids, 7, w, mode);
-                assert_eq!((g.row_ptr(), g.take_edge_attr()), want, "window {w}, {mode:?}");
+                let (rp, at, _) = outputs(&build_in_memory(&offsets, &ids, 7, w, mode, Tuning::default()));
+                assert_eq!((rp, at), (row_ptr.clone(), attr.clone()), "window {w}, {mode:?}");
             }
             check(docs.clone(), 7, 1 << 40, mode);
         }
+    }
+
+    #[test]
+    fn blocks_follow_the_estimate() {
+        let est = [5, 1, 1, 9, 2, 2, 2, 30, 1];
+        let blocks = blocks_by_estimate(est.len(), 6, |i| est[i]);
+        assert_eq!(blocks, vec![0..2, 2..3, 3..4, 4..7, 7..8, 8..9]);
+        assert_eq!(blocks_by_estimate(0, 6, |_| 1), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(blocks_by_estimate(3, 100, |_| 1), vec![0..3]);
     }
 }

@@ -27,6 +27,18 @@ fn a_spilled_build_publishes_the_same_bytes_as_one_in_memory() {
     assert!(o.status.success(), "{}", text(&o));
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(log.contains("of rows spilled to"), "the 1 MiB build did not spill: {log}");
+    // Without a terminal, progress is logged (at -v) a tenth at a time,
+    // ending at the totals: all nodes' rows, three passes over the edges.
+    let report: serde_json::Value = {
+        let mut c = textgcn(&spilled);
+        c.args(["inspect", "synthetic-3000", "--json"]);
+        serde_json::from_str(&ok(c)).unwrap()
+    };
+    let (nodes, edges) = (report["nodes"].as_u64().unwrap(), report["edges"].as_u64().unwrap());
+    assert!(log.contains(&format!("synthetic-3000: graph: rows {nodes}/{nodes}")), "{log}");
+    assert!(log.contains(&format!("synthetic-3000: graph: edges written {0}/{0}", 3 * edges)), "{log}");
+    let lines = log.lines().filter(|l| l.contains("graph: rows")).count();
+    assert!((2..=12).contains(&lines), "{lines} progress lines for the rows: {log}");
     let mut c = textgcn(&one_thread);
     c.args(["--threads", "1", "build", "--memory-limit", "1MiB", "--config"]).arg(&config);
     ok(c);

@@ -76,6 +76,37 @@ pub fn spinner(v: Verbosity, message: impl Into<String>) -> ProgressBar {
     pb
 }
 
+/// Shows a long step's progress on a [`spinner`]: it becomes a bar with an
+/// ETA for `phase` (`done` of `total`), and [`spinner_again`] turns it back.
+/// When the bar is hidden (stderr not a terminal), each tenth of the way
+/// is logged instead (seen at `-v`).
+pub fn show_progress(pb: &ProgressBar, label: &str, phase: &str, done: u64, total: u64) {
+    if pb.is_hidden() {
+        let tenth = |x: u64| if total == 0 { 10 } else { x.saturating_mul(10) / total };
+        if pb.length() != Some(total) || tenth(done) != tenth(pb.position()) {
+            tracing::info!("{label}: {phase} {done}/{total}");
+        }
+        pb.set_length(total);
+        pb.set_position(done);
+        return;
+    }
+    if pb.length() != Some(total) {
+        pb.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} ({elapsed}, eta {eta})").expect("valid template").progress_chars("=> "));
+        pb.set_length(total);
+        pb.reset_eta();
+    }
+    pb.set_message(format!("{label}: {phase}"));
+    pb.set_position(done);
+}
+
+/// Turns a bar made by [`show_progress`] back into a spinner with `message`.
+pub fn spinner_again(pb: &ProgressBar, message: impl Into<String>) {
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    pb.unset_length();
+    pb.set_position(0);
+    pb.set_message(message.into());
+}
+
 /// A bar over `len` steps (e.g. epochs); hidden like [`spinner`].
 pub fn bar(v: Verbosity, len: u64, prefix: impl Into<String>) -> ProgressBar {
     if !v.shows_results() {

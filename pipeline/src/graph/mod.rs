@@ -54,14 +54,16 @@ pub struct GraphStats {
     pub doc_word_pairs: usize,
 }
 
-/// Where a build may keep its rows: up to `budget` bytes in memory, the
-/// rest in temporary files in `spill_dir`.
-#[derive(Debug, Clone, Copy)]
+/// Where a build may keep its rows (up to `budget` bytes in memory, the
+/// rest in temporary files in `spill_dir`), and whom it tells how far it is.
+#[derive(Clone, Copy)]
 pub struct RowMemory<'a> {
     /// Bytes of computed rows held in memory before spilling.
     pub budget: usize,
     /// Directory for the spill files (unnamed, removed on drop or death).
     pub spill_dir: &'a Path,
+    /// Called after each batch of rows with ("rows", rows done, all rows).
+    pub progress: &'a (dyn Fn(&str, u64, u64) + Sync),
 }
 
 /// Values handed to a writer at a time when rows are expanded or converted.
@@ -213,6 +215,8 @@ fn blocks_by_estimate(n: usize, target: usize, estimate: impl Fn(usize) -> usize
 /// `spool` in order, so that at most one batch of rows is in flight.
 fn spool_in_batches<S: Send>(
     spool: &mut RowSpool,
+    progress: &(dyn Fn(&str, u64, u64) + Sync),
+    total_rows: usize,
     blocks: &[std::ops::Range<usize>],
     scratch: &Mutex<Vec<S>>,
     new_scratch: impl Fn() -> S + Sync,
@@ -232,6 +236,7 @@ fn spool_in_batches<S: Send>(
         for r in rows {
             spool.push(r)?;
         }
+        progress("rows", spool.lens.len() as u64, total_rows as u64);
     }
     Ok(())
 }
@@ -334,7 +339,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     // token, plus the loop).
     let doc_blocks = blocks_by_estimate(nd, target(ids.len() + nd), |d| doc_len(d) + 1);
     let no_scratch = Mutex::new(Vec::<Vec<u32>>::new());
-    spool_in_batches(&mut spool, &doc_blocks, &no_scratch, Vec::new, |sorted, docs| {
+    spool_in_batches(&mut spool, memory.progress, nd + nv, &doc_blocks, &no_scratch, Vec::new, |sorted, docs| {
         let mut r = Rows::default();
         for d in docs {
             let start = r.cols.len();
@@ -380,9 +385,9 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     let total = (0..nv).map(word_estimate).fold(0usize, usize::saturating_add);
     let word_blocks = blocks_by_estimate(nv, target(total), word_estimate);
     let word_pairs = if !tuning.force_wide && max_occ.saturating_mul((window as u64).saturating_mul(window as u64)) <= u32::MAX as u64 {
-        word_rows::<u32>(&ctx, &word_blocks, &mut spool)?
+        word_rows::<u32>(&ctx, &word_blocks, &mut spool, memory.progress)?
     } else {
-        word_rows::<u64>(&ctx, &word_blocks, &mut spool)?
+        word_rows::<u64>(&ctx, &word_blocks, &mut spool, memory.progress)?
     };
     drop(occ);
     drop(doc_of);
@@ -430,7 +435,7 @@ struct Scratch<T> {
 /// Builds the word rows in parallel over `blocks` of words, each worker with
 /// its [`Scratch`], pushing them to `spool` in order; returns the number of
 /// (directed) PMI entries.
-fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mut RowSpool) -> io::Result<usize> {
+fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mut RowSpool, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> io::Result<usize> {
     let (nd, w) = (c.nd, c.window);
     let nv = c.starts.len() - 1;
     let nw = c.num_windows;
@@ -442,7 +447,7 @@ fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mu
     let pairs = std::sync::atomic::AtomicUsize::new(0);
     let scratch = Mutex::new(Vec::new());
     let new_scratch = || Scratch { acc: vec![T::default(); nv], bits: vec![0u64; nv.div_ceil(64)], stamp: vec![u32::MAX; nv] };
-    spool_in_batches(spool, blocks, &scratch, new_scratch, |s, words| {
+    spool_in_batches(spool, progress, nd + nv, blocks, &scratch, new_scratch, |s, words| {
         let Scratch { acc, bits, stamp } = s;
         let mut r = Rows::default();
         let mut block_pairs = 0usize;
@@ -707,7 +712,7 @@ mod tests {
     /// Builds in memory (no spilling).
     fn build_in_memory(offsets: &[usize], ids: &[u32], nv: usize, w: usize, mode: Cooccurrence, tuning: Tuning) -> Graph {
         let dir = std::env::temp_dir();
-        build_impl(offsets, ids, nv, w, mode, RowMemory { budget: usize::MAX, spill_dir: &dir }, tuning).unwrap()
+        build_impl(offsets, ids, nv, w, mode, RowMemory { budget: usize::MAX, spill_dir: &dir, progress: &|_, _, _| {} }, tuning).unwrap()
     }
 
     fn check(docs: Vec<Vec<u32>>, nv: usize, w: usize, mode: Cooccurrence) {
@@ -724,7 +729,13 @@ mod tests {
         assert_eq!(outputs(&wide), (row_ptr.clone(), attr.clone(), idx.clone()));
         let spill_dir = tempfile::tempdir().unwrap();
         for (budget, block_edges) in [(0, 1), (0, 7), (100, 3), (usize::MAX, 1)] {
-            let g = build_impl(&offsets, &ids, nv, w, mode, RowMemory { budget, spill_dir: spill_dir.path() }, Tuning { force_wide: false, block_edges: Some(block_edges) }).unwrap();
+            // Progress reaches every row, never goes back, and ends at all.
+            let seen = Mutex::new(Vec::new());
+            let progress = |phase: &str, done: u64, total: u64| seen.lock().unwrap().push((phase.to_owned(), done, total));
+            let g = build_impl(&offsets, &ids, nv, w, mode, RowMemory { budget, spill_dir: spill_dir.path(), progress: &progress }, Tuning { force_wide: false, block_edges: Some(block_edges) }).unwrap();
+            let seen = seen.into_inner().unwrap();
+            assert!(seen.windows(2).all(|p| p[0].1 <= p[1].1) && seen.iter().all(|(ph, _, t)| ph == "rows" && *t == (docs.len() + nv) as u64), "{seen:?}");
+            assert_eq!(seen.last().map(|l| l.1), Some((docs.len() + nv) as u64));
             assert_eq!(g.spilled_bytes() > 0, budget < usize::MAX, "budget {budget}");
             assert_eq!(outputs(&g), (row_ptr.clone(), attr.clone(), idx.clone()), "budget {budget}, blocks of {block_edges} edges");
             assert_eq!(g.stats, wide.stats);

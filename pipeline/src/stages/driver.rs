@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use textgcn_artifacts::{Outcome, RecordState, Ref, RefStage, StageRecord, Store, StoreError};
 
-use super::{AnyStage, Pipeline, PipelineError, Plan, PlanContext, RunContext, check_outputs};
+use super::{AnyStage, Pipeline, PipelineError, Plan, PlanContext, ProgressFn, RunContext, check_outputs};
 use crate::config::LoadedConfig;
 
 /// What happened to one stage in a build.
@@ -147,9 +147,15 @@ impl Pipeline {
     /// If any stage fails, everything this build published is taken back
     /// ([`Store::roll_back`]) and the ref is left as it was.
     pub fn build(&self, store: &Store, cfg: &LoadedConfig, on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
+        self.build_with_progress(store, cfg, on_stage, &|_, _, _| {})
+    }
+
+    /// [`Pipeline::build`], also passing each stage's progress (phase,
+    /// done, total) to `progress` while it runs.
+    pub fn build_with_progress(&self, store: &Store, cfg: &LoadedConfig, on_stage: impl FnMut(&StageReport), progress: ProgressFn<'_>) -> Result<BuildReport, PipelineError> {
         cfg.require_files()?;
         store.start_transaction();
-        match self.build_inner(store, cfg, on_stage) {
+        match self.build_inner(store, cfg, on_stage, progress) {
             Ok(r) => {
                 store.start_transaction();
                 Ok(r)
@@ -161,7 +167,7 @@ impl Pipeline {
         }
     }
 
-    fn build_inner(&self, store: &Store, cfg: &LoadedConfig, mut on_stage: impl FnMut(&StageReport)) -> Result<BuildReport, PipelineError> {
+    fn build_inner(&self, store: &Store, cfg: &LoadedConfig, mut on_stage: impl FnMut(&StageReport), progress: ProgressFn<'_>) -> Result<BuildReport, PipelineError> {
         let t0 = Instant::now();
         let old = previous_records(store, &cfg.config.name)?;
         let mut recs: Vec<StageRecord> = Vec::new();
@@ -172,7 +178,7 @@ impl Pipeline {
             let plan = plan(stage, cfg, &recs, &old)?;
             let fp = plan.fingerprint();
             let old_rec = old.get(stage.name());
-            let (rec, outcome) = store.get_or_build(plan.stage, plan.version, plan.params.clone(), plan.inputs.clone(), |s| stage.execute(&RunContext { store: s, cfg, records: &recs }))?;
+            let (rec, outcome) = store.get_or_build(plan.stage, plan.version, plan.params.clone(), plan.inputs.clone(), |s| stage.execute(&RunContext { store: s, cfg, records: &recs, progress }))?;
             check_outputs(stage, &rec).map_err(|e| PipelineError::Contract(format!("{e}; run `textgcn verify --repair`")))?;
             let same_as_before = old_rec.is_some_and(|o| o.fingerprint == fp);
             let (status, why) = match &outcome {

@@ -70,7 +70,8 @@ impl Stage for Graph {
         let held = dt.ids.len() * 4 + dt.offsets.len() * 8 + graph::working_bytes(dt.ids.len(), dt.offsets.len() - 1, v.words.len(), rayon::current_num_threads());
         let budget = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(held);
         let spill_dir = store.tmp_dir();
-        let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence, graph::RowMemory { budget, spill_dir: &spill_dir })
+        let progress = |phase: &str, done: u64, total: u64| cx.progress(phase, done, total);
+        let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence, graph::RowMemory { budget, spill_dir: &spill_dir, progress: &progress })
             .map_err(|e| PipelineError::Other(format!("building the graph: {e}")))?;
         drop((dt, s));
         if g.spilled_bytes() > 0 {
@@ -79,11 +80,37 @@ impl Stage for Graph {
         out.summary = serde_json::to_value(&g.stats).map_err(|e| PipelineError::Other(format!("graph statistics: {e}")))?;
         let (num_nodes, num_edges) = (g.stats.num_nodes, g.stats.num_edges);
         Self::ROW_PTR.put(&mut out, RowPtr::publish(store, g.row_ptr())?);
+        // Writing goes over the edges three times (weights, rows, columns).
+        let total = 3 * num_edges as u64;
+        let written = std::cell::Cell::new(0u64);
+        let count = |n: usize| {
+            let before = written.get();
+            written.set(before + n as u64);
+            if before >> 22 != written.get() >> 22 || written.get() == total {
+                cx.progress("edges written", written.get(), total);
+            }
+        };
         let s = step("normalise and publish edge_attr");
-        Self::EDGE_ATTR.put(&mut out, EdgeAttr::publish_streamed(store, num_edges, |sink| g.write_edge_attr(|v| sink.push(v)))?);
+        Self::EDGE_ATTR.put(
+            &mut out,
+            EdgeAttr::publish_streamed(store, num_edges, |sink| {
+                g.write_edge_attr(|v| {
+                    count(v.len());
+                    sink.push(v)
+                })
+            })?,
+        );
         drop(s);
         let _s = step("publish edge_index");
-        Self::EDGE_INDEX.put(&mut out, EdgeIndex::publish_streamed(store, num_edges, num_nodes, |sink| g.write_edge_index(|v| sink.push(v)))?);
+        Self::EDGE_INDEX.put(
+            &mut out,
+            EdgeIndex::publish_streamed(store, num_edges, num_nodes, |sink| {
+                g.write_edge_index(|v| {
+                    count(v.len());
+                    sink.push(v)
+                })
+            })?,
+        );
         Ok(out)
     }
 }

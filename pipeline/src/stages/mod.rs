@@ -287,17 +287,28 @@ impl PlanContext<'_> {
     }
 }
 
-/// What a stage's run may use: the store, the config, and the outputs of
-/// the stages before it.
+/// How far a long stage is: `done` of `total` units of its current
+/// `phase` (e.g. "rows", "edges written"). Called from the stage's own
+/// thread, often enough for a bar and an ETA, never per item.
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+
+/// What a stage's run may use: the store, the config, the outputs of the
+/// stages before it, and a way to say how far it is.
 pub struct RunContext<'a> {
     /// Where outputs are published.
     pub store: &'a Store,
     /// The config being built.
     pub cfg: &'a LoadedConfig,
     records: &'a [StageRecord],
+    progress: ProgressFn<'a>,
 }
 
 impl RunContext<'_> {
+    /// Reports that `done` of `total` units of `phase` are done.
+    pub fn progress(&self, phase: &str, done: u64, total: u64) {
+        (self.progress)(phase, done, total)
+    }
+
     /// The object of an earlier stage's output.
     pub fn input(&self, key: OutputKey) -> Result<&ObjectId, PipelineError> {
         find_output(self.records, key)

@@ -187,13 +187,19 @@ fn run(cli: Cli) -> Result<()> {
             let pipeline = stages::Pipeline::standard();
             let names = pipeline.names();
             let pb = ui::spinner(if json { Verbosity::Quiet } else { v }, format!("{}: {}", cfg.config.name, names[0]));
-            let report = pipeline.build(&store, &cfg, |r| {
+            let stage = std::sync::Mutex::new(names[0]);
+            let on_stage = |r: &stages::StageReport| {
                 tracing::info!("{} {} in {:.3}s{}", r.stage, r.status, r.seconds, r.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default());
                 if let Some(next) = names.iter().skip_while(|s| **s != r.stage).nth(1) {
-                    pb.set_message(format!("{}: {next}", cfg.config.name));
+                    *stage.lock().expect("not poisoned") = next;
+                    ui::spinner_again(&pb, format!("{}: {next}", cfg.config.name));
                 }
-            })
-            .with_context(|| format!("building {}", cfg.config.name));
+            };
+            let progress = |phase: &str, done: u64, total: u64| {
+                let label = format!("{}: {}", cfg.config.name, stage.lock().expect("not poisoned"));
+                ui::show_progress(&pb, &label, phase, done, total);
+            };
+            let report = pipeline.build_with_progress(&store, &cfg, on_stage, &progress).with_context(|| format!("building {}", cfg.config.name));
             pb.finish_and_clear();
             print_build(&report?, json, v)?;
         }

@@ -225,7 +225,8 @@ def main():
         subprocess.run(["rm", "-rf", store])
     if not a.no_write:
         write_doc("benchmarks.md", "Benchmarks", "The latest `make bench` output (written by `scripts/bench.py`). "
-                  "These machines are shared and noisy: the load average is given next to every timing.", lines)
+                  "These machines are shared and noisy: the load average is given next to every timing. "
+                  "Corpora larger than these: `make bench-scale`, in [benchmarks-scale.md](benchmarks-scale.md).", lines)
 
 
 if __name__ == "__main__":

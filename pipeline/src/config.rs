@@ -63,13 +63,15 @@ impl BuildConfig {
 }
 
 /// The memory this process may use: the machine's (`MemTotal`), or its
-/// cgroup's `memory.max` when that is lower; 8 GiB when neither can be read.
+/// cgroup's limit when that is lower (cgroup v2 `memory.max` or v1
+/// `memory.limit_in_bytes`, of the cgroup `/proc/self/cgroup` names); 8 GiB
+/// when neither can be read.
 pub fn available_memory() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.trim().strip_suffix("kB")).and_then(|kb| kb.trim().parse::<u64>().ok())))
         .map(|kb| kb * 1024);
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|c| cgroup_limit(&c, Path::new("/sys/fs/cgroup")));
     match (total, cgroup) {
         (Some(t), Some(c)) => t.min(c),
         (Some(t), None) => t,
@@ -484,6 +486,27 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// The memory limit of the cgroup that `proc_self_cgroup` (the text of
+/// `/proc/self/cgroup`) names, under the cgroup file system at `root`:
+/// v1's `memory` hierarchy, else v2's unified one. `None` without a limit
+/// ("max", or v1's huge "unlimited" value) or when nothing can be read.
+fn cgroup_limit(proc_self_cgroup: &str, root: &Path) -> Option<u64> {
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let rel = |p: &str| p.trim_start_matches('/').to_owned();
+    let mut found = None;
+    for line in proc_self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if controllers.split(',').any(|c| c == "memory") {
+            found = read(root.join("memory").join(rel(path)).join("memory.limit_in_bytes"));
+        } else if controllers.is_empty() && found.is_none() {
+            found = read(root.join(rel(path)).join("memory.max")).or_else(|| read(root.join("unified").join(rel(path)).join("memory.max")));
+        }
+    }
+    // v1 says "no limit" with a value near 2^63.
+    found.filter(|&l| l < 1 << 62)
+}
+
 impl Config {
     /// Range and consistency checks; returns the offending key path.
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -693,6 +716,26 @@ mod tests {
                 assert_eq!(&render(v), want, "docs/config.md: default of `{k}`");
             }
         }
+    }
+
+    #[test]
+    fn the_cgroup_memory_limit_is_read_for_v1_and_v2() {
+        let root = tempfile::tempdir().unwrap();
+        let v1 = root.path().join("memory/jobs/a");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("memory.limit_in_bytes"), "3221225472\n").unwrap();
+        let v2 = root.path().join("jobs/b");
+        std::fs::create_dir_all(&v2).unwrap();
+        std::fs::write(v2.join("memory.max"), "1073741824\n").unwrap();
+        let unlimited = root.path().join("memory/free");
+        std::fs::create_dir_all(&unlimited).unwrap();
+        std::fs::write(unlimited.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        std::fs::write(root.path().join("memory.max"), "max\n").unwrap();
+        assert_eq!(cgroup_limit("4:memory:/jobs/a\n1:cpu:/\n0::/\n", root.path()), Some(3 << 30));
+        assert_eq!(cgroup_limit("0::/jobs/b\n", root.path()), Some(1 << 30));
+        assert_eq!(cgroup_limit("4:memory:/free\n0::/\n", root.path()), None);
+        assert_eq!(cgroup_limit("0::/\n", root.path()), None);
+        assert_eq!(cgroup_limit("", root.path()), None);
     }
 
     #[test]

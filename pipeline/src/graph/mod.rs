@@ -424,12 +424,51 @@ trait Count: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into
 impl Count for u32 {}
 impl Count for u64 {}
 
-/// A worker's dense accumulator, bitmap of touched columns and window
+/// A worker's dense accumulator, set of touched columns and window
 /// stamps; all cleared again after every row.
 struct Scratch<T> {
     acc: Vec<T>,
-    bits: Vec<u64>,
+    bits: Touched,
     stamp: Vec<u32>,
+}
+
+/// The columns a row touched, as a bitmap with a summary bitmap over its
+/// words, so that reading them back in order costs the touched words plus
+/// `V / 4096` summary words, not a scan of all `V / 64` words per row
+/// (which made the word rows quadratic in the vocabulary).
+struct Touched {
+    bits: Vec<u64>,
+    top: Vec<u64>,
+}
+
+impl Touched {
+    fn new(n: usize) -> Self {
+        let words = n.div_ceil(64);
+        Touched { bits: vec![0; words], top: vec![0; words.div_ceil(64)] }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, j: usize) {
+        self.bits[j >> 6] |= 1 << (j & 63);
+        self.top[j >> 12] |= 1 << ((j >> 6) & 63);
+    }
+
+    /// Calls `f` on every touched column in ascending order and clears them.
+    #[inline]
+    fn drain(&mut self, mut f: impl FnMut(usize)) {
+        for (ti, top) in self.top.iter_mut().enumerate() {
+            let mut t = std::mem::take(top);
+            while t != 0 {
+                let wi = ti * 64 + t.trailing_zeros() as usize;
+                t &= t - 1;
+                let mut b = std::mem::take(&mut self.bits[wi]);
+                while b != 0 {
+                    f(wi * 64 + b.trailing_zeros() as usize);
+                    b &= b - 1;
+                }
+            }
+        }
+    }
 }
 
 /// Builds the word rows in parallel over `blocks` of words, each worker with
@@ -446,7 +485,7 @@ fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mu
     let tri: Vec<u32> = (0..2 * w - 1).map(|k| (w - k.abs_diff(w - 1)) as u32).collect();
     let pairs = std::sync::atomic::AtomicUsize::new(0);
     let scratch = Mutex::new(Vec::new());
-    let new_scratch = || Scratch { acc: vec![T::default(); nv], bits: vec![0u64; nv.div_ceil(64)], stamp: vec![u32::MAX; nv] };
+    let new_scratch = || Scratch { acc: vec![T::default(); nv], bits: Touched::new(nv), stamp: vec![u32::MAX; nv] };
     spool_in_batches(spool, progress, nd + nv, blocks, &scratch, new_scratch, |s, words| {
         let Scratch { acc, bits, stamp } = s;
         let mut r = Rows::default();
@@ -478,36 +517,30 @@ fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mu
             // the pair (i, i), which is never a PMI edge.
             let fi = c.wfreq[i];
             let mut self_done = false;
-            for (wi, word) in bits.iter_mut().enumerate() {
-                let mut b = *word;
-                while b != 0 {
-                    let j = wi * 64 + b.trailing_zeros() as usize;
-                    b &= b - 1;
-                    let cnt: u64 = acc[j].into();
-                    acc[j] = T::default();
-                    stamp[j] = u32::MAX;
-                    if !self_done && j >= i {
-                        r.cols.push((nd + i) as u32);
-                        r.w.push(1.0);
-                        self_done = true;
-                    }
-                    // PMI > 0 needs cnt·#W > #W(i)·#W(j); when the
-                    // exact integers say no, the float formula below
-                    // cannot say yes (the gap, at least 1/(#W(i)·#W(j)),
-                    // is far above its rounding error), so skip the log.
-                    let fj = c.wfreq[j];
-                    if j == i || (cnt as u128) * (nw as u128) < (fi as u128) * (fj as u128) {
-                        continue;
-                    }
-                    let pmi = ((cnt as f64 / nw_f) / (fi as f64 * fj as f64 / nw2)).ln();
-                    if pmi > 0.0 {
-                        r.cols.push((nd + j) as u32);
-                        r.w.push(pmi);
-                        block_pairs += 1;
-                    }
+            bits.drain(|j| {
+                let cnt: u64 = acc[j].into();
+                acc[j] = T::default();
+                stamp[j] = u32::MAX;
+                if !self_done && j >= i {
+                    r.cols.push((nd + i) as u32);
+                    r.w.push(1.0);
+                    self_done = true;
                 }
-                *word = 0;
-            }
+                // PMI > 0 needs cnt·#W > #W(i)·#W(j); when the exact
+                // integers say no, the float formula below cannot say yes
+                // (the gap, at least 1/(#W(i)·#W(j)), is far above its
+                // rounding error), so skip the log.
+                let fj = c.wfreq[j];
+                if j == i || (cnt as u128) * (nw as u128) < (fi as u128) * (fj as u128) {
+                    return;
+                }
+                let pmi = ((cnt as f64 / nw_f) / (fi as f64 * fj as f64 / nw2)).ln();
+                if pmi > 0.0 {
+                    r.cols.push((nd + j) as u32);
+                    r.w.push(pmi);
+                    block_pairs += 1;
+                }
+            });
             if !self_done {
                 r.cols.push((nd + i) as u32);
                 r.w.push(1.0);
@@ -529,7 +562,7 @@ fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mu
 /// itself are counted too and cleared by the caller (`acc[i]` is never an
 /// edge), which keeps the loop free of a comparison per position.
 #[allow(clippy::too_many_arguments)]
-fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, tri: &[u32], acc: &mut [T], bits: &mut [u64]) {
+fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, tri: &[u32], acc: &mut [T], bits: &mut Touched) {
     for &g in occs {
         let d = doc_of[g as usize] as usize;
         let base = offsets[d];
@@ -540,7 +573,7 @@ fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], 
             let near = &toks[p + 1 - w..p + w];
             for (&jt, &t) in near.iter().zip(tri) {
                 let j = jt as usize;
-                bits[j >> 6] |= 1 << (j & 63);
+                bits.set(j);
                 acc[j] += T::from(t);
             }
             continue;
@@ -555,7 +588,7 @@ fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], 
                 let (a, b) = if p < q { (p, q) } else { (q, p) };
                 (a.min(l - w) + 1 - (b + 1).saturating_sub(w)) as u32
             };
-            bits[j >> 6] |= 1 << (j & 63);
+            bits.set(j);
             acc[j] += T::from(shared);
         }
     }
@@ -563,7 +596,7 @@ fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], 
 
 /// The paper's semantics: each window holding both words counts once.
 #[allow(clippy::too_many_arguments)]
-fn count_windows<T: Count>(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [T], bits: &mut [u64], stamp: &mut [u32]) {
+fn count_windows<T: Count>(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [T], bits: &mut Touched, stamp: &mut [u32]) {
     let mut k = 0;
     let mut window_id = 0u32; // unique per (row, window) within this row
     while k < occs.len() {
@@ -587,7 +620,7 @@ fn count_windows<T: Count>(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize
                     let j = jt as usize;
                     if j != i && stamp[j] != window_id {
                         stamp[j] = window_id;
-                        bits[j >> 6] |= 1 << (j & 63);
+                        bits.set(j);
                         acc[j] += T::from(1);
                     }
                 }

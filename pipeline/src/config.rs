@@ -54,6 +54,18 @@ pub struct BuildConfig {
     pub memory_limit: Option<bytesize::ByteSize>,
 }
 
+/// The smallest memory limit accepted (config key or flag).
+pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+
+/// Checks a memory limit against [`MIN_MEMORY_LIMIT`]; the message says
+/// what is wrong, the caller says where.
+pub fn check_memory_limit(limit: bytesize::ByteSize) -> Result<(), String> {
+    if limit.as_u64() < MIN_MEMORY_LIMIT {
+        return Err(format!("{limit} is below 1 MiB; give a size such as \"2GiB\""));
+    }
+    Ok(())
+}
+
 impl BuildConfig {
     /// The memory limit in bytes: the configured one, else half of the
     /// memory this process may use.
@@ -526,8 +538,8 @@ impl Config {
         if self.ingest.max_document_bytes == 0 {
             return err("ingest.max_document_bytes", "must be at least 1".into());
         }
-        if self.build.memory_limit.is_some_and(|m| m.as_u64() < 1 << 20) {
-            return err("build.memory_limit", format!("{} is below 1 MiB; give a size such as \"2GiB\"", self.build.memory_limit.unwrap_or_default()));
+        if let Some(Err(m)) = self.build.memory_limit.map(check_memory_limit) {
+            return err("build.memory_limit", m);
         }
         if self.vocab.min_freq == 0 {
             return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());

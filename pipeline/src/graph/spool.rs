@@ -11,6 +11,7 @@
 //!
 //! What is held whatever the budget: one length and one degree per node
 //! (`12·N` bytes) and the largest spilled block while it is read back.
+//! Only columns and weights count against the budget.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -35,10 +36,6 @@ impl Rows {
         self.sums.push(self.w[start..].iter().sum());
     }
 
-    /// Bytes of memory the block holds.
-    fn bytes(&self) -> usize {
-        self.cols.capacity() * 4 + self.w.capacity() * 8 + self.lens.capacity() * 4 + self.sums.capacity() * 8
-    }
 }
 
 /// A block as the writers see it: its rows' columns, weights and lengths.
@@ -54,7 +51,9 @@ pub(crate) struct RowSpool {
     budget: usize,
     held: usize,
     dir: PathBuf,
-    mem: Vec<Rows>,
+    /// Blocks held in memory: columns, weights and row count (their
+    /// lengths and sums are in `lens`/`sums`).
+    mem: Vec<(Vec<u32>, Vec<f64>, usize)>,
     spill: Option<Spill>,
     /// Every row's length, in node order.
     pub(crate) lens: Vec<u32>,
@@ -85,10 +84,10 @@ impl RowSpool {
         self.lens.extend_from_slice(&block.lens);
         self.sums.extend_from_slice(&block.sums);
         self.edges += block.cols.len();
-        let bytes = block.bytes();
+        let bytes = block.cols.capacity() * 4 + block.w.capacity() * 8;
         if self.spill.is_none() && self.held + bytes <= self.budget {
             self.held += bytes;
-            self.mem.push(block);
+            self.mem.push((block.cols, block.w, block.lens.len()));
             return Ok(());
         }
         let spill = match &mut self.spill {
@@ -119,14 +118,15 @@ impl RowSpool {
     /// Calls `f` on every block in order; `weights: false` skips reading
     /// spilled weights (the view's `w` is then empty for those blocks).
     pub(crate) fn for_each_block(&self, weights: bool, mut f: impl FnMut(BlockView<'_>) -> io::Result<()>) -> io::Result<()> {
-        for b in &self.mem {
-            f(BlockView { cols: &b.cols, w: &b.w, lens: &b.lens })?;
+        let mut row = 0;
+        for (cols, w, n) in &self.mem {
+            f(BlockView { cols, w, lens: &self.lens[row..row + n] })?;
+            row += n;
         }
         let Some(spill) = &self.spill else { return Ok(()) };
-        let first_row: usize = self.mem.iter().map(|b| b.lens.len()).sum();
         let largest = spill.blocks.iter().map(|&(e, _)| e).max().unwrap_or(0);
         let (mut cols, mut w) = (vec![0u32; largest], if weights { vec![0f64; largest] } else { Vec::new() });
-        let (mut off, mut row) = (0u64, first_row);
+        let mut off = 0u64;
         let at = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("reading spilled graph {what} in {}: {e}", self.dir.display()));
         for &(e, n) in &spill.blocks {
             spill.cols.read_exact_at(bytemuck::cast_slice_mut(&mut cols[..e]), off * 4).map_err(|err| at("columns", err))?;

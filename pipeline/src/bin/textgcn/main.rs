@@ -146,12 +146,10 @@ fn main() -> ExitCode {
     textgcn_cli::cli_main::<Cli>(run)
 }
 
-/// `--memory-limit`: a size of at least 1 MiB (the config's rule).
+/// `--memory-limit`: a size, under the config key's rule.
 fn parse_memory_limit(s: &str) -> std::result::Result<bytesize::ByteSize, String> {
     let size: bytesize::ByteSize = s.parse().map_err(|e| format!("{e} (give a size such as 4GiB or 512MB)"))?;
-    if size.as_u64() < 1 << 20 {
-        return Err(format!("{size} is below 1 MiB"));
-    }
+    config::check_memory_limit(size)?;
     Ok(size)
 }
 

@@ -160,7 +160,7 @@ fn r8_documents_fed_back_deterministic_edge_cases_and_mismatch() {
     std::fs::write(&nums, "{\"text\": 17}\n{\"text\": 4}\n").unwrap();
     let o = predict(&model, &nums, &dir.path().join("n.csv"), &["--format", "ndjson"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("holds i64 values, not text"), "{}", text(&o));
+    assert!(text(&o).contains("holds a number, not text"), "{}", text(&o));
     let nulls = dir.path().join("nulls.ndjson");
     std::fs::write(&nulls, "{\"text\": \"net profit\"}\n{\"text\": null}\n").unwrap();
     let o = predict(&model, &nulls, &dir.path().join("n.csv"), &["--format", "ndjson"]);

@@ -1,4 +1,4 @@
-//! Tabular corpora (CSV, TSV, NDJSON, Parquet, read with polars): the same
+//! Tabular corpora (CSV, TSV, NDJSON, Parquet): the same
 //! documents in any format give the same artifacts, byte for byte.
 
 use std::path::Path;
@@ -111,7 +111,7 @@ fn tabular_mistakes_are_named() {
         ("nolabel.csv", "csv", "", "nolabel.csv: row 1: document \"row-1\" has no label"),
         ("badline.ndjson", "ndjson", "", "badline.ndjson: line 3: invalid JSON at column 25"),
         ("notobject.ndjson", "ndjson", "", "notobject.ndjson: line 2: expected a JSON object"),
-        ("numbers.ndjson", "ndjson", "", "column \"text\" (config key ingest.text_column) holds i64 values, not text"),
+        ("numbers.ndjson", "ndjson", "", "column \"text\" (config key ingest.text_column) holds a number, not text"),
         ("dupname.csv", "csv", "name_column = \"id\"", "dupname.csv: row 3: duplicate document name \"d1\" (first in row 1)"),
         ("oneclass.csv", "csv", "", "oneclass.csv: only one class (\"a\")"),
     ];

@@ -102,13 +102,13 @@ pub enum Format {
     /// and a meta file (`name<TAB>split<TAB>label`).
     #[value(name = "text", alias = "txt", alias = "textgcn")]
     Textgcn,
-    /// Comma-separated values with a header row (read with polars).
+    /// Comma-separated values with a header row (RFC 4180 quoting).
     Csv,
-    /// Tab-separated values with a header row (read with polars).
+    /// Tab-separated values with a header row (quoted like CSV).
     Tsv,
-    /// A Parquet file (read with polars).
+    /// A Parquet file (string, dictionary, integer or boolean columns).
     Parquet,
-    /// Newline-delimited JSON, one object per document (read with polars).
+    /// Newline-delimited JSON, one object per document.
     #[value(alias = "jsonl")]
     Ndjson,
 }

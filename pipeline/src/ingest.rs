@@ -3,6 +3,10 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+mod tabular;
+
+use tabular::Wanted;
+
 use crate::splits::Split;
 use crate::config::{Encoding, Format, IngestConfig};
 
@@ -84,7 +88,7 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
-    /// A tabular file could not be parsed (polars' message).
+    /// A tabular file could not be parsed (the parser's message).
     #[error("{}: {message}", path.display())]
     Tabular {
         /// The file.
@@ -377,98 +381,6 @@ pub fn first_ragged_line(bytes: &[u8], sep: u8) -> Option<(usize, usize, usize)>
     }
 }
 
-/// Loads a CSV, TSV, Parquet or NDJSON file as a data frame (CSV/TSV
-/// decoded per `encoding` first, every column as text, ragged rows
-/// rejected with their line).
-fn load_frame(path: &Path, format: Format, encoding: Encoding) -> Result<polars::prelude::DataFrame, IngestError> {
-    use polars::prelude::*;
-    let tab = |e: PolarsError| IngestError::Tabular { path: path.into(), message: e.to_string() };
-    let df = match format {
-        Format::Csv | Format::Tsv => {
-            let raw = read(path)?;
-            check_binary(path, &raw)?;
-            if raw.iter().all(|b| b.is_ascii_whitespace()) {
-                return Err(IngestError::Empty { path: path.into() });
-            }
-            // Decode per the configured encoding first, so that errors carry
-            // positions and polars sees UTF-8.
-            let utf8: Vec<u8> = match encoding {
-                Encoding::Utf8 => {
-                    if let Err(e) = std::str::from_utf8(&raw) {
-                        let at = e.valid_up_to();
-                        let line = raw[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-                        return Err(IngestError::InvalidUtf8 { path: path.into(), line, offset: at, byte: raw[at] });
-                    }
-                    raw
-                }
-                Encoding::Latin1 => raw.iter().map(|&b| b as char).collect::<String>().into_bytes(),
-                Encoding::Utf8Lossy => String::from_utf8_lossy(&raw).into_owned().into_bytes(),
-            };
-            let sep = if format == Format::Tsv { b'\t' } else { b',' };
-            if let Some((line, got, want)) = first_ragged_line(&utf8, sep) {
-                return Err(IngestError::Tabular { path: path.into(), message: format!("line {line}: {got} fields, but the header has {want} (ragged row)") });
-            }
-            CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0)) // every column as text
-                .with_parse_options(CsvParseOptions::default().with_separator(sep).with_truncate_ragged_lines(false))
-                .into_reader_with_file_handle(std::io::Cursor::new(utf8))
-                .finish()
-                .map_err(tab)?
-        }
-        Format::Parquet => {
-            let f = std::fs::File::open(path).map_err(|source| IngestError::Io { path: path.into(), error: source })?;
-            ParquetReader::new(f).finish().map_err(tab)?
-        }
-        Format::Ndjson => {
-            let raw = read(path)?;
-            check_binary(path, &raw)?;
-            check_ndjson(path, &raw)?;
-            JsonReader::new(std::io::Cursor::new(raw)).with_json_format(JsonFormat::JsonLines).finish().map_err(tab)?
-        }
-        Format::Textgcn => unreachable!("textgcn corpora are read by read_textgcn"),
-    };
-    if df.height() == 0 {
-        return Err(IngestError::Empty { path: path.into() });
-    }
-    Ok(df)
-}
-
-/// Checks every line of an NDJSON file before polars reads it, so that a
-/// malformed one is reported with its line and column (polars' reader says
-/// neither). Blank lines are allowed; every other line must be one object.
-fn check_ndjson(path: &Path, bytes: &[u8]) -> Result<(), IngestError> {
-    for (k, (_, line)) in lines(bytes).iter().enumerate() {
-        let line = strip(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let at = |message: String| IngestError::Tabular { path: path.into(), message: format!("line {}: {message}", k + 1) };
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(v) if v.is_object() => {}
-            Ok(_) => return Err(at("expected a JSON object ({\"column\": value, ...})".into())),
-            Err(e) => return Err(at(format!("invalid JSON at column {}: {}", e.column(), e.to_string().split(" at line ").next().unwrap_or_default()))),
-        }
-    }
-    Ok(())
-}
-
-/// A column of `df` as optional strings; a missing column is an error
-/// naming the setting `key` that named it. A text column must hold text:
-/// numbers or booleans there are an error naming the column's type, not
-/// silently turned into documents.
-fn frame_column(df: &polars::prelude::DataFrame, path: &Path, name: &str, key: &'static str) -> Result<Vec<Option<String>>, IngestError> {
-    use polars::prelude::*;
-    let tab = |e: PolarsError| IngestError::Tabular { path: path.into(), message: e.to_string() };
-    let available = || df.get_column_names().iter().map(|s| s.to_string()).collect();
-    let c = df.column(name).map_err(|_| IngestError::MissingColumn { path: path.into(), column: name.into(), key, available: available() })?;
-    if key.contains("text") && !matches!(c.dtype(), DataType::String) {
-        return Err(IngestError::Tabular { path: path.into(), message: format!("column {name:?} ({key}) holds {} values, not text", c.dtype()) });
-    }
-    let c = c.cast(&DataType::String).map_err(tab)?;
-    Ok(c.str().map_err(tab)?.iter().map(|v| v.map(str::to_owned)).collect())
-}
-
 /// New documents to classify (`textgcn-train predict`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewDocuments {
@@ -500,60 +412,61 @@ pub fn read_new_documents(path: &Path, format: Format, encoding: Encoding, text_
         }
         return Ok(out);
     }
-    let df = load_frame(path, format, encoding)?;
-    let column = |name: &str, key: &'static str| frame_column(&df, path, name, key);
-    let texts = column(text_column, "option --text-column")?
+    let wanted = [
+        Wanted { name: text_column, key: "option --text-column", text: true, required: true },
+        Wanted { name: label_column.unwrap_or("label"), key: "option --label-column", text: false, required: label_column.is_some() },
+        Wanted { name: name_column.unwrap_or_default(), key: "option --name-column", text: false, required: name_column.is_some() },
+    ];
+    let t = tabular::read_columns(path, format, encoding, &wanted)?;
+    let has_labels = t.has(wanted[1].name);
+    let [texts, labels, names]: [Vec<Option<String>>; 3] = t.columns.try_into().expect("three columns asked for");
+    let texts = texts
         .into_iter()
         .enumerate()
         .map(|(row, t)| t.map(|t| t.trim().to_owned()).ok_or_else(|| IngestError::Row { path: path.into(), row: row + 1, message: format!("the text column {text_column:?} is null; give every row a text (an empty string is an empty document)") }))
         .collect::<Result<_, _>>()?;
-    let label_column = label_column.or_else(|| df.get_column_names().iter().any(|c| c.as_str() == "label").then_some("label"));
-    let labels = match label_column {
-        Some(c) => Some(column(c, "option --label-column")?.into_iter().map(|l| l.unwrap_or_default().trim().to_owned()).collect()),
-        None => None,
-    };
+    let labels = has_labels.then(|| labels.into_iter().map(|l| l.unwrap_or_default().trim().to_owned()).collect());
     let names = match name_column {
-        Some(c) => column(c, "option --name-column")?.into_iter().enumerate().map(|(i, n)| n.unwrap_or_else(|| format!("row-{}", i + 1))).collect(),
-        None => (1..=df.height()).map(|i| format!("row-{i}")).collect(),
+        Some(_) => names.into_iter().enumerate().map(|(i, n)| n.filter(|n| !n.is_empty()).unwrap_or_else(|| format!("row-{}", i + 1))).collect(),
+        None => (1..=t.rows).map(|i| format!("row-{i}")).collect(),
     };
     Ok(NewDocuments { names, texts, labels })
 }
 
-/// Reads a tabular corpus (CSV, TSV, Parquet, NDJSON) with polars, taking
-/// the text, label, and optional split and name columns named in the config.
+/// Reads a tabular corpus (CSV, TSV, Parquet, NDJSON), taking the text,
+/// label, and optional split and name columns named in the config.
 pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, IngestError> {
-    let df = load_frame(path, cfg.format, cfg.encoding)?;
-    let column = |name: &str, key: &'static str| frame_column(&df, path, name, key);
-    let texts = column(&cfg.text_column, "config key ingest.text_column")?;
-    let labels = column(&cfg.label_column, "config key ingest.label_column")?;
-    let splits = match &cfg.split_column {
-        Some(c) => Some(column(c, "config key ingest.split_column")?),
-        None => None,
-    };
-    let names = match &cfg.name_column {
-        Some(c) => Some(column(c, "config key ingest.name_column")?),
-        None => None,
-    };
+    fn optional<'a>(c: &'a Option<String>, key: &'static str) -> Wanted<'a> {
+        Wanted { name: c.as_deref().unwrap_or_default(), key, text: false, required: c.is_some() }
+    }
+    let wanted = [
+        Wanted { name: &cfg.text_column, key: "config key ingest.text_column", text: true, required: true },
+        Wanted { name: &cfg.label_column, key: "config key ingest.label_column", text: false, required: true },
+        optional(&cfg.split_column, "config key ingest.split_column"),
+        optional(&cfg.name_column, "config key ingest.name_column"),
+    ];
+    let t = tabular::read_columns(path, cfg.format, cfg.encoding, &wanted)?;
+    let [texts, labels, splits, names]: [Vec<Option<String>>; 4] = t.columns.try_into().expect("four columns asked for");
     let mut docs = Documents::default();
     let mut seen = HashSet::new();
-    for row in 0..df.height() {
+    for (row, (((text, label), split), name)) in texts.into_iter().zip(labels).zip(splits).zip(names).enumerate() {
         let bad = |message: String| IngestError::Row { path: path.into(), row: row + 1, message };
-        let name = match &names {
-            Some(n) => n[row].clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| bad("empty document name".into()))?,
+        let name = match &cfg.name_column {
+            Some(_) => name.filter(|s| !s.trim().is_empty()).ok_or_else(|| bad("empty document name".into()))?,
             None => format!("row-{}", row + 1),
         };
         if let Some(first) = docs.first_use(&mut seen, &name) {
             return Err(bad(format!("duplicate document name {name:?} (first in row {})", first + 1)));
         }
-        let label = labels[row].clone().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).ok_or_else(|| bad(format!("document {name:?} has no label")))?;
-        let split = match &splits {
-            Some(s) => {
-                let v = s[row].clone().unwrap_or_default();
+        let label = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).ok_or_else(|| bad(format!("document {name:?} has no label")))?;
+        let split = match &cfg.split_column {
+            Some(_) => {
+                let v = split.unwrap_or_default();
                 Some(split_of(&v).ok_or_else(|| bad(format!("unknown split value {v:?} for document {name:?} (expected a value containing `train` or `test`)")))?)
             }
             None => None,
         };
-        let text = texts[row].clone().unwrap_or_default();
+        let text = text.unwrap_or_default();
         if text.len() as u64 > cfg.max_document_bytes {
             return Err(IngestError::TooLong { path: path.into(), line: row + 1, name, bytes: text.len(), limit: cfg.max_document_bytes, hint: String::new() });
         }

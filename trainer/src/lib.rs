@@ -7,11 +7,11 @@
 //! validation and test are index sets over that one graph, and the training
 //! step ([`model`]) uses `Â` as its own transpose in the backward pass.
 //! This is the only crate of the workspace that links libtorch.
-
 //!
 //! Where the `unsafe` is, each module with its invariant: [`mapping`]
-//! (tensors viewing mapped files), [`spmm::avx2`] (the AVX2+FMA kernels),
-//! [`alloc`] (glibc allocator tuning).
+//! (tensors viewing mapped files) and [`alloc`] (glibc allocator tuning).
+//! The SIMD kernels ([`spmm`]) have none: `pulp`'s feature tokens dispatch
+//! them.
 
 pub mod alloc;
 pub mod graph;

@@ -7,11 +7,17 @@
 //! but its output, parallelises over rows (each output row is computed by
 //! one thread in a fixed order, so results do not depend on the thread
 //! count), and uses AVX2+FMA when the CPU has them.
+//!
+//! The SIMD builds come from `pulp`: [`pulp::x86::V3`] is a token that
+//! only run-time detection makes (AVX2, FMA and the rest of x86-64-v3), and
+//! `V3::vectorize` compiles the inlined loop under those features and runs
+//! it. So this module has no `unsafe`: the token is the proof, and the
+//! loops are plain Rust that the compiler vectorises.
 
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-pub mod avx2;
+use pulp::x86::V3;
 
 /// A CSR matrix as borrowed slices (the mapped artifacts).
 #[derive(Clone, Copy)]
@@ -52,9 +58,15 @@ impl Csr<'_> {
             let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b] };
             match kernel {
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2(cpu) => cpu.spmm_tiled(&block, x, k, chunk),
+                Kernel::Avx2(simd) => simd.vectorize(
+                    #[inline(always)]
+                    move || block.run_tiled::<64>(x, k, chunk),
+                ),
                 #[cfg(target_arch = "x86_64")]
-                Kernel::AxpyAvx2(cpu) => block.run(x, k, chunk, |a, x, y| cpu.axpy(a, x, y)),
+                Kernel::AxpyAvx2(simd) => simd.vectorize(
+                    #[inline(always)]
+                    move || block.run(x, k, chunk, axpy_fused),
+                ),
                 Kernel::Axpy => block.run(x, k, chunk, axpy_portable),
             }
         });
@@ -66,18 +78,28 @@ impl Csr<'_> {
 /// `TEXTGCN_SPMM_KERNEL=axpy` overrides the choice, for measurements. (An
 /// AVX-512 variant with 128-float tiles measured no better on 20ng: memory
 /// bandwidth bounds it.) The AVX2 variants carry the proof that the CPU
-/// has the features ([`avx2::Avx2Fma`]), so they cannot be chosen wrongly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// has the features (pulp's [`V3`] token), so they cannot be chosen
+/// wrongly.
+#[derive(Clone, Copy, Debug)]
 pub enum Kernel {
     /// 8-wide, output tiles of 64 floats.
     #[cfg(target_arch = "x86_64")]
-    Avx2(avx2::Avx2Fma),
+    Avx2(V3),
     /// One axpy per non-zero, compiled for AVX2+FMA.
     #[cfg(target_arch = "x86_64")]
-    AxpyAvx2(avx2::Avx2Fma),
+    AxpyAvx2(V3),
     /// One portable axpy per non-zero.
     Axpy,
 }
+
+impl PartialEq for Kernel {
+    /// The same kernel (the tokens carry no state).
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+impl Eq for Kernel {}
 
 impl Kernel {
     /// The best kernel for this CPU (or the one the environment asks for).
@@ -86,8 +108,8 @@ impl Kernel {
         *K.get_or_init(|| {
             let axpy = std::env::var("TEXTGCN_SPMM_KERNEL").as_deref() == Ok("axpy");
             #[cfg(target_arch = "x86_64")]
-            if let Some(cpu) = avx2::Avx2Fma::detect() {
-                return if axpy { Kernel::AxpyAvx2(cpu) } else { Kernel::Avx2(cpu) };
+            if let Some(simd) = V3::try_new() {
+                return if axpy { Kernel::AxpyAvx2(simd) } else { Kernel::Avx2(simd) };
             }
             let _ = axpy;
             Kernel::Axpy
@@ -98,8 +120,8 @@ impl Kernel {
     pub fn available() -> Vec<Kernel> {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        if let Some(cpu) = avx2::Avx2Fma::detect() {
-            all.extend([Kernel::Avx2(cpu), Kernel::AxpyAvx2(cpu)]);
+        if let Some(simd) = V3::try_new() {
+            all.extend([Kernel::Avx2(simd), Kernel::AxpyAvx2(simd)]);
         }
         all.push(Kernel::Axpy);
         all
@@ -118,7 +140,7 @@ impl Block<'_> {
     /// Computes the block's rows with the output tiled into fixed-size
     /// accumulators (`T` floats) that the compiler keeps in registers, so a
     /// non-zero costs loads of `x` and FMAs only. `#[inline(always)]`: it is
-    /// compiled into the SIMD wrappers of [`avx2`].
+    /// compiled into each kernel, under its target features.
     #[inline(always)]
     pub(crate) fn run_tiled<const T: usize>(&self, x: &[f32], k: usize, out: &mut [f32]) {
         for (r, orow) in out.chunks_exact_mut(k).enumerate() {
@@ -160,6 +182,16 @@ impl Block<'_> {
                 axpy(v, &x[c as usize * k..][..k], orow);
             }
         }
+    }
+}
+
+/// `y += a · x` with fused multiply-adds (only fast where the build has
+/// FMA: under [`V3::vectorize`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn axpy_fused(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv = a.mul_add(*xv, *yv);
     }
 }
 

@@ -65,7 +65,7 @@ pub fn decode_table(bytes: bytes::Bytes, id: &ObjectId, columns: Option<&[&str]>
         for b in reader {
             batches.push(b.map_err(|e| fmt(e.to_string()))?);
         }
-        arrow_select_concat(&schema, &batches).map_err(fmt)
+        only_batch(&schema, &batches).map_err(fmt)
     })
 }
 
@@ -96,7 +96,9 @@ fn check_chunks(meta: &parquet::file::metadata::ParquetMetaData, len: i64) -> st
     Ok(())
 }
 
-fn arrow_select_concat(schema: &Arc<arrow_schema::Schema>, batches: &[RecordBatch]) -> std::result::Result<RecordBatch, String> {
+/// The one batch a table of one row group decodes to (read with a batch
+/// size above any row count); none for an empty table.
+fn only_batch(schema: &Arc<arrow_schema::Schema>, batches: &[RecordBatch]) -> std::result::Result<RecordBatch, String> {
     match batches.len() {
         0 => Ok(RecordBatch::new_empty(schema.clone())),
         1 => Ok(batches[0].clone()),

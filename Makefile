@@ -29,9 +29,14 @@ export TEXTGCN_DATA_DIR
 # Building the trainer needs the venv's torch (tch with LIBTORCH_USE_PYTORCH).
 TORCH_ENV = PATH="$(VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTABLE="$(PY)"
 
-.PHONY: all setup build build-pipeline fetch-default pipeline train test bench bench-scale fuzz clean-store check-data
+.PHONY: all setup build build-pipeline fetch-default fetch-default-built pipeline train test bench bench-scale fuzz clean-store check-data
 
-all: pipeline train
+# `make` builds every binary in one cargo invocation (after the venv, which
+# the trainer's build needs): building the pipeline alone first would
+# compile the shared crates twice, once per feature set.
+all: build fetch-default-built check-data
+	$(BIN)/textgcn build --config $(CONFIG)
+	$(BIN)/textgcn-train --config $(CONFIG)
 
 $(SETUP_STAMP):
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11) is needed for the torch venv" >&2; exit 1; }
@@ -51,10 +56,15 @@ check-data:
 	@test -d "$(TEXTGCN_DATA_DIR)" || { echo "error: data directory $(TEXTGCN_DATA_DIR) not found; set TEXTGCN_DATA_DIR to the folder holding R8/, mr/, ohsumed/, 20ng/" >&2; exit 1; }
 
 # The default dataset is downloaded when it is missing (textgcn fetch).
-fetch-default: build-pipeline
+define fetch_default
 	@if [ "$(CONFIG)" = "configs/R8.toml" ] && [ ! -f "$(TEXTGCN_DATA_DIR)/R8/R8.txt" ]; then \
 		echo "R8 is not in $(TEXTGCN_DATA_DIR); fetching it"; \
 		$(BIN)/textgcn fetch R8 --dir "$(TEXTGCN_DATA_DIR)"; fi
+endef
+fetch-default: build-pipeline
+	$(fetch_default)
+fetch-default-built: build
+	$(fetch_default)
 
 pipeline: build-pipeline fetch-default check-data
 	$(BIN)/textgcn build --config $(CONFIG)

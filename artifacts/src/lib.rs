@@ -50,4 +50,4 @@ pub use id::{ObjectId, hash_bytes};
 pub use layout::LAYOUT_VERSION;
 pub use lock::StageLock;
 pub use store::{Built, OpenMode, Outcome, RecordState, Store};
-pub use table::{decode_table, publish_table, read_table, read_table_columns};
+pub use table::{ROW_GROUP_BYTES, TableBatches, TableSink, decode_table, publish_table, publish_table_streamed, publish_table_streamed_with, read_table, read_table_batches, read_table_columns};

@@ -284,8 +284,16 @@ impl Store {
     /// id. Any damage (bit flip, truncation, extension, swap) is reported as
     /// [`StoreError::Corrupt`] naming the object and both hashes.
     pub fn map_verified(&self, id: &ObjectId) -> Result<Mmap> {
+        let f = self.open_verified(id)?;
+        map_readonly(&f).ctx("mapping", &self.object_path(id))
+    }
+
+    /// Opens an object after checking that its bytes hash to its id (as
+    /// [`Store::map_verified`]), for reading it in pieces; the file is
+    /// positioned at its start.
+    pub fn open_verified(&self, id: &ObjectId) -> Result<File> {
         let path = self.object_path(id);
-        let f = match open_no_follow(&path) {
+        let mut f = match open_no_follow(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::Missing { id: id.0.clone(), path });
@@ -293,15 +301,16 @@ impl Store {
             Err(e) if is_symlink_error(&e) => return Err(StoreError::Damaged { path, detail: "a symbolic link, not an object file".into() }),
             Err(e) => return Err(StoreError::Io { op: "opening", path, error: e }),
         };
-        // Hash with read(2), not through the mapping: the bytes pass through
+        // Hash with read(2), not through a mapping: the bytes pass through
         // the page cache only, so verifying a large graph does not make it
-        // resident in this process; the mapping then faults in only the
-        // parts that are used.
+        // resident in this process; a mapping then faults in only the parts
+        // that are used.
         let actual = hash_reader(&f).ctx("reading", &path)?;
         if actual != id.0 {
             return Err(StoreError::Corrupt { id: id.0.clone(), path, expected: id.0.clone(), actual });
         }
-        map_readonly(&f).ctx("mapping", &path)
+        io::Seek::rewind(&mut f).ctx("reading", &path)?;
+        Ok(f)
     }
 
     /// Reads a verified object as reference-counted bytes backed by the

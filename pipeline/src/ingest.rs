@@ -221,24 +221,113 @@ fn decode(path: &Path, line_no: usize, offset: usize, raw: &[u8], enc: Encoding,
 /// `meta` (`name<TAB>split<TAB>label` per line, split field containing
 /// `test` or `train`).
 pub fn read_textgcn(corpus: &Path, meta: &Path, cfg: &IngestConfig) -> Result<Documents, IngestError> {
-    parse_textgcn(corpus, &read(corpus)?, meta, &read(meta)?, cfg)
+    let mut docs = Documents::default();
+    docs.replacements = stream_textgcn(corpus, meta, cfg, |d| docs.push(d))?;
+    Ok(docs)
 }
 
 /// [`read_textgcn`] on bytes already read (`corpus` and `meta` name the
 /// files in errors). Public for the fuzz targets.
 pub fn parse_textgcn(corpus: &Path, cbytes: &[u8], meta: &Path, mbytes: &[u8], cfg: &IngestConfig) -> Result<Documents, IngestError> {
-    check_binary(corpus, cbytes)?;
-    check_binary(meta, mbytes)?;
-    let clines = lines(cbytes);
-    let mlines = lines(mbytes);
-    if clines.is_empty() {
-        return Err(IngestError::Empty { path: corpus.into() });
-    }
-    if clines.len() != mlines.len() {
-        return Err(IngestError::CountMismatch { corpus_path: corpus.into(), corpus: clines.len(), meta_path: meta.into(), meta: mlines.len() });
-    }
     let mut docs = Documents::default();
-    let mut seen = HashSet::with_capacity(mlines.len());
+    docs.replacements = stream_lines(corpus, || Ok(std::io::Cursor::new(cbytes)), meta, mbytes, cfg, |d| docs.push(d))?;
+    Ok(docs)
+}
+
+/// One document of a corpus, as the ingest stage publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Its unique name.
+    pub name: String,
+    /// The corpus's split of it, if the corpus has one.
+    pub split: Option<Split>,
+    /// Its class label.
+    pub label: String,
+    /// Its decoded text, stripped of ASCII whitespace on both sides.
+    pub text: String,
+}
+
+/// [`read_textgcn`] a document at a time: `each` gets the documents in
+/// corpus order, and memory holds the meta file's names and labels and one
+/// document, never the corpus. The corpus is read twice, with the same
+/// checks in the same order as a reading of the whole file: first a scan
+/// (binary content, line count against the meta file, the longest line),
+/// then the documents. Returns the U+FFFD replacements made
+/// (`utf-8-lossy`). An error of `each` stops the reading and is returned.
+pub fn stream_textgcn<E: From<IngestError>>(corpus: &Path, meta: &Path, cfg: &IngestConfig, each: impl FnMut(Document) -> Result<(), E>) -> Result<u64, E> {
+    let open = || std::fs::File::open(corpus).map(|f| std::io::BufReader::with_capacity(1 << 20, f));
+    stream_lines(corpus, open, meta, &read(meta)?, cfg, each)
+}
+
+/// What the scan of a corpus found: enough to report every whole-file
+/// problem before the first document is decoded.
+#[derive(Default)]
+struct CorpusScan {
+    /// Documents (lines, Python's `readlines()` semantics).
+    lines: usize,
+    /// It starts with a UTF-16 byte-order mark.
+    utf16: bool,
+    /// The first NUL byte: (1-based line, byte offset).
+    nul: Option<(usize, usize)>,
+    /// The first line longer than the limit: (0-based line, bytes, CRs in it).
+    too_long: Option<(usize, usize, usize)>,
+}
+
+fn scan_corpus(mut r: impl std::io::Read, limit: u64) -> std::io::Result<CorpusScan> {
+    let mut scan = CorpusScan::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut offset, mut line_len, mut crs, mut first) = (0usize, 0usize, 0usize, true);
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        if first {
+            // A BOM split across reads is not worth handling: reads are 1 MiB.
+            scan.utf16 = chunk.starts_with(&[0xff, 0xfe]) || chunk.starts_with(&[0xfe, 0xff]);
+            first = false;
+        }
+        for (i, &b) in chunk.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    if scan.too_long.is_none() && line_len as u64 > limit {
+                        scan.too_long = Some((scan.lines, line_len, crs));
+                    }
+                    scan.lines += 1;
+                    (line_len, crs) = (0, 0);
+                    continue;
+                }
+                0 if scan.nul.is_none() => scan.nul = Some((scan.lines + 1, offset + i)),
+                b'\r' => crs += 1,
+                _ => {}
+            }
+            line_len += 1;
+        }
+        offset += n;
+    }
+    if line_len > 0 {
+        if scan.too_long.is_none() && line_len as u64 > limit {
+            scan.too_long = Some((scan.lines, line_len, crs));
+        }
+        scan.lines += 1;
+    }
+    Ok(scan)
+}
+
+/// The entries of a meta file, checked line by line.
+struct MetaEntries {
+    names: Vec<String>,
+    splits: Vec<Split>,
+    labels: Vec<String>,
+}
+
+fn parse_meta(meta: &Path, mbytes: &[u8]) -> Result<MetaEntries, IngestError> {
+    let mlines = lines(mbytes);
+    let mut m = MetaEntries { names: Vec::with_capacity(mlines.len()), splits: Vec::with_capacity(mlines.len()), labels: Vec::with_capacity(mlines.len()) };
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(mlines.len());
     for (i, (off, raw)) in mlines.iter().enumerate() {
         let line = i + 1;
         let text = std::str::from_utf8(raw.trim_ascii_start().strip_suffix(b"\r").unwrap_or(raw.trim_ascii_start())).map_err(|e| IngestError::InvalidUtf8 {
@@ -262,30 +351,73 @@ pub fn parse_textgcn(corpus: &Path, cbytes: &[u8], meta: &Path, mbytes: &[u8], c
         let Some(split) = split_of(split) else {
             return Err(bad(format!("unknown split value {split:?} for document {name:?} (expected a value containing `train` or `test`)")));
         };
-        if let Some(first) = docs.first_use(&mut seen, name) {
+        if let Some(first) = seen.insert(name.to_owned(), i) {
             return Err(bad(format!("duplicate document name {name:?} (first on line {})", first + 1)));
         }
-        docs.names.push(name.to_owned());
-        docs.splits.push(Some(split));
-        docs.labels.push(label.to_owned());
+        m.names.push(name.to_owned());
+        m.splits.push(split);
+        m.labels.push(label.to_owned());
     }
-    if let Some((i, (_, raw))) = clines.iter().enumerate().find(|(_, (_, raw))| raw.len() as u64 > cfg.max_document_bytes) {
-        let crs = raw.iter().filter(|&&b| b == b'\r').count();
+    Ok(m)
+}
+
+/// The streaming reader behind [`stream_textgcn`] and [`parse_textgcn`]:
+/// `open` opens the corpus (twice).
+fn stream_lines<R: std::io::BufRead, E: From<IngestError>>(
+    corpus: &Path,
+    open: impl Fn() -> std::io::Result<R>,
+    meta: &Path,
+    mbytes: &[u8],
+    cfg: &IngestConfig,
+    mut each: impl FnMut(Document) -> Result<(), E>,
+) -> Result<u64, E> {
+    let io = |error: std::io::Error| IngestError::Io { path: corpus.into(), error };
+    let scan = scan_corpus(open().map_err(io)?, cfg.max_document_bytes).map_err(io)?;
+    if scan.utf16 {
+        return Err(IngestError::Utf16 { path: corpus.into() }.into());
+    }
+    if let Some((line, offset)) = scan.nul {
+        return Err(IngestError::Nul { path: corpus.into(), line, offset }.into());
+    }
+    check_binary(meta, mbytes)?;
+    if scan.lines == 0 {
+        return Err(IngestError::Empty { path: corpus.into() }.into());
+    }
+    let mcount = lines(mbytes).len();
+    if scan.lines != mcount {
+        return Err(IngestError::CountMismatch { corpus_path: corpus.into(), corpus: scan.lines, meta_path: meta.into(), meta: mcount }.into());
+    }
+    let m = parse_meta(meta, mbytes)?;
+    if let Some((i, bytes, crs)) = scan.too_long {
         let hint = if crs > 1 { format!(" (it holds {crs} carriage returns: a file with CR line ends? convert them to LF)") } else { String::new() };
-        return Err(IngestError::TooLong { path: corpus.into(), line: i + 1, name: docs.names[i].clone(), bytes: raw.len(), limit: cfg.max_document_bytes, hint });
+        return Err(IngestError::TooLong { path: corpus.into(), line: i + 1, name: m.names[i].clone(), bytes, limit: cfg.max_document_bytes, hint }.into());
     }
     let mut replacements = 0;
-    for (i, (off, raw)) in clines.iter().enumerate() {
+    let mut r = open().map_err(io)?;
+    let (mut buf, mut off) = (Vec::new(), 0usize);
+    for i in 0..scan.lines {
+        buf.clear();
+        let n = r.read_until(b'\n', &mut buf).map_err(io)?;
+        let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let stripped = strip(raw);
         if stripped.is_empty() && !cfg.keep_blank_documents {
-            return Err(IngestError::Blank { path: corpus.into(), line: i + 1, name: docs.names[i].clone() });
+            return Err(IngestError::Blank { path: corpus.into(), line: i + 1, name: m.names[i].clone() }.into());
         }
         let lead = raw.len() - raw.trim_ascii_start().len();
-        docs.texts.push(decode(corpus, i + 1, off + lead, stripped, cfg.encoding, &mut replacements)?);
+        let text = decode(corpus, i + 1, off + lead, stripped, cfg.encoding, &mut replacements)?;
+        off += n;
+        each(Document { name: m.names[i].clone(), split: Some(m.splits[i]), label: m.labels[i].clone(), text })?;
     }
-    docs.replacements = replacements;
-    docs.check_classes(meta)?;
-    Ok(docs)
+    check_classes(&m.labels, meta)?;
+    Ok(replacements)
+}
+
+/// Refuses a corpus of one class (`path` names its labels' file).
+fn check_classes(labels: &[String], path: &Path) -> Result<(), IngestError> {
+    match labels.first() {
+        Some(first) if labels.iter().all(|l| l == first) => Err(IngestError::SingleClass { path: path.into(), label: first.clone() }),
+        _ => Ok(()),
+    }
 }
 
 impl Documents {
@@ -295,12 +427,18 @@ impl Documents {
         if seen.insert(name.to_owned()) { None } else { self.names.iter().position(|n| n == name) }
     }
 
-    /// Refuses a corpus of one class (`path` names its labels' file).
-    fn check_classes(&self, path: &Path) -> Result<(), IngestError> {
-        match self.labels.first() {
-            Some(first) if self.labels.iter().all(|l| l == first) => Err(IngestError::SingleClass { path: path.into(), label: first.clone() }),
-            _ => Ok(()),
-        }
+    /// Appends a document.
+    pub fn push(&mut self, d: Document) -> Result<(), IngestError> {
+        self.names.push(d.name);
+        self.splits.push(d.split);
+        self.labels.push(d.label);
+        self.texts.push(d.text);
+        Ok(())
+    }
+
+    /// The documents, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Document> + '_ {
+        (0..self.names.len()).map(|i| Document { name: self.names[i].clone(), split: self.splits[i], label: self.labels[i].clone(), text: self.texts[i].clone() })
     }
 
     /// Splits off the test documents: returns them, keeping the others.
@@ -479,7 +617,7 @@ pub fn read_tabular(path: &Path, cfg: &IngestConfig) -> Result<Documents, Ingest
         docs.splits.push(split);
         docs.texts.push(text.trim().to_owned());
     }
-    docs.check_classes(path)?;
+    check_classes(&docs.labels, path)?;
     Ok(docs)
 }
 

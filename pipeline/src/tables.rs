@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, StringBuilder};
 use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
-use textgcn_artifacts::{ObjectId, Store, StoreError, publish_table, read_table};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use textgcn_artifacts::{ObjectId, Store, StoreError, TableSink, publish_table, publish_table_streamed, read_table};
 
-use crate::ingest::Documents;
+use crate::ingest::{Document, Documents};
 use crate::splits::{Split, Splits};
 use crate::vocab::{DocTokens, Vocab};
 
@@ -49,10 +49,98 @@ fn corpus_splits(b: &RecordBatch, id: &ObjectId) -> Result<Vec<Option<Split>>, S
         .collect()
 }
 
-/// Publishes the documents table.
+/// Publishes a table whose batches `fill` pushes with [`push`], holding
+/// one row group at a time. An error of `fill` is returned as it is, and
+/// nothing is published.
+pub fn publish_streamed<E: From<StoreError>>(store: &Store, schema: SchemaRef, fill: impl FnOnce(&mut TableSink<'_>) -> Result<(), E>) -> Result<ObjectId, E> {
+    let mut failed = None;
+    let published = publish_table_streamed(store, schema, |sink| {
+        fill(sink).map_err(|e| {
+            failed = Some(e);
+            std::io::Error::other("the table's producer failed")
+        })
+    });
+    match (published, failed) {
+        (_, Some(e)) => Err(e),
+        (r, None) => r.map_err(E::from),
+    }
+}
+
+/// Pushes `batch` to a streamed table (see [`publish_streamed`]).
+pub fn push(store: &Store, sink: &mut TableSink<'_>, batch: RecordBatch) -> Result<(), StoreError> {
+    sink.push(batch).map_err(|error| StoreError::Io { op: "writing a table in", path: store.tmp_dir(), error })
+}
+
+/// Documents per batch of a streamed documents table (a constant, so the
+/// table's bytes do not depend on anything but the documents).
+pub const DOC_BATCH: usize = 4096;
+
+/// The documents table: name, split (`train`, `test` or empty), label,
+/// text; no nulls.
+pub fn documents_schema() -> SchemaRef {
+    Arc::new(Schema::new(["name", "split", "label", "text"].map(|n| Field::new(n, DataType::Utf8, false)).to_vec()))
+}
+
+/// Documents being gathered into a batch of the documents table.
+#[derive(Default)]
+pub struct DocumentRows {
+    name: StringBuilder,
+    split: StringBuilder,
+    label: StringBuilder,
+    text: StringBuilder,
+    len: usize,
+}
+
+impl DocumentRows {
+    /// Adds a document.
+    pub fn push(&mut self, d: &Document) {
+        self.name.append_value(&d.name);
+        self.split.append_value(d.split.map_or("", Split::as_str));
+        self.label.append_value(&d.label);
+        self.text.append_value(&d.text);
+        self.len += 1;
+    }
+
+    /// Documents gathered.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The gathered documents as a batch; starts a new one.
+    pub fn take(&mut self) -> RecordBatch {
+        self.len = 0;
+        let cols: Vec<ArrayRef> = vec![Arc::new(self.name.finish()), Arc::new(self.split.finish()), Arc::new(self.label.finish()), Arc::new(self.text.finish())];
+        RecordBatch::try_new(documents_schema(), cols).expect("columns of the documents schema")
+    }
+}
+
+/// Publishes the documents `each` produces, as a documents table streamed
+/// in batches of [`DOC_BATCH`]; `each` gets a function that adds one.
+pub fn put_documents_streamed<E: From<StoreError>>(store: &Store, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E>) -> Result<ObjectId, E> {
+    publish_streamed(store, documents_schema(), |sink| {
+        let mut rows = DocumentRows::default();
+        each(&mut |d| {
+            rows.push(d);
+            if rows.len() == DOC_BATCH {
+                push(store, sink, rows.take())?;
+            }
+            Ok(())
+        })?;
+        if !rows.is_empty() {
+            push(store, sink, rows.take())?;
+        }
+        Ok(())
+    })
+}
+
+/// Publishes the documents table of `d`.
 pub fn put_documents(store: &Store, d: &Documents) -> Result<ObjectId, StoreError> {
-    let splits: Vec<&str> = d.splits.iter().map(|s| s.map_or("", Split::as_str)).collect();
-    publish_table(store, &batch(vec![("name", strings(&d.names)), ("split", strings(&splits)), ("label", strings(&d.labels)), ("text", strings(&d.texts))]))
+    put_documents_streamed(store, |add| d.iter().try_for_each(|doc| add(&doc)))
 }
 
 /// Reads the documents table without the text column.
@@ -79,14 +167,26 @@ pub fn get_string_column(store: &Store, id: &ObjectId, name: &str) -> Result<Str
     Ok(col::<StringArray>(&b, id, name)?.clone())
 }
 
-/// Publishes cleaned documents (tokens joined by single spaces).
-pub fn put_tokens(store: &Store, docs: &[String]) -> Result<ObjectId, StoreError> {
-    publish_table(store, &batch(vec![("tokens", strings(docs))]))
+/// The tokens table: one cleaned document (tokens joined by single
+/// spaces) per row.
+pub fn tokens_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("tokens", DataType::Utf8, false)]))
 }
 
-/// Reads cleaned documents.
-pub fn get_tokens(store: &Store, id: &ObjectId) -> Result<StringArray, StoreError> {
-    get_string_column(store, id, "tokens")
+/// A batch of the tokens table.
+pub fn tokens_batch(docs: &[String]) -> RecordBatch {
+    RecordBatch::try_new(tokens_schema(), vec![strings(docs)]).expect("one string column")
+}
+
+/// One string column of a table, `rows` at a time (the last batches may
+/// be shorter), decoded from the file as it is read.
+pub fn read_string_batches(store: &Store, id: &ObjectId, name: &str, rows: usize) -> Result<impl Iterator<Item = Result<StringArray, StoreError>> + use<>, StoreError> {
+    let id2 = id.clone();
+    let name = name.to_owned();
+    Ok(textgcn_artifacts::read_table_batches(store, id, Some(&[&name]), rows)?.map(move |b| {
+        let b = b?;
+        Ok(col::<StringArray>(&b, &id2, &name)?.clone())
+    }))
 }
 
 /// Publishes the vocabulary table (id, word, freq, df).
@@ -112,24 +212,35 @@ pub fn get_vocab(store: &Store, id: &ObjectId) -> Result<Vocab, StoreError> {
     })
 }
 
-/// Publishes id-encoded documents as one `List<UInt32>` column.
-pub fn put_doc_tokens(store: &Store, t: &DocTokens) -> Result<ObjectId, StoreError> {
-    let offsets: Vec<i32> = t.offsets.iter().map(|&o| i32::try_from(o).expect("the vocab stage refuses more than 2^31 - 1 tokens")).collect();
-    let field = Arc::new(Field::new("item", DataType::UInt32, false));
-    let list = ListArray::new(field, arrow_buffer::OffsetBuffer::new(offsets.into()), Arc::new(UInt32Array::from(t.ids.clone())), None);
-    publish_table(store, &batch(vec![("tokens", Arc::new(list))]))
+/// The doc_tokens table: one `List<UInt32>` of vocabulary ids per document.
+pub fn doc_tokens_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("tokens", DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))), false)]))
 }
 
-/// Reads id-encoded documents.
+/// A batch of the doc_tokens table: documents of lengths `lens`, whose ids
+/// follow each other in `ids`.
+pub fn doc_tokens_batch(ids: &[u32], lens: &[usize]) -> RecordBatch {
+    let offsets = arrow_buffer::OffsetBuffer::from_lengths(lens.iter().copied());
+    let field = Arc::new(Field::new("item", DataType::UInt32, false));
+    let list = ListArray::new(field, offsets, Arc::new(UInt32Array::from(ids.to_vec())), None);
+    RecordBatch::try_new(doc_tokens_schema(), vec![Arc::new(list)]).expect("one list column")
+}
+
+/// Reads id-encoded documents, a batch at a time from the file, so that
+/// memory holds the ids (4 bytes a token) and one batch.
 pub fn get_doc_tokens(store: &Store, id: &ObjectId) -> Result<DocTokens, StoreError> {
-    let b = read_table(store, id)?;
-    let list = col::<ListArray>(&b, id, "tokens")?;
-    let vals = list.values().as_any().downcast_ref::<UInt32Array>().ok_or_else(|| bad(id, "token ids are not UInt32".into()))?;
-    let base = list.value_offsets()[0];
-    Ok(DocTokens {
-        offsets: list.value_offsets().iter().map(|&o| (o - base) as usize).collect(),
-        ids: vals.values()[base as usize..*list.value_offsets().last().unwrap_or(&0) as usize].to_vec(),
-    })
+    let mut t = DocTokens { offsets: vec![0], ids: Vec::new() };
+    for b in textgcn_artifacts::read_table_batches(store, id, None, DOC_BATCH)? {
+        let b = b?;
+        let list = col::<ListArray>(&b, id, "tokens")?;
+        let vals = list.values().as_any().downcast_ref::<UInt32Array>().ok_or_else(|| bad(id, "token ids are not UInt32".into()))?;
+        let offs = list.value_offsets();
+        let (first, last) = (offs[0] as usize, offs[offs.len() - 1] as usize);
+        t.ids.extend_from_slice(&vals.values()[first..last]);
+        let base = t.offsets[t.offsets.len() - 1];
+        t.offsets.extend(offs[1..].iter().map(|&o| base + (o as usize - first)));
+    }
+    Ok(t)
 }
 
 /// The `kind` of a document node in the node table.

@@ -49,33 +49,173 @@ pub struct VocabParams<'a> {
     pub max_size: Option<usize>,
 }
 
-/// Token counts of a run of documents, under provisional (chunk-local) ids
-/// in order of first appearance.
-struct ChunkCounts<'a> {
-    words: Vec<&'a str>,
-    freq: Vec<u64>,
-    ids: Vec<u32>,
-    /// Token counts per document.
-    lens: Vec<usize>,
+/// Distinct words, each stored once in an arena, with a hash index: the
+/// vocabulary of a corpus whose text is not in memory. About 30 bytes a
+/// word with its count (the bytes, an end offset, an index slot, the
+/// count), instead of ~80 for a map of owned strings.
+#[derive(Default)]
+struct WordTable {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    index: hashbrown::HashTable<u32>,
 }
 
-fn count_chunk<'a, S: AsRef<str>>(docs: &'a [S]) -> ChunkCounts<'a> {
-    let mut prov: FxHashMap<&str, u32> = FxHashMap::default();
-    let mut c = ChunkCounts { words: Vec::new(), freq: Vec::new(), ids: Vec::new(), lens: Vec::with_capacity(docs.len()) };
-    for d in docs {
-        let before = c.ids.len();
-        for t in d.as_ref().split(' ').filter(|t| !t.is_empty()) {
-            let id = *prov.entry(t).or_insert_with(|| {
-                c.words.push(t);
-                c.freq.push(0);
-                (c.words.len() - 1) as u32
-            });
-            c.freq[id as usize] += 1;
-            c.ids.push(id);
-        }
-        c.lens.push(c.ids.len() - before);
+impl WordTable {
+    fn hash(w: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        rustc_hash::FxBuildHasher.hash_one(w)
     }
-    c
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn word(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        &self.bytes[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
+    }
+
+    fn get(&self, w: &str) -> Option<u32> {
+        self.index.find(Self::hash(w.as_bytes()), |&i| self.word(i) == w.as_bytes()).copied()
+    }
+
+    /// The id of `w`, added (as the next id) if it is new.
+    fn id_or_insert(&mut self, w: &str) -> u32 {
+        let h = Self::hash(w.as_bytes());
+        let WordTable { bytes, ends, index } = self;
+        let word = |i: u32| {
+            let i = i as usize;
+            &bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
+        };
+        if let Some(&i) = index.find(h, |&i| word(i) == w.as_bytes()) {
+            return i;
+        }
+        let id = u32::try_from(ends.len()).expect("fewer than 2^32 distinct words");
+        bytes.extend_from_slice(w.as_bytes());
+        ends.push(bytes.len());
+        let (bytes, ends) = (&*bytes, &*ends);
+        index.insert_unique(h, id, |&i| {
+            let i = i as usize;
+            Self::hash(&bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
+        });
+        id
+    }
+}
+
+/// Tokens of documents split on single spaces (empty tokens skipped).
+fn tokens(d: &str) -> impl Iterator<Item = &str> {
+    d.split(' ').filter(|t| !t.is_empty())
+}
+
+/// Counts words over batches of cleaned documents (tokens separated by
+/// single spaces), in parallel within a batch, keeping only the distinct
+/// words and their counts: the first pass of a streamed vocabulary.
+#[derive(Default)]
+pub struct Counter {
+    words: WordTable,
+    freq: Vec<u64>,
+}
+
+impl Counter {
+    /// Counts the tokens of `docs`.
+    pub fn add<S: AsRef<str> + Sync>(&mut self, docs: &[S]) {
+        let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+        // Each run of documents counts into its own map; the maps are then
+        // merged in order (the final ids depend only on the counts).
+        let counted: Vec<FxHashMap<&str, u64>> = docs
+            .par_chunks(chunk)
+            .map(|run| {
+                let mut m: FxHashMap<&str, u64> = FxHashMap::default();
+                for t in run.iter().flat_map(|d| tokens(d.as_ref())) {
+                    *m.entry(t).or_default() += 1;
+                }
+                m
+            })
+            .collect();
+        for m in counted {
+            for (w, f) in m {
+                let id = self.words.id_or_insert(w) as usize;
+                if id == self.freq.len() {
+                    self.freq.push(0);
+                }
+                self.freq[id] += f;
+            }
+        }
+    }
+
+    /// Distinct words counted so far.
+    pub fn distinct(&self) -> usize {
+        self.words.len()
+    }
+
+    /// The vocabulary (its `df` still zero: [`Encoder::encode`] counts it)
+    /// and the encoder of the second pass. Kept words: counted at least
+    /// `min_freq` times and not a stop word, sorted by (frequency
+    /// descending, word bytes ascending), at most `max_size`.
+    pub fn finish(self, p: &VocabParams) -> (Vocab, Encoder) {
+        let Counter { words, freq } = self;
+        let text = |i: u32| std::str::from_utf8(words.word(i)).expect("counted from strings");
+        let mut kept: Vec<u32> = (0..words.len() as u32).filter(|&i| freq[i as usize] >= p.min_freq && !p.stopwords.contains(text(i))).collect();
+        kept.sort_unstable_by(|&a, &b| freq[b as usize].cmp(&freq[a as usize]).then_with(|| words.word(a).cmp(words.word(b))));
+        if let Some(m) = p.max_size {
+            kept.truncate(m);
+        }
+        let mut final_id = vec![DROPPED; words.len()];
+        for (f, &pi) in kept.iter().enumerate() {
+            final_id[pi as usize] = f as u32;
+        }
+        let vocab = Vocab { words: kept.iter().map(|&i| text(i).to_owned()).collect(), freq: kept.iter().map(|&i| freq[i as usize]).collect(), df: vec![0; kept.len()] };
+        (vocab, Encoder { words, final_id })
+    }
+}
+
+/// The id of a word that the vocabulary does not keep.
+const DROPPED: u32 = u32::MAX;
+
+/// Turns cleaned documents into vocabulary ids (the second pass).
+pub struct Encoder {
+    words: WordTable,
+    final_id: Vec<u32>,
+}
+
+impl Encoder {
+    /// Encodes `docs` (in parallel within the batch): appends each
+    /// document's kept ids to `ids` and its length to `lens`, and adds the
+    /// documents each word occurs in to `df`.
+    pub fn encode<S: AsRef<str> + Sync>(&self, docs: &[S], ids: &mut Vec<u32>, lens: &mut Vec<usize>, df: &mut [u64]) {
+        let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+        let runs: Vec<(Vec<u32>, Vec<usize>, Vec<(u32, u64)>)> = docs
+            .par_chunks(chunk)
+            .map(|run| {
+                // word -> (final id, last document, documents)
+                let mut local: FxHashMap<&str, (u32, u32, u64)> = FxHashMap::default();
+                let (mut rids, mut rlens) = (Vec::new(), Vec::with_capacity(run.len()));
+                for (di, d) in run.iter().enumerate() {
+                    let before = rids.len();
+                    for t in tokens(d.as_ref()) {
+                        let e = local.entry(t).or_insert_with(|| (self.words.get(t).map_or(DROPPED, |p| self.final_id[p as usize]), u32::MAX, 0));
+                        if e.0 != DROPPED {
+                            rids.push(e.0);
+                            if e.1 != di as u32 {
+                                e.1 = di as u32;
+                                e.2 += 1;
+                            }
+                        }
+                    }
+                    rlens.push(rids.len() - before);
+                }
+                let rdf = local.into_values().filter(|e| e.0 != DROPPED).map(|e| (e.0, e.2)).collect();
+                (rids, rlens, rdf)
+            })
+            .collect();
+        for (rids, rlens, rdf) in runs {
+            ids.extend_from_slice(&rids);
+            lens.extend_from_slice(&rlens);
+            for (id, n) in rdf {
+                df[id as usize] += n;
+            }
+        }
+    }
 }
 
 /// Builds the vocabulary from cleaned documents (tokens separated by single
@@ -85,88 +225,20 @@ fn count_chunk<'a, S: AsRef<str>>(docs: &'a [S]) -> ChunkCounts<'a> {
 /// Runs of documents are counted in parallel, each with its own hash map;
 /// the runs' words are then merged. Final ids depend only on the counts
 /// (see [`Vocab`]), so the result does not depend on the number of threads.
+/// (The vocab stage runs the same two passes, [`Counter`] and [`Encoder`],
+/// over the tokens table a batch at a time.)
 pub fn build<S: AsRef<str> + Sync>(docs: &[S], p: &VocabParams) -> (Vocab, DocTokens) {
-    let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let chunks: Vec<ChunkCounts> = docs.par_chunks(chunk).map(count_chunk).collect();
-    // Merge: global provisional ids in order of first appearance.
-    let mut prov: FxHashMap<&str, u32> = FxHashMap::default();
-    let mut words: Vec<&str> = Vec::new();
-    let mut freq: Vec<u64> = Vec::new();
-    let to_global: Vec<Vec<u32>> = chunks
-        .iter()
-        .map(|c| {
-            c.words
-                .iter()
-                .zip(&c.freq)
-                .map(|(&w, &f)| {
-                    let g = *prov.entry(w).or_insert_with(|| {
-                        words.push(w);
-                        freq.push(0);
-                        (words.len() - 1) as u32
-                    });
-                    freq[g as usize] += f;
-                    g
-                })
-                .collect()
-        })
-        .collect();
-    drop(prov);
-    // Keep, sort by (frequency desc, word bytes asc), map provisional -> final.
-    let mut kept: Vec<u32> = (0..words.len() as u32).filter(|&i| freq[i as usize] >= p.min_freq && !p.stopwords.contains(words[i as usize])).collect();
-    kept.sort_unstable_by(|&a, &b| freq[b as usize].cmp(&freq[a as usize]).then_with(|| words[a as usize].as_bytes().cmp(words[b as usize].as_bytes())));
-    if let Some(m) = p.max_size {
-        kept.truncate(m);
+    let mut counter = Counter::default();
+    counter.add(docs);
+    let (mut vocab, encoder) = counter.finish(p);
+    let (mut ids, mut lens) = (Vec::new(), Vec::new());
+    encoder.encode(docs, &mut ids, &mut lens, &mut vocab.df);
+    let mut offsets = Vec::with_capacity(lens.len() + 1);
+    offsets.push(0);
+    for len in lens {
+        offsets.push(offsets[offsets.len() - 1] + len);
     }
-    const DROPPED: u32 = u32::MAX;
-    let mut final_id = vec![DROPPED; words.len()];
-    for (f, &pi) in kept.iter().enumerate() {
-        final_id[pi as usize] = f as u32;
-    }
-    // Encode each run in parallel, with its document frequencies.
-    let nk = kept.len();
-    let encoded: Vec<(Vec<u32>, Vec<usize>, Vec<u64>)> = chunks
-        .par_iter()
-        .zip(&to_global)
-        .map(|(c, g)| {
-            let local_final: Vec<u32> = g.iter().map(|&x| final_id[x as usize]).collect();
-            let mut ids = Vec::with_capacity(c.ids.len());
-            let mut lens = Vec::with_capacity(c.lens.len());
-            let mut df = vec![0u64; nk];
-            let mut last_doc = vec![u32::MAX; nk];
-            let mut k = 0;
-            for (di, &len) in c.lens.iter().enumerate() {
-                let before = ids.len();
-                for &pi in &c.ids[k..k + len] {
-                    let id = local_final[pi as usize];
-                    if id != DROPPED {
-                        ids.push(id);
-                        if last_doc[id as usize] != di as u32 {
-                            last_doc[id as usize] = di as u32;
-                            df[id as usize] += 1;
-                        }
-                    }
-                }
-                k += len;
-                lens.push(ids.len() - before);
-            }
-            (ids, lens, df)
-        })
-        .collect();
-    let total: usize = encoded.iter().map(|e| e.0.len()).sum();
-    let mut toks = DocTokens { offsets: Vec::with_capacity(docs.len() + 1), ids: Vec::with_capacity(total) };
-    toks.offsets.push(0);
-    let mut df = vec![0u64; nk];
-    for (ids, lens, cdf) in encoded {
-        toks.ids.extend_from_slice(&ids);
-        for len in lens {
-            toks.offsets.push(toks.offsets[toks.offsets.len() - 1] + len);
-        }
-        for (a, b) in df.iter_mut().zip(cdf) {
-            *a += b;
-        }
-    }
-    let vocab = Vocab { words: kept.iter().map(|&i| words[i as usize].to_owned()).collect(), freq: kept.iter().map(|&i| freq[i as usize]).collect(), df };
-    (vocab, toks)
+    (vocab, DocTokens { offsets, ids })
 }
 
 /// The cleaned corpus in the reference's `.clean.txt` form: documents'

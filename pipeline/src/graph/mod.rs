@@ -60,6 +60,11 @@ pub struct GraphStats {
 pub struct RowMemory<'a> {
     /// Bytes of computed rows held in memory before spilling.
     pub budget: usize,
+    /// Bytes for the inverted index of the words whose rows are being
+    /// computed (8 per occurrence): the word rows are computed in passes
+    /// over ranges of words whose occurrences fit it (at least one word a
+    /// pass), each pass scanning the token ids once.
+    pub index_budget: usize,
     /// Directory for the spill files (unnamed, removed on drop or death).
     pub spill_dir: &'a Path,
     /// Called after each batch of rows with ("rows", rows done, all rows).
@@ -171,16 +176,29 @@ struct Tuning {
     force_wide: bool,
     /// Edges per block of work instead of the budget-derived size.
     block_edges: Option<usize>,
+    /// Occurrences per range of words instead of the budget-derived size.
+    range_occurrences: Option<usize>,
 }
 
-/// Bytes a build holds besides its rows, for `num_tokens` tokens in
-/// `num_docs` documents over `num_words` words with `threads` workers: the
-/// inverted index (two `u32` per token), per-word and per-node tables, and
-/// each worker's accumulator. The token ids themselves are the caller's.
-pub fn working_bytes(num_tokens: usize, num_docs: usize, num_words: usize, threads: usize) -> usize {
+/// Bytes a build holds besides its rows and the inverted index of a range
+/// of words ([`RowMemory::index_budget`]), for `num_docs` documents over
+/// `num_words` words with `threads` workers: per-word tables (occurrence
+/// counts, window frequencies, IDF, range offsets), per-node tables (row
+/// lengths, degrees) and each worker's accumulators (the larger of the
+/// statistics pass's and the rows'). The token ids themselves are the
+/// caller's.
+pub fn working_bytes(num_docs: usize, num_words: usize, threads: usize) -> usize {
     let nodes = num_docs + num_words;
-    num_tokens * 8 + num_docs * 8 + num_words * (8 + 8 + 8 + 8) + nodes * (4 + 8 + 8) + threads * num_words * (8 + 4 + 1)
+    num_docs * 8 + num_words * (4 + 8 + 8 + 8) + nodes * (4 + 8 + 8) + threads * num_words * 24
 }
+
+/// Bytes of the inverted index per occurrence (a position and a document).
+pub const INDEX_BYTES_PER_OCCURRENCE: usize = 8;
+
+/// The most passes over the token ids a build should make for its word
+/// rows: a caller gives the index at least `1 / MAX_PASSES` of what the
+/// whole index takes (a pass over 200 M tokens takes about half a second).
+pub const MAX_PASSES: usize = 16;
 
 /// Rows of at most about this many (estimated) edges make one block of
 /// work: small enough that a batch in flight takes a small share of the
@@ -241,6 +259,122 @@ fn spool_in_batches<S: Send>(
     Ok(())
 }
 
+/// Per-word statistics from one pass over the documents: occurrences,
+/// documents holding the word, and windows holding it (`#W(i)`).
+struct WordStats {
+    count: Vec<u32>,
+    df: Vec<u32>,
+    wfreq: Vec<u64>,
+}
+
+/// Counts [`WordStats`] document by document, in parallel over runs of
+/// documents (each worker with its own tables, summed at the end). A word
+/// lies in the windows `[max(0, p-W+1), min(p, L-W)]` of its occurrence at
+/// `p`; occurrences come in ascending order, so the union of those ranges
+/// grows by what lies above the previous one's end.
+fn word_stats(offsets: &[usize], ids: &[u32], nv: usize, window: usize) -> WordStats {
+    let nd = offsets.len() - 1;
+    let threads = rayon::current_num_threads().max(1);
+    let runs = blocks_by_estimate(nd, ids.len().div_ceil(threads).max(1), |d| offsets[d + 1] - offsets[d] + 1);
+    let parts: Vec<WordStats> = runs
+        .into_par_iter()
+        .map(|docs| {
+            let mut st = WordStats { count: vec![0; nv], df: vec![0; nv], wfreq: vec![0; nv] };
+            // The document a word was last seen in, and its last window.
+            let mut seen_in = vec![u32::MAX; nv];
+            let mut last_hi = vec![0u32; nv];
+            for d in docs {
+                let toks = &ids[offsets[d]..offsets[d + 1]];
+                let l = toks.len();
+                for (p, &t) in toks.iter().enumerate() {
+                    let t = t as usize;
+                    st.count[t] += 1;
+                    let first = seen_in[t] != d as u32;
+                    if first {
+                        seen_in[t] = d as u32;
+                        st.df[t] += 1;
+                    }
+                    if l <= window {
+                        st.wfreq[t] += first as u64;
+                        continue;
+                    }
+                    let hi = p.min(l - window);
+                    let mut lo = p.saturating_sub(window - 1);
+                    if !first {
+                        lo = lo.max(last_hi[t] as usize + 1);
+                    }
+                    if lo <= hi {
+                        st.wfreq[t] += (hi - lo + 1) as u64;
+                    }
+                    last_hi[t] = hi as u32;
+                }
+            }
+            st
+        })
+        .collect();
+    let mut all = WordStats { count: vec![0; nv], df: vec![0; nv], wfreq: vec![0; nv] };
+    for part in parts {
+        for i in 0..nv {
+            all.count[i] += part.count[i];
+            all.df[i] += part.df[i];
+            all.wfreq[i] += part.wfreq[i];
+        }
+    }
+    all
+}
+
+/// The inverted index of a range of words: their occurrences (global token
+/// positions, ascending, so grouped by document) and each occurrence's
+/// document.
+struct RangeIndex {
+    /// First word of the range.
+    first: usize,
+    /// `starts[i - first]..starts[i - first + 1]` are word `i`'s entries.
+    starts: Vec<usize>,
+    occ: Vec<u32>,
+    doc: Vec<u32>,
+}
+
+impl RangeIndex {
+    /// Scans the token ids once for the occurrences of words `range`.
+    fn build(offsets: &[usize], ids: &[u32], count: &[u32], range: std::ops::Range<usize>) -> Self {
+        let first = range.start;
+        let mut starts = Vec::with_capacity(range.len() + 1);
+        starts.push(0usize);
+        for &c in &count[range.clone()] {
+            starts.push(starts[starts.len() - 1] + c as usize);
+        }
+        let n = starts[starts.len() - 1];
+        let mut fill = starts[..range.len()].to_vec();
+        let (mut occ, mut doc) = (vec![0u32; n], vec![0u32; n]);
+        let (lo, len) = (first as u32, range.len() as u32);
+        for d in 0..offsets.len() - 1 {
+            for g in offsets[d]..offsets[d + 1] {
+                let k = ids[g].wrapping_sub(lo);
+                if k < len {
+                    let at = &mut fill[k as usize];
+                    occ[*at] = g as u32;
+                    doc[*at] = d as u32;
+                    *at += 1;
+                }
+            }
+        }
+        RangeIndex { first, starts, occ, doc }
+    }
+
+    /// Word `i`'s occurrences and their documents.
+    fn of(&self, i: usize) -> (&[u32], &[u32]) {
+        let (a, b) = (self.starts[i - self.first], self.starts[i - self.first + 1]);
+        (&self.occ[a..b], &self.doc[a..b])
+    }
+}
+
+/// Splits words `0..n` into consecutive ranges of at most `cap`
+/// occurrences (a word with more is a range of its own).
+fn word_ranges(count: &[u32], cap: usize) -> Vec<std::ops::Range<usize>> {
+    blocks_by_estimate(count.len(), cap.max(1), |i| count[i] as usize)
+}
+
 /// [`build`] with [`Tuning`].
 fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, memory: RowMemory<'_>, tuning: Tuning) -> io::Result<Graph> {
     assert!(window >= 1);
@@ -253,84 +387,15 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     // `W`-sized tables and sums small for a window like 2^63.
     let window = window.min((0..nd).map(doc_len).max().unwrap_or(1).max(1));
     // Each step is a debug span: `-vv` logs its time when it ends.
-    let step = tracing::debug_span!("graph::build", op = "inverted index").entered();
-    // Inverted index: occurrences (global token positions) of every word,
-    // ascending, hence grouped by document.
-    let mut starts = vec![0usize; nv + 1];
-    for &t in ids {
-        starts[t as usize + 1] += 1;
-    }
-    for i in 0..nv {
-        starts[i + 1] += starts[i];
-    }
-    let mut fill = starts.clone();
-    let mut occ = vec![0u32; ids.len()];
-    let mut doc_of = vec![0u32; ids.len()];
-    for d in 0..nd {
-        for g in offsets[d]..offsets[d + 1] {
-            let t = ids[g] as usize;
-            occ[fill[t]] = g as u32;
-            fill[t] += 1;
-            doc_of[g] = d as u32;
-        }
-    }
-    drop(fill);
-    drop(step);
-    let step = tracing::debug_span!("graph::build", op = "window frequencies").entered();
-    let occ_of = |i: usize| &occ[starts[i]..starts[i + 1]];
-
+    let step = tracing::debug_span!("graph::build", op = "word statistics").entered();
     // #W and #W(i): windows containing word i, counted once per window.
     let num_windows: u64 = (0..nd).map(|d| windows_of(doc_len(d), window) as u64).sum();
-    let wfreq: Vec<u64> = (0..nv)
-        .into_par_iter()
-        .map(|i| {
-            let mut f = 0u64;
-            let mut last_doc = u32::MAX;
-            let mut prev_hi: Option<usize> = None;
-            for &g in occ_of(i) {
-                let d = doc_of[g as usize];
-                let l = doc_len(d as usize);
-                let p = g as usize - offsets[d as usize];
-                if d != last_doc {
-                    last_doc = d;
-                    prev_hi = None;
-                    if l <= window {
-                        f += 1;
-                    }
-                }
-                if l > window {
-                    let mut lo = p.saturating_sub(window - 1);
-                    let hi = p.min(l - window);
-                    if let Some(ph) = prev_hi {
-                        lo = lo.max(ph + 1);
-                    }
-                    if lo <= hi {
-                        f += (hi - lo + 1) as u64;
-                    }
-                    prev_hi = Some(prev_hi.map_or(hi, |ph| ph.max(hi)));
-                }
-            }
-            f
-        })
-        .collect();
-
-    drop(step);
-    let step = tracing::debug_span!("graph::build", op = "idf and document rows").entered();
+    let WordStats { count, df, wfreq } = word_stats(offsets, ids, nv, window);
     // IDF over all documents: ln(N / df).
-    let idf: Vec<f64> = (0..nv)
-        .map(|i| {
-            let mut df = 0u64;
-            let mut last = u32::MAX;
-            for &g in occ_of(i) {
-                let d = doc_of[g as usize];
-                if d != last {
-                    last = d;
-                    df += 1;
-                }
-            }
-            (nd as f64 / df as f64).ln()
-        })
-        .collect();
+    let idf: Vec<f64> = df.iter().map(|&df| (nd as f64 / df as f64).ln()).collect();
+    drop(df);
+    drop(step);
+    let step = tracing::debug_span!("graph::build", op = "document rows").entered();
 
     let mut spool = RowSpool::new(memory.budget, memory.spill_dir);
     let target = |total: usize| tuning.block_edges.unwrap_or_else(|| block_edges(memory.budget, total));
@@ -369,29 +434,34 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     let doc_edges = spool.num_edges();
 
     drop(step);
-    let step = tracing::debug_span!("graph::build", op = "word rows (co-occurrence, PMI)").entered();
+    let _step = tracing::debug_span!("graph::build", op = "word rows (co-occurrence, PMI)").entered();
     // Word rows: documents (TF-IDF), then words (PMI) with the self loop.
     // A row's counts sum to at most |occ(i)|·W² (each occurrence lies in at
     // most W windows of at most W positions), so 32-bit counters suffice
     // unless a word is very frequent; then all rows use 64-bit counters.
-    let max_occ = (0..nv).map(|i| starts[i + 1] - starts[i]).max().unwrap_or(0) as u64;
-    let ctx = RowCtx { nd, ids, offsets, occ: &occ, starts: &starts, doc_of: &doc_of, idf: &idf, wfreq: &wfreq, num_windows, window, mode };
+    let max_occ = count.iter().copied().max().unwrap_or(0) as u64;
+    let wide = tuning.force_wide || max_occ.saturating_mul((window as u64).saturating_mul(window as u64)) > u32::MAX as u64;
     // A word row holds at most one edge per occurrence (documents), one
     // per distinct neighbour within the window, and the loop.
     let word_estimate = |i: usize| {
-        let n = starts[i + 1] - starts[i];
+        let n = count[i] as usize;
         n + n.saturating_mul(2 * (window - 1)).min(nv) + 1
     };
     let total = (0..nv).map(word_estimate).fold(0usize, usize::saturating_add);
-    let word_blocks = blocks_by_estimate(nv, target(total), word_estimate);
-    let word_pairs = if !tuning.force_wide && max_occ.saturating_mul((window as u64).saturating_mul(window as u64)) <= u32::MAX as u64 {
-        word_rows::<u32>(&ctx, &word_blocks, &mut spool, memory.progress)?
-    } else {
-        word_rows::<u64>(&ctx, &word_blocks, &mut spool, memory.progress)?
-    };
-    drop(occ);
-    drop(doc_of);
-    drop(step);
+    // Ranges of words whose inverted index fits its budget, one pass over
+    // the token ids each (one range when the whole index fits).
+    let cap = tuning.range_occurrences.unwrap_or(memory.index_budget / INDEX_BYTES_PER_OCCURRENCE);
+    let ranges = word_ranges(&count, cap);
+    if ranges.len() > 1 {
+        tracing::info!("graph: word rows in {} passes over the token ids (inverted index limited to {:.1} MiB)", ranges.len(), memory.index_budget as f64 / 1048576.0);
+    }
+    let mut word_pairs = 0;
+    for range in ranges {
+        let index = RangeIndex::build(offsets, ids, &count, range.clone());
+        let ctx = RowCtx { nd, ids, offsets, index: &index, idf: &idf, wfreq: &wfreq, num_windows, window, mode };
+        let blocks: Vec<_> = blocks_by_estimate(range.len(), target(total), |k| word_estimate(range.start + k)).into_iter().map(|b| b.start + range.start..b.end + range.start).collect();
+        word_pairs += if wide { word_rows::<u64>(&ctx, &blocks, &mut spool, memory.progress)? } else { word_rows::<u32>(&ctx, &blocks, &mut spool, memory.progress)? };
+    }
 
     // Degrees of A + I (rows in order: documents, then words).
     let dinv: Vec<f64> = spool.sums.iter().map(|s| s.powf(-0.5)).collect();
@@ -409,9 +479,7 @@ struct RowCtx<'a> {
     nd: usize,
     ids: &'a [u32],
     offsets: &'a [usize],
-    occ: &'a [u32],
-    starts: &'a [usize],
-    doc_of: &'a [u32],
+    index: &'a RangeIndex,
     idf: &'a [f64],
     wfreq: &'a [u64],
     num_windows: u64,
@@ -476,7 +544,7 @@ impl Touched {
 /// (directed) PMI entries.
 fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mut RowSpool, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> io::Result<usize> {
     let (nd, w) = (c.nd, c.window);
-    let nv = c.starts.len() - 1;
+    let nv = c.wfreq.len();
     let nw = c.num_windows;
     let nw_f = nw as f64;
     let nw2 = (nw * nw) as f64;
@@ -492,13 +560,13 @@ fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mu
         let mut block_pairs = 0usize;
         for i in words {
             let start = r.cols.len();
-            let occs = &c.occ[c.starts[i]..c.starts[i + 1]];
+            let (occs, docs) = c.index.of(i);
             // Document part.
             let mut k = 0;
             while k < occs.len() {
-                let d = c.doc_of[occs[k] as usize];
+                let d = docs[k];
                 let mut m = k;
-                while m < occs.len() && c.doc_of[occs[m] as usize] == d {
+                while m < occs.len() && docs[m] == d {
                     m += 1;
                 }
                 let weight = (m - k) as f64 * c.idf[i];
@@ -510,8 +578,8 @@ fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mu
             }
             // Co-occurrence counts into the accumulator.
             match c.mode {
-                Cooccurrence::PositionPairs => count_position_pairs(occs, c.ids, c.offsets, c.doc_of, w, &tri, acc, bits),
-                Cooccurrence::Windows => count_windows(i, occs, c.ids, c.offsets, c.doc_of, w, acc, bits, stamp),
+                Cooccurrence::PositionPairs => count_position_pairs(occs, docs, c.ids, c.offsets, w, &tri, acc, bits),
+                Cooccurrence::Windows => count_windows(i, occs, docs, c.ids, c.offsets, w, acc, bits, stamp),
             }
             // Word part, ascending, with the self loop in place of
             // the pair (i, i), which is never a PMI edge.
@@ -562,9 +630,9 @@ fn word_rows<T: Count>(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mu
 /// itself are counted too and cleared by the caller (`acc[i]` is never an
 /// edge), which keeps the loop free of a comparison per position.
 #[allow(clippy::too_many_arguments)]
-fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, tri: &[u32], acc: &mut [T], bits: &mut Touched) {
-    for &g in occs {
-        let d = doc_of[g as usize] as usize;
+fn count_position_pairs<T: Count>(occs: &[u32], docs: &[u32], ids: &[u32], offsets: &[usize], w: usize, tri: &[u32], acc: &mut [T], bits: &mut Touched) {
+    for (&g, &d) in occs.iter().zip(docs) {
+        let d = d as usize;
         let base = offsets[d];
         let l = offsets[d + 1] - base;
         let p = g as usize - base;
@@ -596,16 +664,16 @@ fn count_position_pairs<T: Count>(occs: &[u32], ids: &[u32], offsets: &[usize], 
 
 /// The paper's semantics: each window holding both words counts once.
 #[allow(clippy::too_many_arguments)]
-fn count_windows<T: Count>(i: usize, occs: &[u32], ids: &[u32], offsets: &[usize], doc_of: &[u32], w: usize, acc: &mut [T], bits: &mut Touched, stamp: &mut [u32]) {
+fn count_windows<T: Count>(i: usize, occs: &[u32], docs: &[u32], ids: &[u32], offsets: &[usize], w: usize, acc: &mut [T], bits: &mut Touched, stamp: &mut [u32]) {
     let mut k = 0;
     let mut window_id = 0u32; // unique per (row, window) within this row
     while k < occs.len() {
-        let d = doc_of[occs[k] as usize] as usize;
+        let d = docs[k] as usize;
         let base = offsets[d];
         let l = offsets[d + 1] - base;
         let toks = &ids[base..base + l];
         let mut m = k;
-        while m < occs.len() && doc_of[occs[m] as usize] as usize == d {
+        while m < occs.len() && docs[m] as usize == d {
             m += 1;
         }
         // Windows (start positions) containing any occurrence of i.
@@ -745,7 +813,7 @@ mod tests {
     /// Builds in memory (no spilling).
     fn build_in_memory(offsets: &[usize], ids: &[u32], nv: usize, w: usize, mode: Cooccurrence, tuning: Tuning) -> Graph {
         let dir = std::env::temp_dir();
-        build_impl(offsets, ids, nv, w, mode, RowMemory { budget: usize::MAX, spill_dir: &dir, progress: &|_, _, _| {} }, tuning).unwrap()
+        build_impl(offsets, ids, nv, w, mode, RowMemory { budget: usize::MAX, index_budget: usize::MAX, spill_dir: &dir, progress: &|_, _, _| {} }, tuning).unwrap()
     }
 
     fn check(docs: Vec<Vec<u32>>, nv: usize, w: usize, mode: Cooccurrence) {
@@ -758,19 +826,20 @@ mod tests {
         let (row_ptr, attr, idx) = outputs(&g);
         // 64-bit counters, blocks of every size, and rows spilled to disk
         // from the first block on, all give the same graph.
-        let wide = build_in_memory(&offsets, &ids, nv, w, mode, Tuning { force_wide: true, block_edges: None });
+        let wide = build_in_memory(&offsets, &ids, nv, w, mode, Tuning { force_wide: true, ..Tuning::default() });
         assert_eq!(outputs(&wide), (row_ptr.clone(), attr.clone(), idx.clone()));
         let spill_dir = tempfile::tempdir().unwrap();
-        for (budget, block_edges) in [(0, 1), (0, 7), (100, 3), (usize::MAX, 1)] {
+        for (budget, block_edges, range) in [(0, 1, Some(1)), (0, 7, Some(5)), (100, 3, None), (usize::MAX, 1, Some(17))] {
             // Progress reaches every row, never goes back, and ends at all.
             let seen = Mutex::new(Vec::new());
             let progress = |phase: &str, done: u64, total: u64| seen.lock().unwrap().push((phase.to_owned(), done, total));
-            let g = build_impl(&offsets, &ids, nv, w, mode, RowMemory { budget, spill_dir: spill_dir.path(), progress: &progress }, Tuning { force_wide: false, block_edges: Some(block_edges) }).unwrap();
+            let memory = RowMemory { budget, index_budget: usize::MAX, spill_dir: spill_dir.path(), progress: &progress };
+            let g = build_impl(&offsets, &ids, nv, w, mode, memory, Tuning { force_wide: false, block_edges: Some(block_edges), range_occurrences: range }).unwrap();
             let seen = seen.into_inner().unwrap();
             assert!(seen.windows(2).all(|p| p[0].1 <= p[1].1) && seen.iter().all(|(ph, _, t)| ph == "rows" && *t == (docs.len() + nv) as u64), "{seen:?}");
             assert_eq!(seen.last().map(|l| l.1), Some((docs.len() + nv) as u64));
             assert_eq!(g.spilled_bytes() > 0, budget < usize::MAX, "budget {budget}");
-            assert_eq!(outputs(&g), (row_ptr.clone(), attr.clone(), idx.clone()), "budget {budget}, blocks of {block_edges} edges");
+            assert_eq!(outputs(&g), (row_ptr.clone(), attr.clone(), idx.clone()), "budget {budget}, blocks of {block_edges} edges, ranges of {range:?} occurrences");
             assert_eq!(g.stats, wide.stats);
         }
         // Spill files are unnamed: nothing is left in the directory.

@@ -67,11 +67,19 @@ impl Stage for Graph {
         // The rows may take what the memory limit leaves after the tokens
         // and the build's working set; beyond that they are spilled.
         let limit = cx.cfg.config.build.memory_limit_bytes();
-        let held = dt.ids.len() * 4 + dt.offsets.len() * 8 + graph::working_bytes(dt.ids.len(), dt.offsets.len() - 1, v.words.len(), rayon::current_num_threads());
-        let budget = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(held);
+        let held = dt.ids.len() * 4 + dt.offsets.len() * 8 + graph::working_bytes(dt.offsets.len() - 1, v.words.len(), rayon::current_num_threads());
+        let free = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(held);
+        // The inverted index takes what it needs for one pass over the
+        // tokens when that is at most half of what is free, else half, but
+        // never so little that the word rows need more than
+        // `graph::MAX_PASSES` passes; the rows get the rest.
+        let whole_index = dt.ids.len() * graph::INDEX_BYTES_PER_OCCURRENCE;
+        let index_budget = whole_index.min(free / 2).max(whole_index / graph::MAX_PASSES);
+        let budget = free.saturating_sub(index_budget);
         let spill_dir = store.tmp_dir();
         let progress = |phase: &str, done: u64, total: u64| cx.progress(phase, done, total);
-        let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence, graph::RowMemory { budget, spill_dir: &spill_dir, progress: &progress })
+        let memory = graph::RowMemory { budget, index_budget, spill_dir: &spill_dir, progress: &progress };
+        let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence, memory)
             .map_err(|e| PipelineError::Other(format!("building the graph: {e}")))?;
         drop((dt, s));
         if g.spilled_bytes() > 0 {

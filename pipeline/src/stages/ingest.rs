@@ -83,26 +83,72 @@ impl Stage for Ingest {
     fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
         let (store, cfg) = (cx.store, cx.cfg);
         let ing = &cfg.config.ingest;
-        let mut out = Built::default();
-        let mut docs = match &ing.meta {
-            Some(meta) => ingest::read_textgcn(&cfg.data_path(&ing.corpus), &cfg.data_path(meta), ing)?,
-            None => ingest::read_tabular(&cfg.data_path(&ing.corpus), ing)?,
+        let corpus = cfg.data_path(&ing.corpus);
+        // The documents, streamed from the corpus into the table: a corpus
+        // in the TextGCN layout is never held in memory (a tabular one is
+        // read whole, then streamed alike).
+        let tabular = match &ing.meta {
+            Some(_) => None,
+            None => Some(ingest::read_tabular(&corpus, ing)?),
         };
-        let held_out = ing.hold_out_test.then(|| docs.take_test());
-        if let Some(h) = &held_out {
-            if h.names.is_empty() {
+        let for_each = |each: &mut dyn FnMut(ingest::Document) -> Result<(), PipelineError>| -> Result<u64, PipelineError> {
+            match (&ing.meta, &tabular) {
+                (Some(meta), _) => ingest::stream_textgcn(&corpus, &cfg.data_path(meta), ing, each),
+                (None, Some(docs)) => {
+                    docs.iter().try_for_each(|d| each(d))?;
+                    Ok(docs.replacements)
+                }
+                (None, None) => unreachable!("a tabular corpus was read"),
+            }
+        };
+        let mut stats = Stats::default();
+        let mut replacements = 0;
+        let documents = tables::put_documents_streamed(store, |add| {
+            replacements = for_each(&mut |d| {
+                if ing.hold_out_test && d.split == Some(Split::Test) {
+                    stats.held_out += 1;
+                    return Ok(());
+                }
+                stats.add(&d);
+                add(&d)
+            })?;
+            Ok(())
+        })?;
+        let mut out = Built::default();
+        if ing.hold_out_test {
+            if stats.held_out == 0 {
                 return Err(PipelineError::Other("ingest.hold_out_test: the corpus has no test documents to hold out".into()));
             }
-            if docs.names.is_empty() {
+            if stats.documents == 0 {
                 return Err(PipelineError::Other("ingest.hold_out_test: the corpus has only test documents".into()));
             }
-            Self::HELD_OUT.put(&mut out, tables::put_documents(store, h)?);
+            // A second pass for the held-out table (only with hold_out_test).
+            let id = tables::put_documents_streamed(store, |add| for_each(&mut |d| if d.split == Some(Split::Test) { add(&d) } else { Ok(()) }).map(drop))?;
+            Self::HELD_OUT.put(&mut out, id);
         }
-        let n_train = docs.splits.iter().filter(|s| **s == Some(Split::Train)).count();
-        let labels: HashSet<&String> = docs.labels.iter().collect();
-        let blank = docs.texts.iter().filter(|t| t.trim().is_empty()).count();
-        out.summary = json!({"documents": docs.names.len(), "train": n_train, "test": docs.names.len() - n_train, "classes": labels.len(), "replacements": docs.replacements, "blank_documents": blank, "held_out": held_out.as_ref().map_or(0, |h| h.names.len())});
-        Self::DOCUMENTS.put(&mut out, tables::put_documents(store, &docs)?);
+        out.summary = json!({"documents": stats.documents, "train": stats.train, "test": stats.documents - stats.train, "classes": stats.labels.len(), "replacements": replacements, "blank_documents": stats.blank, "held_out": stats.held_out});
+        Self::DOCUMENTS.put(&mut out, documents);
         Ok(out)
+    }
+}
+
+/// What the ingest stage's summary counts.
+#[derive(Default)]
+struct Stats {
+    documents: usize,
+    train: usize,
+    blank: usize,
+    held_out: usize,
+    labels: HashSet<String>,
+}
+
+impl Stats {
+    fn add(&mut self, d: &ingest::Document) {
+        self.documents += 1;
+        self.train += (d.split == Some(Split::Train)) as usize;
+        self.blank += d.text.trim().is_empty() as usize;
+        if !self.labels.contains(&d.label) {
+            self.labels.insert(d.label.clone());
+        }
     }
 }

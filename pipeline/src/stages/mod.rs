@@ -25,7 +25,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
-use textgcn_artifacts::{Built, ObjectId, ObjectKind, StageRecord, Store, StoreError, hash_bytes};
+use textgcn_artifacts::{Built, ObjectId, ObjectKind, StageRecord, Store, StoreError};
 
 use crate::config::LoadedConfig;
 use crate::ingest::IngestError;
@@ -262,8 +262,13 @@ impl PlanContext<'_> {
     pub fn data_file(&self, name: &'static str, key: &'static str, path: &Path) -> Result<Input, PipelineError> {
         let shown_as = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         self.content(name, key, shown_as, || {
-            let bytes = std::fs::read(path).map_err(|source| IngestError::Io { path: path.into(), error: source })?;
-            Ok(hash_bytes(&bytes).to_hex().to_string())
+            // Streamed through the hasher: a corpus of gigabytes is never
+            // held in memory to be hashed.
+            let io = |error| IngestError::Io { path: path.into(), error };
+            let file = std::fs::File::open(path).map_err(io)?;
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(file).map_err(io)?;
+            Ok(hasher.finalize().to_hex().to_string())
         })
     }
 

@@ -43,19 +43,29 @@ impl Stage for Tokenize {
     }
 
     fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
-        let texts = tables::get_string_column(cx.store, cx.input(Ingest::DOCUMENTS)?, "text")?;
         let TokenizeParams { rules, lowercase } = self.params(cx.cfg);
-        let cleaned: Vec<String> = (0..texts.len())
-            .into_par_iter()
-            .map(|i| match rules {
-                Rules::Reference => clean::reference_clean(texts.value(i), lowercase),
-                Rules::Unicode => clean::unicode_tokens(texts.value(i), lowercase).join(" "),
-            })
-            .collect();
-        // Cleaned documents hold tokens separated by single spaces.
-        let n_tokens: usize = cleaned.iter().filter(|d| !d.is_empty()).map(|d| d.bytes().filter(|&b| b == b' ').count() + 1).sum();
-        let mut out = Built { summary: json!({"documents": cleaned.len(), "tokens": n_tokens}), ..Built::default() };
-        Self::TOKENS.put(&mut out, tables::put_tokens(cx.store, &cleaned)?);
+        let (mut documents, mut n_tokens) = (0usize, 0usize);
+        // A batch of documents at a time: cleaned in parallel, written in
+        // order, so memory holds a batch and a row group, not the corpus.
+        let tokens = tables::publish_streamed(cx.store, tables::tokens_schema(), |sink| {
+            for batch in tables::read_string_batches(cx.store, cx.input(Ingest::DOCUMENTS)?, "text", tables::DOC_BATCH)? {
+                let texts = batch?;
+                let cleaned: Vec<String> = (0..texts.len())
+                    .into_par_iter()
+                    .map(|i| match rules {
+                        Rules::Reference => clean::reference_clean(texts.value(i), lowercase),
+                        Rules::Unicode => clean::unicode_tokens(texts.value(i), lowercase).join(" "),
+                    })
+                    .collect();
+                // Cleaned documents hold tokens separated by single spaces.
+                n_tokens += cleaned.iter().filter(|d| !d.is_empty()).map(|d| d.bytes().filter(|&b| b == b' ').count() + 1).sum::<usize>();
+                documents += cleaned.len();
+                tables::push(cx.store, sink, tables::tokens_batch(&cleaned))?;
+            }
+            Ok::<_, PipelineError>(())
+        })?;
+        let mut out = Built { summary: json!({"documents": documents, "tokens": n_tokens}), ..Built::default() };
+        Self::TOKENS.put(&mut out, tokens);
         Ok(out)
     }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use arrow_array::Array;
+
 use serde::Serialize;
 use serde_json::json;
 use textgcn_artifacts::{Built, ObjectKind};
@@ -30,6 +32,11 @@ impl Vocab {
     pub const VOCAB: OutputKey = OutputKey { stage: "vocab", name: "vocab", kind: ObjectKind::Table };
     /// Each document as a list of vocabulary ids.
     pub const DOC_TOKENS: OutputKey = OutputKey { stage: "vocab", name: "doc_tokens", kind: ObjectKind::Table };
+}
+
+/// The strings of a batch of the tokens table.
+fn values(b: &arrow_array::StringArray) -> Vec<&str> {
+    (0..b.len()).map(|i| b.value(i)).collect()
 }
 
 /// The stop words of `cfg`, sorted and unique.
@@ -71,24 +78,51 @@ impl Stage for Vocab {
         let _span = tracing::debug_span!("vocab").entered();
         let p = self.params(cx.cfg);
         let tokens = cx.input(Tokenize::TOKENS)?;
-        let toks = tracing::debug_span!("read tokens").in_scope(|| tables::get_tokens(cx.store, tokens))?;
         let sw: HashSet<String> = stopword_list(cx.cfg)?.into_iter().collect();
-        let toks: Vec<&str> = toks.iter().map(|t| t.unwrap_or("")).collect();
-        let (v, dt) = tracing::debug_span!("count and encode").in_scope(|| vocab::build(&toks, &vocab::VocabParams { min_freq: p.min_freq, stopwords: &sw, max_size: p.max_size }));
+        let batches = || tables::read_string_batches(cx.store, tokens, "tokens", tables::DOC_BATCH);
+        // Two passes over the tokens table, a batch at a time: count the
+        // words, then encode the documents. Memory holds the distinct
+        // words and a batch, never the corpus.
+        let mut counter = vocab::Counter::default();
+        tracing::debug_span!("count").in_scope(|| -> Result<(), PipelineError> {
+            for b in batches()? {
+                counter.add(&values(&b?));
+            }
+            Ok(())
+        })?;
+        let distinct = counter.distinct();
+        let (mut v, encoder) = counter.finish(&vocab::VocabParams { min_freq: p.min_freq, stopwords: &sw, max_size: p.max_size });
         if v.words.is_empty() {
             return Err(PipelineError::EmptyVocabulary { min_freq: p.min_freq, stopwords: p.stopwords });
         }
-        if dt.ids.len() > i32::MAX as usize {
-            return Err(PipelineError::Other(format!(
-                "the corpus has {} tokens after filtering, more than the 2,147,483,647 a doc_tokens table holds; raise vocab.min_freq or split the corpus",
-                dt.ids.len()
-            )));
-        }
-        let empty = (0..dt.num_docs()).filter(|&d| dt.doc(d).is_empty()).count();
-        let avg = dt.ids.len() as f64 / dt.num_docs() as f64;
-        let mut out = Built { summary: json!({"vocabulary": v.words.len(), "tokens": dt.ids.len(), "avg_doc_length": avg, "empty_documents": empty}), ..Built::default() };
+        let (mut docs, mut total, mut empty) = (0usize, 0usize, 0usize);
+        let doc_tokens = tracing::debug_span!("encode").in_scope(|| {
+            tables::publish_streamed(cx.store, tables::doc_tokens_schema(), |sink| {
+                let (mut ids, mut lens) = (Vec::new(), Vec::new());
+                for b in batches()? {
+                    let b = b?;
+                    ids.clear();
+                    lens.clear();
+                    encoder.encode(&values(&b), &mut ids, &mut lens, &mut v.df);
+                    docs += lens.len();
+                    total += ids.len();
+                    empty += lens.iter().filter(|&&l| l == 0).count();
+                    if total > i32::MAX as usize {
+                        return Err(PipelineError::Other(format!(
+                            "the corpus has more than {} tokens after filtering (2,147,483,647 at most fit a doc_tokens table); raise vocab.min_freq or split the corpus",
+                            i32::MAX
+                        )));
+                    }
+                    tables::push(cx.store, sink, tables::doc_tokens_batch(&ids, &lens))?;
+                }
+                Ok(())
+            })
+        })?;
+        let avg = total as f64 / docs as f64;
+        let mut out = Built { summary: json!({"vocabulary": v.words.len(), "tokens": total, "avg_doc_length": avg, "empty_documents": empty}), ..Built::default() };
+        tracing::debug!("vocab: {distinct} distinct words counted, {} kept", v.words.len());
         Self::VOCAB.put(&mut out, tables::put_vocab(cx.store, &v)?);
-        Self::DOC_TOKENS.put(&mut out, tables::put_doc_tokens(cx.store, &dt)?);
+        Self::DOC_TOKENS.put(&mut out, doc_tokens);
         Ok(out)
     }
 }

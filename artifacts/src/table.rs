@@ -141,16 +141,18 @@ pub fn read_table_batches(store: &Store, id: &ObjectId, columns: Option<&[&str]>
     let fmt = |detail: String| StoreError::Format { id: id.to_string(), kind: "Parquet table", detail };
     let file = store.open_verified(id)?;
     let len = file.metadata().map_err(|error| StoreError::Io { op: "reading", path: store.object_path(id), error })?.len() as i64;
-    let reader = crate::error::decode_guard(fmt, || -> Result<ParquetRecordBatchReader> {
+    let reader = crate::error::decode_guard(fmt, || -> Result<(ParquetRecordBatchReader, u64)> {
         let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fmt(e.to_string()))?;
         check_chunks(builder.metadata(), len).map_err(fmt)?;
         if let Some(cols) = columns {
             let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
             builder = builder.with_projection(mask);
         }
-        builder.with_batch_size(batch_rows.max(1)).build().map_err(|e| fmt(e.to_string()))
+        let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        Ok((builder.with_batch_size(batch_rows.max(1)).build().map_err(|e| fmt(e.to_string()))?, rows))
     })?;
-    Ok(TableBatches { reader, id: id.clone() })
+    let (reader, rows) = reader;
+    Ok(TableBatches { reader, id: id.clone(), rows })
 }
 
 /// The batches of [`read_table_batches`]; a decoding failure is a
@@ -158,9 +160,15 @@ pub fn read_table_batches(store: &Store, id: &ObjectId, columns: Option<&[&str]>
 pub struct TableBatches {
     reader: ParquetRecordBatchReader,
     id: ObjectId,
+    rows: u64,
 }
 
 impl TableBatches {
+    /// The table's rows, from its footer (for progress).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// The (projected) schema of the batches.
     pub fn schema(&self) -> SchemaRef {
         use arrow_array::RecordBatchReader;

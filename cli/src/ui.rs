@@ -56,7 +56,8 @@ pub fn init_logging(v: Verbosity) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
+        // No timestamps on events, but span timing kept (`without_time` would drop both).
+        .with_timer(())
         .with_target(false)
         // Steps are spans: at `-vv` each says how long it took when it ends.
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)

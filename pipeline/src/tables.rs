@@ -179,14 +179,18 @@ pub fn tokens_batch(docs: &[String]) -> RecordBatch {
 }
 
 /// One string column of a table, `rows` at a time (the last batches may
-/// be shorter), decoded from the file as it is read.
-pub fn read_string_batches(store: &Store, id: &ObjectId, name: &str, rows: usize) -> Result<impl Iterator<Item = Result<StringArray, StoreError>> + use<>, StoreError> {
-    let id2 = id.clone();
-    let name = name.to_owned();
-    Ok(textgcn_artifacts::read_table_batches(store, id, Some(&[&name]), rows)?.map(move |b| {
-        let b = b?;
-        Ok(col::<StringArray>(&b, &id2, &name)?.clone())
-    }))
+/// be shorter), decoded from the file as it is read, with the table's row
+/// count (for progress).
+pub fn read_string_batches(store: &Store, id: &ObjectId, name: &str, rows: usize) -> Result<(u64, impl Iterator<Item = Result<StringArray, StoreError>> + use<>), StoreError> {
+    let (id2, name) = (id.clone(), name.to_owned());
+    let batches = textgcn_artifacts::read_table_batches(store, id, Some(&[&name]), rows)?;
+    Ok((
+        batches.rows(),
+        batches.map(move |b| {
+            let b = b?;
+            Ok(col::<StringArray>(&b, &id2, &name)?.clone())
+        }),
+    ))
 }
 
 /// Publishes the vocabulary table (id, word, freq, df).
@@ -224,6 +228,19 @@ pub fn doc_tokens_batch(ids: &[u32], lens: &[usize]) -> RecordBatch {
     let field = Arc::new(Field::new("item", DataType::UInt32, false));
     let list = ListArray::new(field, offsets, Arc::new(UInt32Array::from(ids.to_vec())), None);
     RecordBatch::try_new(doc_tokens_schema(), vec![Arc::new(list)]).expect("one list column")
+}
+
+/// Publishes id-encoded documents as one `List<UInt32>` column, streamed in
+/// batches of [`DOC_BATCH`] documents.
+pub fn put_doc_tokens(store: &Store, t: &DocTokens) -> Result<ObjectId, StoreError> {
+    publish_streamed(store, doc_tokens_schema(), |sink| {
+        for first in (0..t.num_docs()).step_by(DOC_BATCH) {
+            let last = (first + DOC_BATCH).min(t.num_docs());
+            let lens: Vec<usize> = (first..last).map(|d| t.offsets[d + 1] - t.offsets[d]).collect();
+            push(store, sink, doc_tokens_batch(&t.ids[t.offsets[first]..t.offsets[last]], &lens))?;
+        }
+        Ok(())
+    })
 }
 
 /// Reads id-encoded documents, a batch at a time from the file, so that

@@ -75,13 +75,9 @@ impl WordTable {
         &self.bytes[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
     }
 
-    fn get(&self, w: &str) -> Option<u32> {
-        self.index.find(Self::hash(w.as_bytes()), |&i| self.word(i) == w.as_bytes()).copied()
-    }
-
-    /// The id of `w`, added (as the next id) if it is new.
-    fn id_or_insert(&mut self, w: &str) -> u32 {
-        let h = Self::hash(w.as_bytes());
+    /// The id of `w` (whose [`WordTable::hash`] is `h`), added (as the
+    /// next id) if it is new.
+    fn id_or_insert_hashed(&mut self, w: &str, h: u64) -> u32 {
         let WordTable { bytes, ends, index } = self;
         let word = |i: u32| {
             let i = i as usize;
@@ -107,116 +103,200 @@ fn tokens(d: &str) -> impl Iterator<Item = &str> {
     d.split(' ').filter(|t| !t.is_empty())
 }
 
-/// Counts words over batches of cleaned documents (tokens separated by
-/// single spaces), in parallel within a batch, keeping only the distinct
-/// words and their counts: the first pass of a streamed vocabulary.
+/// Shards of the distinct words: merging a batch's counts runs in
+/// parallel over them. A constant, so that nothing depends on the thread
+/// count.
+const SHARDS: usize = 64;
+
+/// One shard of the distinct words and their counts.
 #[derive(Default)]
-pub struct Counter {
+struct Shard {
     words: WordTable,
     freq: Vec<u64>,
+}
+
+/// Counts the words of cleaned documents (tokens separated by single
+/// spaces), a batch at a time, in parallel within a batch: the distinct
+/// words and their counts, and each token as a provisional id (4 bytes a
+/// token), never the text. [`Counter::finish`] turns them into the
+/// vocabulary and the id-encoded documents.
+pub struct Counter {
+    shards: Vec<Shard>,
+    /// Provisional id of every token, in corpus order (`local · SHARDS + shard`).
+    prov: Vec<u32>,
+    /// Tokens per document.
+    lens: Vec<u32>,
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter { shards: (0..SHARDS).map(|_| Shard::default()).collect(), prov: Vec::new(), lens: Vec::new() }
+    }
+}
+
+/// A run of documents counted on its own: chunk-local ids in order of
+/// first appearance, their words, counts and hashes, and the tokens.
+struct Run<'a> {
+    words: Vec<&'a str>,
+    hashes: Vec<u64>,
+    freq: Vec<u64>,
+    ids: Vec<u32>,
+    lens: Vec<u32>,
+}
+
+fn count_run<S: AsRef<str>>(docs: &[S]) -> Run<'_> {
+    let mut local: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut r = Run { words: Vec::new(), hashes: Vec::new(), freq: Vec::new(), ids: Vec::new(), lens: Vec::with_capacity(docs.len()) };
+    for d in docs {
+        let before = r.ids.len();
+        for t in tokens(d.as_ref()) {
+            let id = *local.entry(t).or_insert_with(|| {
+                r.words.push(t);
+                r.hashes.push(WordTable::hash(t.as_bytes()));
+                r.freq.push(0);
+                (r.words.len() - 1) as u32
+            });
+            r.freq[id as usize] += 1;
+            r.ids.push(id);
+        }
+        r.lens.push((r.ids.len() - before) as u32);
+    }
+    r
 }
 
 impl Counter {
     /// Counts the tokens of `docs`.
     pub fn add<S: AsRef<str> + Sync>(&mut self, docs: &[S]) {
         let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-        // Each run of documents counts into its own map; the maps are then
-        // merged in order (the final ids depend only on the counts).
-        let counted: Vec<FxHashMap<&str, u64>> = docs
-            .par_chunks(chunk)
-            .map(|run| {
-                let mut m: FxHashMap<&str, u64> = FxHashMap::default();
-                for t in run.iter().flat_map(|d| tokens(d.as_ref())) {
-                    *m.entry(t).or_default() += 1;
+        let runs: Vec<Run> = docs.par_chunks(chunk).map(count_run).collect();
+        // Merge the runs' words shard by shard, in parallel: each shard
+        // takes its words from every run, in run order.
+        // (Bits the table uses neither for its buckets nor for its tags.)
+        let shard_of = |h: u64| (h >> 40) as usize % SHARDS;
+        let globals: Vec<Vec<(usize, usize, u32)>> = self
+            .shards
+            .par_iter_mut()
+            .enumerate()
+            .map(|(s, shard)| {
+                let mut out = Vec::new();
+                for (ri, r) in runs.iter().enumerate() {
+                    for (li, (&w, &h)) in r.words.iter().zip(&r.hashes).enumerate() {
+                        if shard_of(h) == s {
+                            let id = shard.words.id_or_insert_hashed(w, h) as usize;
+                            if id == shard.freq.len() {
+                                shard.freq.push(0);
+                            }
+                            shard.freq[id] += r.freq[li];
+                            out.push((ri, li, u32::try_from(id * SHARDS + s).expect("fewer than 2^32 distinct words")));
+                        }
+                    }
                 }
-                m
+                out
             })
             .collect();
-        for m in counted {
-            for (w, f) in m {
-                let id = self.words.id_or_insert(w) as usize;
-                if id == self.freq.len() {
-                    self.freq.push(0);
-                }
-                self.freq[id] += f;
+        let mut to_global: Vec<Vec<u32>> = runs.iter().map(|r| vec![0; r.words.len()]).collect();
+        for (ri, li, g) in globals.into_iter().flatten() {
+            to_global[ri][li] = g;
+        }
+        let start = self.prov.len();
+        self.prov.resize(start + runs.iter().map(|r| r.ids.len()).sum::<usize>(), 0);
+        let mut rest = &mut self.prov[start..];
+        let mut parts = Vec::with_capacity(runs.len());
+        for r in &runs {
+            let (head, tail) = rest.split_at_mut(r.ids.len());
+            parts.push(head);
+            rest = tail;
+        }
+        parts.into_par_iter().zip(&runs).zip(&to_global).for_each(|((out, r), g)| {
+            for (o, &l) in out.iter_mut().zip(&r.ids) {
+                *o = g[l as usize];
             }
+        });
+        for r in &runs {
+            self.lens.extend_from_slice(&r.lens);
         }
     }
 
     /// Distinct words counted so far.
     pub fn distinct(&self) -> usize {
-        self.words.len()
+        self.shards.iter().map(|s| s.words.len()).sum()
     }
 
-    /// The vocabulary (its `df` still zero: [`Encoder::encode`] counts it)
-    /// and the encoder of the second pass. Kept words: counted at least
-    /// `min_freq` times and not a stop word, sorted by (frequency
+    /// The vocabulary and the documents as its ids. Kept words: counted at
+    /// least `min_freq` times and not a stop word, sorted by (frequency
     /// descending, word bytes ascending), at most `max_size`.
-    pub fn finish(self, p: &VocabParams) -> (Vocab, Encoder) {
-        let Counter { words, freq } = self;
-        let text = |i: u32| std::str::from_utf8(words.word(i)).expect("counted from strings");
-        let mut kept: Vec<u32> = (0..words.len() as u32).filter(|&i| freq[i as usize] >= p.min_freq && !p.stopwords.contains(text(i))).collect();
-        kept.sort_unstable_by(|&a, &b| freq[b as usize].cmp(&freq[a as usize]).then_with(|| words.word(a).cmp(words.word(b))));
+    pub fn finish(self, p: &VocabParams) -> (Vocab, DocTokens) {
+        let Counter { shards, mut prov, lens } = self;
+        let word = |g: u32| shards[g as usize % SHARDS].words.word(g / SHARDS as u32);
+        let freq = |g: u32| shards[g as usize % SHARDS].freq[g as usize / SHARDS];
+        let text = |g: u32| std::str::from_utf8(word(g)).expect("counted from strings");
+        let mut kept: Vec<u32> = Vec::new();
+        for (s, shard) in shards.iter().enumerate() {
+            kept.extend((0..shard.words.len()).map(|i| (i * SHARDS + s) as u32).filter(|&g| freq(g) >= p.min_freq && !p.stopwords.contains(text(g))));
+        }
+        kept.sort_unstable_by(|&a, &b| freq(b).cmp(&freq(a)).then_with(|| word(a).cmp(word(b))));
         if let Some(m) = p.max_size {
             kept.truncate(m);
         }
-        let mut final_id = vec![DROPPED; words.len()];
-        for (f, &pi) in kept.iter().enumerate() {
-            final_id[pi as usize] = f as u32;
+        let span = shards.iter().map(|s| s.words.len()).max().unwrap_or(0) * SHARDS;
+        let mut final_id = vec![DROPPED; span];
+        for (f, &g) in kept.iter().enumerate() {
+            final_id[g as usize] = f as u32;
         }
-        let vocab = Vocab { words: kept.iter().map(|&i| text(i).to_owned()).collect(), freq: kept.iter().map(|&i| freq[i as usize]).collect(), df: vec![0; kept.len()] };
-        (vocab, Encoder { words, final_id })
+        let nk = kept.len();
+        let mut vocab = Vocab { words: kept.iter().map(|&g| text(g).to_owned()).collect(), freq: kept.iter().map(|&g| freq(g)).collect(), df: vec![0; nk] };
+        drop(shards);
+        // Provisional ids to final ones, in place, then the dropped ones
+        // squeezed out document by document; document frequencies on the
+        // way (runs of documents in parallel, each with its own counts).
+        prov.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|g| *g = final_id[*g as usize]));
+        drop(final_id);
+        let mut offsets = Vec::with_capacity(lens.len() + 1);
+        offsets.push(0usize);
+        let (mut read, mut write) = (0usize, 0usize);
+        for &len in &lens {
+            for k in read..read + len as usize {
+                let id = prov[k];
+                if id != DROPPED {
+                    prov[write] = id;
+                    write += 1;
+                }
+            }
+            read += len as usize;
+            offsets.push(write);
+        }
+        prov.truncate(write);
+        prov.shrink_to_fit();
+        let ids = prov;
+        let nd = lens.len();
+        let threads = rayon::current_num_threads().max(1);
+        let dfs: Vec<Vec<u64>> = (0..threads)
+            .into_par_iter()
+            .map(|t| {
+                let mut df = vec![0u64; nk];
+                let mut last = vec![u32::MAX; nk];
+                for d in nd * t / threads..nd * (t + 1) / threads {
+                    for &id in &ids[offsets[d]..offsets[d + 1]] {
+                        if last[id as usize] != d as u32 {
+                            last[id as usize] = d as u32;
+                            df[id as usize] += 1;
+                        }
+                    }
+                }
+                df
+            })
+            .collect();
+        for df in dfs {
+            for (a, b) in vocab.df.iter_mut().zip(df) {
+                *a += b;
+            }
+        }
+        (vocab, DocTokens { offsets, ids })
     }
 }
 
 /// The id of a word that the vocabulary does not keep.
 const DROPPED: u32 = u32::MAX;
-
-/// Turns cleaned documents into vocabulary ids (the second pass).
-pub struct Encoder {
-    words: WordTable,
-    final_id: Vec<u32>,
-}
-
-impl Encoder {
-    /// Encodes `docs` (in parallel within the batch): appends each
-    /// document's kept ids to `ids` and its length to `lens`, and adds the
-    /// documents each word occurs in to `df`.
-    pub fn encode<S: AsRef<str> + Sync>(&self, docs: &[S], ids: &mut Vec<u32>, lens: &mut Vec<usize>, df: &mut [u64]) {
-        let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-        let runs: Vec<(Vec<u32>, Vec<usize>, Vec<(u32, u64)>)> = docs
-            .par_chunks(chunk)
-            .map(|run| {
-                // word -> (final id, last document, documents)
-                let mut local: FxHashMap<&str, (u32, u32, u64)> = FxHashMap::default();
-                let (mut rids, mut rlens) = (Vec::new(), Vec::with_capacity(run.len()));
-                for (di, d) in run.iter().enumerate() {
-                    let before = rids.len();
-                    for t in tokens(d.as_ref()) {
-                        let e = local.entry(t).or_insert_with(|| (self.words.get(t).map_or(DROPPED, |p| self.final_id[p as usize]), u32::MAX, 0));
-                        if e.0 != DROPPED {
-                            rids.push(e.0);
-                            if e.1 != di as u32 {
-                                e.1 = di as u32;
-                                e.2 += 1;
-                            }
-                        }
-                    }
-                    rlens.push(rids.len() - before);
-                }
-                let rdf = local.into_values().filter(|e| e.0 != DROPPED).map(|e| (e.0, e.2)).collect();
-                (rids, rlens, rdf)
-            })
-            .collect();
-        for (rids, rlens, rdf) in runs {
-            ids.extend_from_slice(&rids);
-            lens.extend_from_slice(&rlens);
-            for (id, n) in rdf {
-                df[id as usize] += n;
-            }
-        }
-    }
-}
 
 /// Builds the vocabulary from cleaned documents (tokens separated by single
 /// spaces) and encodes them. Frequencies count every occurrence in every
@@ -225,20 +305,12 @@ impl Encoder {
 /// Runs of documents are counted in parallel, each with its own hash map;
 /// the runs' words are then merged. Final ids depend only on the counts
 /// (see [`Vocab`]), so the result does not depend on the number of threads.
-/// (The vocab stage runs the same two passes, [`Counter`] and [`Encoder`],
-/// over the tokens table a batch at a time.)
+/// (The vocab stage feeds the same [`Counter`] the tokens table a batch at
+/// a time.)
 pub fn build<S: AsRef<str> + Sync>(docs: &[S], p: &VocabParams) -> (Vocab, DocTokens) {
     let mut counter = Counter::default();
     counter.add(docs);
-    let (mut vocab, encoder) = counter.finish(p);
-    let (mut ids, mut lens) = (Vec::new(), Vec::new());
-    encoder.encode(docs, &mut ids, &mut lens, &mut vocab.df);
-    let mut offsets = Vec::with_capacity(lens.len() + 1);
-    offsets.push(0);
-    for len in lens {
-        offsets.push(offsets[offsets.len() - 1] + len);
-    }
-    (vocab, DocTokens { offsets, ids })
+    counter.finish(p)
 }
 
 /// The cleaned corpus in the reference's `.clean.txt` form: documents'

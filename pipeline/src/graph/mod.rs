@@ -19,8 +19,9 @@
 //! estimate of their edges, and handed in node order to a [`RowSpool`],
 //! which keeps them in memory up to a budget and spills the rest to
 //! temporary files. The outputs are then streamed from the spool
-//! ([`Graph::write_edge_attr`], [`Graph::write_edge_index`]), so no output
-//! column is ever held whole: memory is bounded by the tokens, the
+//! ([`Graph::write_edge_rows`], [`Graph::write_weights_and_columns`]: one
+//! pass over the rows for both files), so no output column is ever held
+//! whole: memory is bounded by the tokens, the
 //! vocabulary, the workers and the budget, not by the number of edges.
 
 use std::io;
@@ -75,9 +76,10 @@ pub struct RowMemory<'a> {
 const WRITE_CHUNK: usize = 1 << 16;
 
 /// A built graph: the rows of `A + I` (sorted, coalesced, in memory or
-/// spilled) and the degrees. Its outputs are written one after the other
-/// ([`Graph::row_ptr`], [`Graph::write_edge_attr`],
-/// [`Graph::write_edge_index`]), each streamed in small pieces.
+/// spilled) and the degrees. Its outputs are streamed in small pieces:
+/// [`Graph::row_ptr`], then `edge_index`'s row half
+/// ([`Graph::write_edge_rows`]), then `edge_attr` and `edge_index`'s column
+/// half together ([`Graph::write_weights_and_columns`]).
 pub struct Graph {
     rows: RowSpool,
     dinv: Vec<f64>,
@@ -104,34 +106,9 @@ impl Graph {
         self.rows.spilled_bytes()
     }
 
-    /// Pushes the `E` float32 weights of `Â = D^-1/2 (A + I) D^-1/2`, in
-    /// edge order, to `push`.
-    pub fn write_edge_attr(&self, mut push: impl FnMut(&[f32]) -> io::Result<()>) -> io::Result<()> {
-        let dinv = &self.dinv;
-        let mut row = 0usize;
-        let mut out: Vec<f32> = Vec::with_capacity(WRITE_CHUNK);
-        self.rows.for_each_block(true, |b| {
-            let mut k = 0;
-            for &len in b.lens {
-                let dr = dinv[row];
-                for e in k..k + len as usize {
-                    out.push(((b.w[e] * dr) * dinv[b.cols[e] as usize]) as f32);
-                    if out.len() == WRITE_CHUNK {
-                        push(&out)?;
-                        out.clear();
-                    }
-                }
-                k += len as usize;
-                row += 1;
-            }
-            Ok(())
-        })?;
-        push(&out)
-    }
-
-    /// Pushes the `2·E` int64 `edge_index` values (every edge's row, then
-    /// every edge's column) to `push`.
-    pub fn write_edge_index(&self, mut push: impl FnMut(&[i64]) -> io::Result<()>) -> io::Result<()> {
+    /// Pushes the row half of `edge_index` (every edge's row, in edge
+    /// order) to `push`: from the row lengths alone, reading no rows.
+    pub fn write_edge_rows(&self, mut push: impl FnMut(&[i64]) -> io::Result<()>) -> io::Result<()> {
         let mut out: Vec<i64> = Vec::with_capacity(WRITE_CHUNK);
         for (r, &len) in self.rows.lens.iter().enumerate() {
             for _ in 0..len {
@@ -142,17 +119,40 @@ impl Graph {
                 }
             }
         }
-        self.rows.for_each_block(false, |b| {
-            for &c in b.cols {
-                out.push(c as i64);
-                if out.len() == WRITE_CHUNK {
-                    push(&out)?;
-                    out.clear();
+        push(&out)
+    }
+
+    /// One pass over the rows (spilled rows are read back once): pushes
+    /// the `E` float32 weights of `Â = D^-1/2 (A + I) D^-1/2` to `attr` and
+    /// the `E` columns (the column half of `edge_index`) to `cols`, both in
+    /// edge order.
+    pub fn write_weights_and_columns(&self, mut attr: impl FnMut(&[f32]) -> io::Result<()>, mut cols: impl FnMut(&[i64]) -> io::Result<()>) -> io::Result<()> {
+        let dinv = &self.dinv;
+        let mut row = 0usize;
+        let mut w_out: Vec<f32> = Vec::with_capacity(WRITE_CHUNK);
+        let mut c_out: Vec<i64> = Vec::with_capacity(WRITE_CHUNK);
+        self.rows.for_each_block(true, |b| {
+            let mut k = 0;
+            for &len in b.lens {
+                let dr = dinv[row];
+                for e in k..k + len as usize {
+                    let c = b.cols[e];
+                    w_out.push(((b.w[e] * dr) * dinv[c as usize]) as f32);
+                    c_out.push(c as i64);
+                    if w_out.len() == WRITE_CHUNK {
+                        attr(&w_out)?;
+                        cols(&c_out)?;
+                        w_out.clear();
+                        c_out.clear();
+                    }
                 }
+                k += len as usize;
+                row += 1;
             }
             Ok(())
         })?;
-        push(&out)
+        attr(&w_out)?;
+        cols(&c_out)
     }
 }
 
@@ -189,7 +189,7 @@ struct Tuning {
 /// caller's.
 pub fn working_bytes(num_docs: usize, num_words: usize, threads: usize) -> usize {
     let nodes = num_docs + num_words;
-    num_docs * 8 + num_words * (4 + 8 + 8 + 8) + nodes * (4 + 8 + 8) + threads * num_words * 24
+    num_docs * 8 + num_words * (4 + 8 + 8 + 8 + 8) + nodes * (4 + 8 + 8) + threads * num_words * 24
 }
 
 /// Bytes of the inverted index per occurrence (a position and a document).
@@ -201,13 +201,18 @@ pub const INDEX_BYTES_PER_OCCURRENCE: usize = 8;
 pub const MAX_PASSES: usize = 16;
 
 /// Rows of at most about this many (estimated) edges make one block of
-/// work: small enough that a batch in flight takes a small share of the
-/// budget, and that every worker gets several blocks, large enough that a
-/// block's overhead does not show.
+/// work: small enough that a batch in flight (two blocks a worker, 12
+/// bytes an edge) takes at most [`IN_FLIGHT_SHARE`] of the budget, and
+/// that every worker gets several blocks, large enough that a block's
+/// overhead does not show.
 fn block_edges(budget: usize, total_estimate: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    (budget / 12 / (8 * threads)).min(total_estimate / (8 * threads)).clamp(1 << 12, 1 << 22)
+    (budget / IN_FLIGHT_SHARE / 12 / (2 * threads)).min(total_estimate / (8 * threads)).clamp(1 << 12, 1 << 22)
 }
+
+/// The rows being computed take at most `1 / IN_FLIGHT_SHARE` of the rows'
+/// budget; the spool holds the rest.
+const IN_FLIGHT_SHARE: usize = 8;
 
 /// Splits items `0..n` into consecutive ranges whose estimated edges stay
 /// under `target` (a single larger item is a range of its own).
@@ -397,7 +402,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     drop(step);
     let step = tracing::debug_span!("graph::build", op = "document rows").entered();
 
-    let mut spool = RowSpool::new(memory.budget, memory.spill_dir);
+    let mut spool = RowSpool::new(memory.budget - memory.budget / IN_FLIGHT_SHARE, memory.spill_dir);
     let target = |total: usize| tuning.block_edges.unwrap_or_else(|| block_edges(memory.budget, total));
 
     // Document rows: self loop, then words by id (at most one edge per
@@ -794,9 +799,10 @@ mod tests {
 
     /// The three outputs of a graph, collected.
     fn outputs(g: &Graph) -> (Vec<i64>, Vec<f32>, Vec<i64>) {
-        let (mut attr, mut idx) = (Vec::new(), Vec::new());
-        g.write_edge_attr(|v| Ok(attr.extend_from_slice(v))).unwrap();
-        g.write_edge_index(|v| Ok(idx.extend_from_slice(v))).unwrap();
+        let (mut attr, mut idx, mut cols) = (Vec::new(), Vec::new(), Vec::new());
+        g.write_edge_rows(|v| Ok(idx.extend_from_slice(v))).unwrap();
+        g.write_weights_and_columns(|v| Ok(attr.extend_from_slice(v)), |v| Ok(cols.extend_from_slice(v))).unwrap();
+        idx.extend_from_slice(&cols);
         (g.row_ptr(), attr, idx)
     }
 

@@ -56,18 +56,22 @@ impl Stage for Graph {
         let s = step("read inputs, nodes and labels");
         let docs = tables::get_document_meta(store, cx.input(Ingest::DOCUMENTS)?)?;
         let v = tables::get_vocab(store, cx.input(Vocab::VOCAB)?)?;
-        let dt = tables::get_doc_tokens(store, cx.input(Vocab::DOC_TOKENS)?)?;
         let mut labels: Vec<String> = docs.labels.clone();
         labels.sort();
         labels.dedup();
         Self::NODES.put(&mut out, tables::put_nodes(store, &docs, &v, &labels)?);
         Self::LABELS.put(&mut out, tables::put_labels(store, &labels)?);
-        drop((docs, s));
+        // Only the counts are needed from here on: the names and words go
+        // before the token ids come in.
+        let num_words = v.words.len();
+        drop((docs, v));
+        let dt = tables::get_doc_tokens(store, cx.input(Vocab::DOC_TOKENS)?)?;
+        drop(s);
         let s = step("compute");
         // The rows may take what the memory limit leaves after the tokens
         // and the build's working set; beyond that they are spilled.
         let limit = cx.cfg.config.build.memory_limit_bytes();
-        let held = dt.ids.len() * 4 + dt.offsets.len() * 8 + graph::working_bytes(dt.offsets.len() - 1, v.words.len(), rayon::current_num_threads());
+        let held = dt.ids.len() * 4 + dt.offsets.len() * 8 + graph::working_bytes(dt.offsets.len() - 1, num_words, rayon::current_num_threads());
         let free = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(held);
         // The inverted index takes what it needs for one pass over the
         // tokens when that is at most half of what is free, else half, but
@@ -79,7 +83,7 @@ impl Stage for Graph {
         let spill_dir = store.tmp_dir();
         let progress = |phase: &str, done: u64, total: u64| cx.progress(phase, done, total);
         let memory = graph::RowMemory { budget, index_budget, spill_dir: &spill_dir, progress: &progress };
-        let g = graph::build(&dt.offsets, &dt.ids, v.words.len(), p.window_size, p.cooccurrence, memory)
+        let g = graph::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, memory)
             .map_err(|e| PipelineError::Other(format!("building the graph: {e}")))?;
         drop((dt, s));
         if g.spilled_bytes() > 0 {
@@ -88,7 +92,7 @@ impl Stage for Graph {
         out.summary = serde_json::to_value(&g.stats).map_err(|e| PipelineError::Other(format!("graph statistics: {e}")))?;
         let (num_nodes, num_edges) = (g.stats.num_nodes, g.stats.num_edges);
         Self::ROW_PTR.put(&mut out, RowPtr::publish(store, g.row_ptr())?);
-        // Writing goes over the edges three times (weights, rows, columns).
+        // Writing pushes every edge three times (row, weight, column).
         let total = 3 * num_edges as u64;
         let written = std::cell::Cell::new(0u64);
         let count = |n: usize| {
@@ -98,27 +102,35 @@ impl Stage for Graph {
                 cx.progress("edges written", written.get(), total);
             }
         };
-        let s = step("normalise and publish edge_attr");
-        Self::EDGE_ATTR.put(
-            &mut out,
-            EdgeAttr::publish_streamed(store, num_edges, |sink| {
-                g.write_edge_attr(|v| {
+        // `edge_index` is published inside `edge_attr`'s publish, so that
+        // one pass over the rows feeds both files; its error, if any, is
+        // kept as it is rather than as a write error of `edge_attr`.
+        let _s = step("normalise and publish edge_attr and edge_index");
+        let mut index = None;
+        let attr = EdgeAttr::publish_streamed(store, num_edges, |attr| {
+            let published = EdgeIndex::publish_streamed(store, num_edges, num_nodes, |idx| {
+                g.write_edge_rows(|v| {
                     count(v.len());
-                    sink.push(v)
-                })
-            })?,
-        );
-        drop(s);
-        let _s = step("publish edge_index");
-        Self::EDGE_INDEX.put(
-            &mut out,
-            EdgeIndex::publish_streamed(store, num_edges, num_nodes, |sink| {
-                g.write_edge_index(|v| {
-                    count(v.len());
-                    sink.push(v)
-                })
-            })?,
-        );
+                    idx.push(v)
+                })?;
+                g.write_weights_and_columns(
+                    |v| {
+                        count(v.len());
+                        attr.push(v)
+                    },
+                    |v| {
+                        count(v.len());
+                        idx.push(v)
+                    },
+                )
+            });
+            let failed = published.is_err();
+            index = Some(published);
+            if failed { Err(std::io::Error::other("edge_index was not published")) } else { Ok(()) }
+        });
+        let index = index.transpose()?;
+        Self::EDGE_ATTR.put(&mut out, attr?);
+        Self::EDGE_INDEX.put(&mut out, index.expect("edge_index is published inside edge_attr's publish"));
         Ok(out)
     }
 }

@@ -48,7 +48,8 @@ impl Stage for Tokenize {
         // A batch of documents at a time: cleaned in parallel, written in
         // order, so memory holds a batch and a row group, not the corpus.
         let tokens = tables::publish_streamed(cx.store, tables::tokens_schema(), |sink| {
-            for batch in tables::read_string_batches(cx.store, cx.input(Ingest::DOCUMENTS)?, "text", tables::DOC_BATCH)? {
+            let (total, batches) = tables::read_string_batches(cx.store, cx.input(Ingest::DOCUMENTS)?, "text", tables::DOC_BATCH)?;
+            for batch in batches {
                 let texts = batch?;
                 let cleaned: Vec<String> = (0..texts.len())
                     .into_par_iter()
@@ -61,6 +62,7 @@ impl Stage for Tokenize {
                 n_tokens += cleaned.iter().filter(|d| !d.is_empty()).map(|d| d.bytes().filter(|&b| b == b' ').count() + 1).sum::<usize>();
                 documents += cleaned.len();
                 tables::push(cx.store, sink, tables::tokens_batch(&cleaned))?;
+                cx.progress("documents", documents as u64, total);
             }
             Ok::<_, PipelineError>(())
         })?;

@@ -79,45 +79,34 @@ impl Stage for Vocab {
         let p = self.params(cx.cfg);
         let tokens = cx.input(Tokenize::TOKENS)?;
         let sw: HashSet<String> = stopword_list(cx.cfg)?.into_iter().collect();
-        let batches = || tables::read_string_batches(cx.store, tokens, "tokens", tables::DOC_BATCH);
-        // Two passes over the tokens table, a batch at a time: count the
-        // words, then encode the documents. Memory holds the distinct
-        // words and a batch, never the corpus.
+        // The tokens table a batch at a time: memory holds the distinct
+        // words, a provisional id per token and a batch, never the text.
         let mut counter = vocab::Counter::default();
         tracing::debug_span!("count").in_scope(|| -> Result<(), PipelineError> {
-            for b in batches()? {
-                counter.add(&values(&b?));
+            let (total, batches) = tables::read_string_batches(cx.store, tokens, "tokens", tables::DOC_BATCH)?;
+            let mut done = 0;
+            for b in batches {
+                let b = b?;
+                counter.add(&values(&b));
+                done += b.len() as u64;
+                cx.progress("documents counted", done, total);
             }
             Ok(())
         })?;
         let distinct = counter.distinct();
-        let (mut v, encoder) = counter.finish(&vocab::VocabParams { min_freq: p.min_freq, stopwords: &sw, max_size: p.max_size });
+        let (v, dt) = tracing::debug_span!("encode").in_scope(|| counter.finish(&vocab::VocabParams { min_freq: p.min_freq, stopwords: &sw, max_size: p.max_size }));
         if v.words.is_empty() {
             return Err(PipelineError::EmptyVocabulary { min_freq: p.min_freq, stopwords: p.stopwords });
         }
-        let (mut docs, mut total, mut empty) = (0usize, 0usize, 0usize);
-        let doc_tokens = tracing::debug_span!("encode").in_scope(|| {
-            tables::publish_streamed(cx.store, tables::doc_tokens_schema(), |sink| {
-                let (mut ids, mut lens) = (Vec::new(), Vec::new());
-                for b in batches()? {
-                    let b = b?;
-                    ids.clear();
-                    lens.clear();
-                    encoder.encode(&values(&b), &mut ids, &mut lens, &mut v.df);
-                    docs += lens.len();
-                    total += ids.len();
-                    empty += lens.iter().filter(|&&l| l == 0).count();
-                    if total > i32::MAX as usize {
-                        return Err(PipelineError::Other(format!(
-                            "the corpus has more than {} tokens after filtering (2,147,483,647 at most fit a doc_tokens table); raise vocab.min_freq or split the corpus",
-                            i32::MAX
-                        )));
-                    }
-                    tables::push(cx.store, sink, tables::doc_tokens_batch(&ids, &lens))?;
-                }
-                Ok(())
-            })
-        })?;
+        if dt.ids.len() > i32::MAX as usize {
+            return Err(PipelineError::Other(format!(
+                "the corpus has {} tokens after filtering, more than the 2,147,483,647 a doc_tokens table holds; raise vocab.min_freq or split the corpus",
+                dt.ids.len()
+            )));
+        }
+        let (docs, total) = (dt.num_docs(), dt.ids.len());
+        let empty = (0..docs).filter(|&d| dt.doc(d).is_empty()).count();
+        let doc_tokens = tables::put_doc_tokens(cx.store, &dt)?;
         let avg = total as f64 / docs as f64;
         let mut out = Built { summary: json!({"vocabulary": v.words.len(), "tokens": total, "avg_doc_length": avg, "empty_documents": empty}), ..Built::default() };
         tracing::debug!("vocab: {distinct} distinct words counted, {} kept", v.words.len());

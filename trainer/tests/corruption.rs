@@ -57,7 +57,12 @@ fn open_kind(kind: &str, store_path: &Path, cfg: &config::LoadedConfig, id: &Obj
     let store = Store::open(store_path, OpenMode::Read)?;
     match kind {
         "ingest.documents" => drop(tables::get_documents(&store, id)?),
-        "tokenize.tokens" => drop(tables::get_tokens(&store, id)?),
+        "tokenize.tokens" => {
+            let (_, batches) = tables::read_string_batches(&store, id, "tokens", 4096)?;
+            for b in batches {
+                b?;
+            }
+        }
         "vocab.doc_tokens" => drop(tables::get_doc_tokens(&store, id)?),
         _ => drop(graph::load(store_path, cfg, Device::Cpu)?),
     }

@@ -6,6 +6,7 @@
 #   make test            all tests (installs what it needs)
 #   make bench           benchmark table (all four datasets)
 #   make bench-scale     synthetic corpora of growing size [SCALE_ARGS="--sizes 20000,100000,400000,1000000"]
+#   make wheel           the Python package's wheel into target/wheels
 #   make setup           project-local venv with torch (idempotent)
 #   make fuzz            each fuzz target for a minute (nightly + cargo-fuzz)
 
@@ -16,7 +17,7 @@ CONFIG ?= configs/R8.toml
 TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-SETUP_STAMP := $(VENV)/.setup-torch-$(TORCH_VERSION)-polars
+SETUP_STAMP := $(VENV)/.setup-torch-$(TORCH_VERSION)-polars-maturin
 TORCH_LIB = $(VENV)/lib/python3.11/site-packages/torch/lib
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
@@ -29,7 +30,9 @@ export TEXTGCN_DATA_DIR
 # Building the trainer needs the venv's torch (tch with LIBTORCH_USE_PYTORCH).
 TORCH_ENV = PATH="$(VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTABLE="$(PY)"
 
-.PHONY: all setup build build-pipeline fetch-default fetch-default-built pipeline train test bench bench-scale fuzz clean-store check-data
+WHEELS := $(TARGET_DIR)/wheels
+
+.PHONY: all setup build build-pipeline fetch-default fetch-default-built pipeline train test wheel bench bench-scale fuzz clean-store check-data
 
 # `make` builds every binary in one cargo invocation (after the venv, which
 # the trainer's build needs): building the pipeline alone first would
@@ -41,7 +44,9 @@ all: build fetch-default-built check-data
 $(SETUP_STAMP):
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11) is needed for the torch venv" >&2; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q "torch==$(TORCH_VERSION)" numpy scipy pyarrow polars
+	$(PY) -m pip install --disable-pip-version-check -q "torch==$(TORCH_VERSION)" numpy scipy pyarrow polars "maturin>=1.16,<2" pytest
+	@# PyG only for its test and example: without it, that test is skipped (and says so).
+	$(PY) -m pip install --disable-pip-version-check -q torch_geometric || echo "warning: torch_geometric did not install; the PyG test will be skipped" >&2
 	@touch $@
 
 setup: $(SETUP_STAMP)
@@ -72,9 +77,17 @@ pipeline: build-pipeline fetch-default check-data
 train: build
 	$(BIN)/textgcn-train --config $(CONFIG)
 
+# The Python package (python/): a wheel for the venv's Python.
+wheel: $(SETUP_STAMP)
+	rm -f $(WHEELS)/textgcn-*.whl
+	$(TORCH_ENV) $(VENV)/bin/maturin build --release --quiet -m python/Cargo.toml -i $(PY) --out $(WHEELS)
+
 test: $(SETUP_STAMP) check-data
 	$(TORCH_ENV) cargo build --release --workspace --bins
 	$(TORCH_ENV) TEXTGCN_PYTHON="$(PY)" TEXTGCN_BIN_DIR="$(BIN)" cargo test --release --workspace
+	$(MAKE) --no-print-directory wheel
+	$(PY) -m pip install --disable-pip-version-check -q --force-reinstall --no-deps $(WHEELS)/textgcn-*.whl
+	TEXTGCN_BIN_DIR="$(BIN)" $(PY) -m pytest python/tests -q -p no:cacheprovider
 
 bench: build check-data
 	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench.py $(BENCH_ARGS)

@@ -144,6 +144,20 @@ pub enum IngestError {
     },
 }
 
+impl IngestError {
+    /// The file the error is in, and its 1-based line (or row of a table)
+    /// when one is to blame: what an API reports beside the message.
+    pub fn location(&self) -> (&Path, Option<usize>) {
+        use IngestError::*;
+        match self {
+            InvalidUtf8 { path, line, .. } | Nul { path, line, .. } | Blank { path, line, .. } | Meta { path, line, .. } | TooLong { path, line, .. } => (path, Some(*line)),
+            Row { path, row, .. } => (path, Some(*row)),
+            Io { path, .. } | Utf16 { path } | Empty { path } | Tabular { path, .. } | MissingColumn { path, .. } | SingleClass { path, .. } => (path, None),
+            CountMismatch { meta_path, .. } => (meta_path, None),
+        }
+    }
+}
+
 /// The ingested corpus, column-wise.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Documents {

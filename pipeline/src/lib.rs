@@ -15,6 +15,8 @@
 //! - [`stages`]: each stage as a type, the driver (fingerprints,
 //!   freshness, build, status) and the typed read side ([`stages::BuiltGraph`]).
 //! - [`tables`]: Parquet tables of the pipeline.
+//! - `terminal` (feature `cli`): a build with the CLI's progress, for the
+//!   `textgcn` binary and the Python package.
 
 pub mod clean;
 pub mod config;
@@ -23,4 +25,6 @@ pub mod ingest;
 pub mod splits;
 pub mod stages;
 pub mod tables;
+#[cfg(feature = "cli")]
+pub mod terminal;
 pub mod vocab;

@@ -9,7 +9,7 @@ use serde_json::json;
 use textgcn_artifacts::{EdgeAttr, EdgeIndex, ObjectId, OpenMode, Store};
 use textgcn_cli::ui::{self, Verbosity};
 use textgcn_cli::{outln, store_dir};
-use textgcn_pipeline::{config, stages};
+use textgcn_pipeline::{config, stages, terminal};
 
 mod fetch;
 mod generate;
@@ -182,23 +182,7 @@ fn run(cli: Cli) -> Result<()> {
                 Err(e) if is_read_only(&e) => return build_read_only(&store_path, &cfg, e, json, v),
                 Err(e) => return Err(e).with_context(|| format!("opening store {}", store_path.display())),
             };
-            let pipeline = stages::Pipeline::standard();
-            let names = pipeline.names();
-            let pb = ui::spinner(if json { Verbosity::Quiet } else { v }, format!("{}: {}", cfg.config.name, names[0]));
-            let stage = std::sync::Mutex::new(names[0]);
-            let on_stage = |r: &stages::StageReport| {
-                tracing::info!("{} {} in {:.3}s{}", r.stage, r.status, r.seconds, r.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default());
-                if let Some(next) = names.iter().skip_while(|s| **s != r.stage).nth(1) {
-                    *stage.lock().expect("not poisoned") = next;
-                    ui::spinner_again(&pb, format!("{}: {next}", cfg.config.name));
-                }
-            };
-            let progress = |phase: &str, done: u64, total: u64| {
-                let label = format!("{}: {}", cfg.config.name, stage.lock().expect("not poisoned"));
-                ui::show_progress(&pb, &label, phase, done, total);
-            };
-            let report = pipeline.build_with_progress(&store, &cfg, on_stage, &progress).with_context(|| format!("building {}", cfg.config.name));
-            pb.finish_and_clear();
+            let report = terminal::build(&store, &cfg, if json { Verbosity::Quiet } else { v }, |_| {}).with_context(|| format!("building {}", cfg.config.name));
             print_build(&report?, json, v)?;
         }
         Cmd::Fetch { dataset, dir, base_url, json } => {
@@ -305,9 +289,7 @@ fn print_build(report: &stages::BuildReport, json: bool, v: Verbosity) -> Result
     if json {
         outln!("{}", serde_json::to_string_pretty(report)?)?;
     } else if v.shows_results() {
-        let bytes: u64 = report.stages.iter().flat_map(|s| s.outputs.values().map(|o| o.1)).sum();
-        eprint!("{}", build_table(&report.stages));
-        eprintln!("built {} in {:.3}s ({:.1} MB of artifacts)", report.name, report.seconds, bytes as f64 / 1e6);
+        eprint!("{}", terminal::report_table(report));
     }
     Ok(())
 }
@@ -468,15 +450,4 @@ fn inspect(store: &Store, target: &str) -> Result<serde_json::Value> {
         "total_bytes": total,
         "objects": objects,
     }))
-}
-
-/// The summary table of a build: stage, fresh/rebuilt, seconds, output
-/// size, and why it reran.
-pub fn build_table(stages: &[stages::StageReport]) -> String {
-    let mut out = format!("{:<9} {:<8} {:>8} {:>10}  {}\n", "stage", "status", "seconds", "outputs", "why");
-    for s in stages {
-        let bytes: u64 = s.outputs.values().map(|o| o.1).sum();
-        out.push_str(&format!("{:<9} {:<8} {:>8.3} {:>10}  {}\n", s.stage, s.status, s.seconds, ui::human_bytes(bytes), s.why.as_deref().unwrap_or("-")));
-    }
-    out
 }

@@ -85,6 +85,19 @@ def test_columns_are_views_of_the_mapped_files(r8_store: Path) -> None:
     assert float(ea.sum(dtype=np.float64)) == total
 
 
+def test_the_views_survive_their_files_being_unlinked(r8_store: Path, tmp_path: Path) -> None:
+    """What `gc` does to the objects of an older build while a notebook
+    still holds its graph: unlink the files. The mapping stays."""
+    store = tmp_path / "store"
+    shutil.copytree(r8_store, store)
+    g = textgcn.open(store, "R8")
+    ei, ea = g.edge_index, g.edge_attr
+    before = (int(ei[1].sum()), float(ea.sum(dtype=np.float64)))
+    shutil.rmtree(store)
+    assert (int(ei[1].sum()), float(ea.sum(dtype=np.float64))) == before
+    assert float(g.to_scipy().sum()) > 0
+
+
 def test_the_graph_is_the_clis(r8_store: Path, cli_store: Path) -> None:
     g = textgcn.open(r8_store, "R8")
     # The same bytes: every object id (a content hash) is the CLI's.
@@ -277,3 +290,13 @@ def test_the_quickstart_example_runs(r8_store: Path) -> None:
         check=True, capture_output=True, text=True, cwd=ROOT,
     ).stdout
     assert "zero-copy: True" in out and "R8: test accuracy" in out, out
+
+
+def test_the_readme_python_block_runs(r8_store: Path) -> None:
+    """The README's package snippet, as written (on the built R8 store)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Python\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    env = dict(os.environ, TEXTGCN_STORE=str(r8_store))
+    pytest.importorskip("torch_geometric", reason="torch_geometric did not install from the package registry")
+    out = subprocess.run([sys.executable, "-c", block + "\nprint('BLOCK', g.num_edges, type(a).__name__, adj.layout, data.num_nodes)\n"], check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
+    assert "BLOCK 3504462 csr_array torch.sparse_csr 15362" in out, out

@@ -159,14 +159,14 @@ fn build(py: Python<'_>, config: PathBuf, store: Option<PathBuf>, memory_limit: 
         let Some(cb) = &callback else {
             return terminal::build(&store, &cfg, Verbosity::Quiet, |_| {});
         };
-        let call = |event: &[(&str, Option<String>)], numbers: &[(&str, f64)]| {
+        // One event: a dict filled by `fill`, given to the callable.
+        let call = |fill: &dyn Fn(&Bound<'_, PyDict>) -> PyResult<()>| {
             if failed.lock().expect("not poisoned").is_some() {
                 return;
             }
             Python::attach(|py| {
                 let d = PyDict::new(py);
-                let r = event.iter().try_for_each(|(k, v)| d.set_item(*k, v)).and_then(|()| numbers.iter().try_for_each(|(k, v)| if k.ends_with("seconds") { d.set_item(*k, *v) } else { d.set_item(*k, *v as u64) })).and_then(|()| cb.call1(py, (d,)).map(drop));
-                if let Err(e) = r {
+                if let Err(e) = fill(&d).and_then(|()| cb.call1(py, (d,)).map(drop)) {
                     *failed.lock().expect("not poisoned") = Some(e);
                 }
             });
@@ -182,10 +182,23 @@ fn build(py: Python<'_>, config: PathBuf, store: Option<PathBuf>, memory_limit: 
                 }
                 *l = (key, percent);
             }
-            call(&[("event", Some("progress".into())), ("stage", Some(stage.into())), ("phase", Some(phase.into()))], &[("done", done as f64), ("total", total as f64)]);
+            call(&|d| {
+                d.set_item("event", "progress")?;
+                d.set_item("stage", stage)?;
+                d.set_item("phase", phase)?;
+                d.set_item("done", done)?;
+                d.set_item("total", total)
+            });
         };
         let on_stage = |r: &stages::StageReport, next: Option<&str>| {
-            call(&[("event", Some("stage".into())), ("stage", Some(r.stage.clone())), ("status", Some(r.status.to_string())), ("why", r.why.clone()), ("next", next.map(Into::into))], &[("seconds", r.seconds)]);
+            call(&|d| {
+                d.set_item("event", "stage")?;
+                d.set_item("stage", &r.stage)?;
+                d.set_item("status", r.status.to_string())?;
+                d.set_item("seconds", r.seconds)?;
+                d.set_item("why", &r.why)?;
+                d.set_item("next", next)
+            });
         };
         terminal::build_reporting(&store, &cfg, on_stage, &on_progress)
     });
@@ -205,13 +218,7 @@ fn build(py: Python<'_>, config: PathBuf, store: Option<PathBuf>, memory_limit: 
 fn status(py: Python<'_>, config: PathBuf, store: Option<PathBuf>) -> PyResult<String> {
     let cfg = load_config(py, &config)?;
     let root = store_path(store);
-    let st = py.detach(|| -> Result<Vec<stages::StageStatus>, PipelineError> {
-        match Store::open(&root, OpenMode::Read) {
-            Ok(store) => stages::status(&store, &cfg),
-            Err(e) if root.join("STORE").exists() || root.is_file() => Err(e.into()),
-            Err(_) => Ok(stages::Pipeline::standard().names().into_iter().map(|s| stages::StageStatus { stage: s.into(), status: stages::StageState::Stale, why: Some("no store yet".into()) }).collect()),
-        }
-    });
+    let st = py.detach(|| stages::status_at(&root, &cfg));
     let st = st.map_err(|e| pipeline_err(py, &e))?;
     serde_json::to_string(&st).map_err(|e| PyErr::new::<TextgcnError, _>(e.to_string()))
 }
@@ -393,8 +400,7 @@ impl Graph {
         let mut out = BTreeMap::new();
         for r in self.graph.built.records() {
             for (name, o) in &r.outputs {
-                let kind = serde_json::to_value(o.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                out.insert(format!("{}.{name}", r.stage), (o.id.to_string(), kind, self.store.object_path(&o.id)));
+                out.insert(format!("{}.{name}", r.stage), (o.id.to_string(), o.kind.to_string(), self.store.object_path(&o.id)));
             }
         }
         out

@@ -197,6 +197,8 @@ def test_builds_are_incremental_and_report_progress(r8_store: Path, tmp_path: Pa
     assert [e["stage"] for e in events if e["event"] == "stage"] == ["ingest", "tokenize", "vocab", "graph", "splits"]
     assert all(s.status == "fresh" for s in textgcn.status(R8, r8_store))
     assert textgcn.refs(r8_store) == ["R8"]
+    nothing = textgcn.status(R8, tmp_path / "no-store")
+    assert [(s.status, s.why) for s in nothing] == [("stale", "no store yet")] * 5 and not (tmp_path / "no-store").exists()
     # A fresh build of a small corpus reports the long phases as it goes.
     cfg = small_corpus(tmp_path)
     events.clear()

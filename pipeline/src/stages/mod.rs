@@ -379,6 +379,17 @@ pub fn status(store: &Store, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, Pip
     Pipeline::standard().status(store, cfg)
 }
 
+/// [`status`] of the store at `root`, which may not exist yet: then every
+/// stage is stale ("no store yet"). A directory that is a store of another
+/// layout, or a file, is an error.
+pub fn status_at(root: &Path, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, PipelineError> {
+    match Store::open(root, textgcn_artifacts::OpenMode::Read) {
+        Ok(store) => status(&store, cfg),
+        Err(e) if root.join("STORE").exists() || root.is_file() => Err(e.into()),
+        Err(_) => Ok(Pipeline::standard().names().into_iter().map(|s| StageStatus { stage: s.into(), status: StageState::Stale, why: Some("no store yet".into()) }).collect()),
+    }
+}
+
 /// [`Pipeline::stale_stages`] of the standard pipeline.
 pub fn stale_stages(store: &Store, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, PipelineError> {
     Pipeline::standard().stale_stages(store, cfg)

@@ -210,12 +210,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Status { config, json } => {
             let cfg = config::load(&config)?;
-            let st = match Store::open(&store_path, OpenMode::Read) {
-                Ok(store) => stages::status(&store, &cfg)?,
-                // An older layout or a foreign directory is said as such.
-                Err(e) if store_path.join("STORE").exists() || store_path.is_file() => return Err(e.into()),
-                Err(_) => stages::Pipeline::standard().names().into_iter().map(|s| stages::StageStatus { stage: (*s).into(), status: stages::StageState::Stale, why: Some("no store yet".into()) }).collect(),
-            };
+            let st = stages::status_at(&store_path, &cfg)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {

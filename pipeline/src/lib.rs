@@ -15,9 +15,15 @@
 //! - [`stages`]: each stage as a type, the driver (fingerprints,
 //!   freshness, build, status) and the typed read side ([`stages::BuiltGraph`]).
 //! - [`tables`]: Parquet tables of the pipeline.
+//! - [`alloc`]: glibc allocator tuning for the graph build and training.
+//!
+//! Where the `unsafe` is, each module with its invariant: [`alloc`]
+//! (`mallopt`, `malloc_trim`) and `graph::prefetch` (the prefetch hint of
+//! the word rows and the normalisation).
 //! - `terminal` (feature `cli`): a build with the CLI's progress, for the
 //!   `textgcn` binary and the Python package.
 
+pub mod alloc;
 pub mod clean;
 pub mod config;
 pub mod graph;

@@ -9,11 +9,12 @@
 //! This is the only crate of the workspace that links libtorch.
 //!
 //! Where the `unsafe` is, each module with its invariant: [`mapping`]
-//! (tensors viewing mapped files) and [`alloc`] (glibc allocator tuning).
+//! (tensors viewing mapped files) and [`alloc`] (glibc allocator tuning,
+//! the pipeline crate's module, shared).
 //! The SIMD kernels ([`spmm`]) have none: `pulp`'s feature tokens dispatch
 //! them.
 
-pub mod alloc;
+pub use textgcn_pipeline::alloc;
 pub mod graph;
 pub mod mapping;
 pub mod metrics;

@@ -68,6 +68,9 @@ impl Stage for Graph {
         let dt = tables::get_doc_tokens(store, cx.input(Vocab::DOC_TOKENS)?)?;
         drop(s);
         let s = step("compute");
+        // Blocks of rows are allocated by the workers and freed by the
+        // thread that spills them: served from fresh pages, they go back.
+        crate::alloc::allocations_via_mmap_from(128 << 10);
         // The rows may take what the memory limit leaves after the tokens
         // and the build's working set; beyond that they are spilled.
         let limit = cx.cfg.config.build.memory_limit_bytes();

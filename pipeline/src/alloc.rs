@@ -1,16 +1,33 @@
-//! Tuning glibc's allocator for training (its only `unsafe` calls are
-//! `mallopt` and `malloc_trim`, which change allocator policy and are
-//! valid at any time).
+//! Tuning glibc's allocator for the graph build and for training (its
+//! only `unsafe` calls are `mallopt` and `malloc_trim`, which change
+//! allocator policy and are valid at any time). Elsewhere than on glibc
+//! these do nothing.
 
 /// Makes glibc serve every allocation of 1 MiB or more with fresh pages
 /// (`mallopt(M_MMAP_THRESHOLD)`) and return them on free, so that peak-RSS
 /// measurements see each large allocation instead of reused heap. For
 /// memory tests and measurements.
 pub fn large_allocations_via_mmap() {
+    allocations_via_mmap_from(1 << 20);
+}
+
+/// Makes glibc serve every allocation of `bytes` or more with fresh pages
+/// and return them on free (`mallopt(M_MMAP_THRESHOLD)`; glibc's own
+/// threshold starts at 128 KiB and rises to 32 MiB as large blocks are
+/// freed). The graph build sets 128 KiB: its blocks of rows grow by
+/// doubling in the workers and are freed by the thread that spills them,
+/// and with the rising threshold those blocks stayed in per-thread heaps
+/// without being reused (2.08 GB peak at a million documents under an
+/// 1800 MiB limit, with 1 MiB still 1.98 GB; see docs/benchmarks-scale.md).
+pub fn allocations_via_mmap_from(bytes: usize) {
+    let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; valid at any time.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = bytes;
 }
 
 /// Makes glibc keep and reuse large freed blocks instead of returning them
@@ -20,6 +37,7 @@ pub fn large_allocations_via_mmap() {
 /// fresh memory costs about 0.5 s per GiB on these machines. Training
 /// allocates the same shapes every epoch, so reuse is exact.
 pub fn reuse_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; valid at any time.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
@@ -32,6 +50,7 @@ pub fn reuse_large_allocations() {
 /// right within a run (the same shapes every epoch) but lets the heap grow
 /// across runs through fragmentation.
 pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap memory; valid at any time.
     unsafe {
         libc::malloc_trim(0);

@@ -17,8 +17,9 @@ pub fn large_allocations_via_mmap() {
 /// freed). The graph build sets 128 KiB: its blocks of rows grow by
 /// doubling in the workers and are freed by the thread that spills them,
 /// and with the rising threshold those blocks stayed in per-thread heaps
-/// without being reused (2.08 GB peak at a million documents under an
-/// 1800 MiB limit, with 1 MiB still 1.98 GB; see docs/benchmarks-scale.md).
+/// without being reused (at a million documents under an 1800 MiB limit:
+/// at least 2.15 GB with glibc's default, 2.08 GB with a 1 MiB threshold,
+/// 1.89-1.92 GB with 128 KiB; see docs/benchmarks-scale.md).
 pub fn allocations_via_mmap_from(bytes: usize) {
     let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

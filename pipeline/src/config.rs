@@ -265,10 +265,17 @@ pub struct SplitsConfig {
     pub random_split: [f64; 3],
 }
 
-/// `[train]`
+/// `[train]`: which model, and its settings. The top-level keys other than
+/// `model`, `seed` and `device` are the GCN's (the default model); the
+/// other models' settings live in their own tables (`[train.sgc]`,
+/// `[train.ssgc]`, `[train.tfidf_lr]`), so one config can carry all of
+/// them and `--model` picks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// The model trained on the graph.
+    #[serde(default)]
+    pub model: ModelKind,
     /// Hidden layer size.
     #[serde(default = "default_hidden")]
     pub hidden: usize,
@@ -293,6 +300,130 @@ pub struct TrainConfig {
     /// `cpu`, `cuda` or `auto`.
     #[serde(default = "default_device")]
     pub device: DeviceChoice,
+    /// `[train.sgc]`: used when `model = "sgc"`.
+    #[serde(default)]
+    pub sgc: SgcConfig,
+    /// `[train.ssgc]`: used when `model = "ssgc"`.
+    #[serde(default)]
+    pub ssgc: SsgcConfig,
+    /// `[train.tfidf_lr]`: used when `model = "tfidf-lr"`.
+    #[serde(default)]
+    pub tfidf_lr: TfidfLrConfig,
+}
+
+/// The models a graph can be trained with (`train.model`, `--model`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// The 2-layer featureless TextGCN (Yao et al. 2019).
+    #[default]
+    Gcn,
+    /// Simple graph convolution (Wu et al. 2019, the TextSGC setting): a
+    /// linear classifier on the document rows of `Â^k`.
+    Sgc,
+    /// Simple spectral graph convolution (Zhu & Koniusz 2021): a linear
+    /// classifier on the document rows of `(1-α)/K Σ_{k=1..K} Â^k + α I`.
+    Ssgc,
+    /// Logistic regression on the documents' TF-IDF vectors (the TextGCN
+    /// paper's TF-IDF + LR baseline), no graph propagation.
+    #[serde(rename = "tfidf-lr")]
+    #[value(name = "tfidf-lr")]
+    TfidfLr,
+}
+
+impl ModelKind {
+    /// The name as in configs and metrics (`gcn`, `sgc`, `ssgc`, `tfidf-lr`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Gcn => "gcn",
+            ModelKind::Sgc => "sgc",
+            ModelKind::Ssgc => "ssgc",
+            ModelKind::TfidfLr => "tfidf-lr",
+        }
+    }
+
+    /// The config table of the model's own settings (`None` for the GCN,
+    /// whose settings are `[train]`'s top-level keys).
+    pub fn table(self) -> Option<&'static str> {
+        match self {
+            ModelKind::Gcn => None,
+            ModelKind::Sgc => Some("train.sgc"),
+            ModelKind::Ssgc => Some("train.ssgc"),
+            ModelKind::TfidfLr => Some("train.tfidf_lr"),
+        }
+    }
+}
+
+/// The longest propagation `k` accepted for SGC and SSGC.
+pub const MAX_PROPAGATION: usize = 64;
+
+/// The `[train]` keys that are the GCN's own: refused beside another
+/// `model` in the same file (they would do nothing).
+pub const GCN_KEYS: [&str; 6] = ["hidden", "dropout", "learning_rate", "weight_decay", "epochs", "early_stopping"];
+
+/// How the propagated features of SGC/SSGC are scaled before the linear
+/// layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureScale {
+    /// TextSGC's: each feature column minus its minimum over the training
+    /// documents, divided by its range there; columns constant on the
+    /// training documents are dropped.
+    #[default]
+    MinMax,
+    /// The propagated values as they are.
+    None,
+}
+
+/// `[train.sgc]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgcConfig {
+    /// Propagation steps `k` of `Â^k`.
+    #[serde(default = "default_sgc_k")]
+    pub k: usize,
+    /// L2 penalty `½·λ·‖W‖²` added to the mean cross-entropy.
+    #[serde(default = "default_linear_wd")]
+    pub weight_decay: f64,
+    /// L-BFGS iterations (one loss and gradient evaluation each).
+    #[serde(default = "default_linear_iterations")]
+    pub iterations: usize,
+    /// Feature scaling.
+    #[serde(default)]
+    pub scale: FeatureScale,
+}
+
+/// `[train.ssgc]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsgcConfig {
+    /// Propagation steps `K` averaged.
+    #[serde(default = "default_ssgc_k")]
+    pub k: usize,
+    /// Restart weight `α` of the identity term.
+    #[serde(default = "default_ssgc_alpha")]
+    pub alpha: f64,
+    /// L2 penalty `½·λ·‖W‖²` added to the mean cross-entropy.
+    #[serde(default = "default_linear_wd")]
+    pub weight_decay: f64,
+    /// L-BFGS iterations (one loss and gradient evaluation each).
+    #[serde(default = "default_linear_iterations")]
+    pub iterations: usize,
+    /// Feature scaling.
+    #[serde(default)]
+    pub scale: FeatureScale,
+}
+
+/// `[train.tfidf_lr]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TfidfLrConfig {
+    /// L2 penalty `½·λ·‖W‖²` (the bias is not penalised).
+    #[serde(default = "default_tfidf_wd")]
+    pub weight_decay: f64,
+    /// L-BFGS iterations (one loss and gradient evaluation each).
+    #[serde(default = "default_tfidf_iterations")]
+    pub iterations: usize,
 }
 
 fn default_format() -> Format {
@@ -352,6 +483,42 @@ fn default_early() -> usize {
 fn default_device() -> DeviceChoice {
     DeviceChoice::Auto
 }
+fn default_sgc_k() -> usize {
+    2
+}
+fn default_ssgc_k() -> usize {
+    2
+}
+fn default_ssgc_alpha() -> f64 {
+    0.05
+}
+fn default_linear_wd() -> f64 {
+    1e-3
+}
+fn default_linear_iterations() -> usize {
+    60
+}
+fn default_tfidf_wd() -> f64 {
+    1e-4
+}
+fn default_tfidf_iterations() -> usize {
+    100
+}
+impl Default for SgcConfig {
+    fn default() -> Self {
+        SgcConfig { k: default_sgc_k(), weight_decay: default_linear_wd(), iterations: default_linear_iterations(), scale: FeatureScale::MinMax }
+    }
+}
+impl Default for SsgcConfig {
+    fn default() -> Self {
+        SsgcConfig { k: default_ssgc_k(), alpha: default_ssgc_alpha(), weight_decay: default_linear_wd(), iterations: default_linear_iterations(), scale: FeatureScale::MinMax }
+    }
+}
+impl Default for TfidfLrConfig {
+    fn default() -> Self {
+        TfidfLrConfig { weight_decay: default_tfidf_wd(), iterations: default_tfidf_iterations() }
+    }
+}
 
 impl Default for TokenizeConfig {
     fn default() -> Self {
@@ -384,6 +551,10 @@ impl Default for TrainConfig {
             early_stopping: default_early(),
             seed: 0,
             device: default_device(),
+            model: ModelKind::Gcn,
+            sgc: SgcConfig::default(),
+            ssgc: SsgcConfig::default(),
+            tfidf_lr: TfidfLrConfig::default(),
         }
     }
 }
@@ -495,7 +666,26 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ConfigError { path: path.into(), line, message }
     })?;
     config.validate().map_err(|(key, msg)| ConfigError { path: path.into(), line: find_key_line(text, &key), message: format!("key `{key}`: {msg}") })?;
+    check_model_keys(&config, text).map_err(|(key, msg)| ConfigError { path: path.into(), line: find_key_line(text, &key), message: format!("key `{key}`: {msg}") })?;
     Ok(config)
+}
+
+/// Refuses the GCN's own `[train]` keys ([`GCN_KEYS`]) in a file that
+/// sets `train.model` to another model: they would do nothing, and the
+/// user most likely meant that model's table. (Other models' tables may
+/// stay in any config: `--model` picks which one applies.)
+fn check_model_keys(config: &Config, text: &str) -> Result<(), (String, String)> {
+    let model = config.train.model;
+    let Some(table) = model.table() else { return Ok(()) };
+    let raw: toml::Table = toml::from_str(text).map_err(|e| ("train".to_owned(), e.message().to_owned()))?;
+    let Some(train) = raw.get("train").and_then(|t| t.as_table()) else { return Ok(()) };
+    match GCN_KEYS.iter().find(|k| train.contains_key(**k)) {
+        Some(k) => Err((
+            format!("train.{k}"),
+            format!("a setting of the gcn model, but `train.model` is \"{}\" here; its settings are in [{table}] (see docs/config.md)", model.as_str()),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The memory limit of the cgroup that `proc_self_cgroup` (the text of
@@ -573,6 +763,32 @@ impl Config {
         }
         if t.epochs == 0 {
             return err("train.epochs", "must be at least 1".into());
+        }
+        let linear = [("train.sgc", t.sgc.weight_decay, t.sgc.iterations), ("train.ssgc", t.ssgc.weight_decay, t.ssgc.iterations), ("train.tfidf_lr", t.tfidf_lr.weight_decay, t.tfidf_lr.iterations)];
+        for (table, wd, iterations) in linear {
+            if !(wd >= 0.0 && wd.is_finite()) {
+                return err(&format!("{table}.weight_decay"), format!("{wd} must be non-negative"));
+            }
+            if iterations == 0 {
+                return err(&format!("{table}.iterations"), "must be at least 1".into());
+            }
+        }
+        for (table, k, scale) in [("train.sgc", t.sgc.k, t.sgc.scale), ("train.ssgc", t.ssgc.k, t.ssgc.scale)] {
+            if k == 0 {
+                return err(&format!("{table}.k"), "must be at least 1".into());
+            }
+            if k > MAX_PROPAGATION {
+                return err(&format!("{table}.k"), format!("{k} is more than {MAX_PROPAGATION} propagation steps"));
+            }
+            if scale == FeatureScale::MinMax && k > 2 {
+                return err(
+                    &format!("{table}.scale"),
+                    format!("\"min-max\" needs k ≤ 2 (k = {k}): the column ranges over the training documents are computed exactly from the 2-hop neighbourhoods, and beyond two steps that is a dense product; use scale = \"none\" for a longer propagation"),
+                );
+            }
+        }
+        if !(0.0..1.0).contains(&t.ssgc.alpha) {
+            return err("train.ssgc.alpha", format!("{} is out of range [0, 1)", t.ssgc.alpha));
         }
         Ok(())
     }
@@ -683,6 +899,31 @@ mod tests {
         assert_eq!(c.ingest.encoding, Encoding::Latin1);
         assert_eq!(c.train.hidden, 200);
         assert_eq!(c.train.learning_rate, 0.02);
+    }
+
+    #[test]
+    fn model_settings_are_checked_against_the_model() {
+        // A gcn key beside another model in the same file does nothing: refused.
+        let e = err(&format!("{GOOD}[train]\nmodel = \"sgc\"\nhidden = 64\n"));
+        assert!(e.starts_with("c.toml:9: key `train.hidden`: a setting of the gcn model, but `train.model` is \"sgc\""), "{e}");
+        assert!(e.contains("[train.sgc]"), "{e}");
+        // Other models' tables may stay in a gcn config (`--model` picks).
+        let c = parse(&format!("{GOOD}[train]\nhidden = 64\n[train.sgc]\nk = 1\nweight_decay = 0.5\n"), Path::new("c.toml")).unwrap();
+        assert_eq!((c.train.model, c.train.hidden, c.train.sgc.k, c.train.sgc.weight_decay), (ModelKind::Gcn, 64, 1, 0.5));
+        let c = parse(&format!("{GOOD}[train]\nmodel = \"tfidf-lr\"\nseed = 3\n[train.tfidf_lr]\niterations = 7\n"), Path::new("c.toml")).unwrap();
+        assert_eq!((c.train.model, c.train.seed, c.train.tfidf_lr.iterations), (ModelKind::TfidfLr, 3, 7));
+        // A key the model's table does not have.
+        let e = err(&format!("{GOOD}[train]\nmodel = \"sgc\"\n[train.sgc]\nalpha = 0.1\n"));
+        assert!(e.starts_with("c.toml:10: key `train.sgc.alpha`: unknown field `alpha`"), "{e}");
+        // Min-max scaling is exact for two steps at most.
+        let e = err(&format!("{GOOD}[train]\nmodel = \"ssgc\"\n[train.ssgc]\nk = 4\n"));
+        assert!(e.contains("key `train.ssgc.scale`: \"min-max\" needs k ≤ 2 (k = 4)"), "{e}");
+        let c = parse(&format!("{GOOD}[train.ssgc]\nk = 4\nscale = \"none\"\nalpha = 0.1\n"), Path::new("c.toml")).unwrap();
+        assert_eq!((c.train.ssgc.k, c.train.ssgc.scale, c.train.ssgc.alpha), (4, FeatureScale::None, 0.1));
+        let e = err(&format!("{GOOD}[train.ssgc]\nalpha = 1.0\n"));
+        assert!(e.starts_with("c.toml:8: key `train.ssgc.alpha`: 1 is out of range [0, 1)"), "{e}");
+        let e = err(&format!("{GOOD}[train]\nmodel = \"tfidf_lr\"\n"));
+        assert!(e.contains("key `train.model`") && e.contains("did you mean `tfidf-lr`?"), "{e}");
     }
 
     #[test]

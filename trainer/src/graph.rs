@@ -30,6 +30,17 @@ pub enum Adj {
     /// A libtorch sparse CSR tensor (on CUDA, or on the CPU when asked with
     /// `TEXTGCN_SPMM=torch` for comparison).
     Torch(Tensor),
+    /// CPU: the native kernel over CSR arrays in memory (a matrix derived
+    /// from the graph, such as the TF-IDF rows of [`crate::linear`]); it
+    /// need not be square.
+    Host {
+        /// `rows + 1` offsets.
+        row_ptr: Vec<i64>,
+        /// Column of each non-zero.
+        cols: Vec<i64>,
+        /// Value of each non-zero.
+        vals: Vec<f32>,
+    },
 }
 
 impl Adj {
@@ -37,23 +48,54 @@ impl Adj {
     pub fn mm(&self, x: &Tensor) -> Tensor {
         match self {
             Adj::Torch(t) => t.mm(x),
-            Adj::Native { row_ptr, cols, vals } => {
-                let x = x.contiguous();
-                let k = x.size()[1];
-                let n = row_ptr.tensor().numel() - 1;
-                let mut out = Tensor::empty([n as i64, k], (Kind::Float, Device::Cpu));
-                let csr = crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values() };
-                csr.mul_dense(crate::mapping::f32_slice(&x), k as usize, crate::mapping::f32_slice_mut(&mut out));
-                out
-            }
+            Adj::Native { row_ptr, .. } => self.mm_rows(x, row_ptr.values().len() - 1),
+            Adj::Host { row_ptr, .. } => self.mm_rows(x, row_ptr.len() - 1),
         }
+    }
+
+    /// The first `rows` rows of `Â · x` (on the CPU only those are
+    /// computed; libtorch computes all and narrows).
+    pub fn mm_rows(&self, x: &Tensor, rows: usize) -> Tensor {
+        let native = |csr: crate::spmm::Csr| {
+            let csr = csr.prefix(rows);
+            let x = x.contiguous();
+            let k = x.size()[1];
+            let mut out = Tensor::empty([rows as i64, k], (Kind::Float, Device::Cpu));
+            csr.mul_dense(crate::mapping::f32_slice(&x), k as usize, crate::mapping::f32_slice_mut(&mut out));
+            out
+        };
+        match self {
+            Adj::Torch(t) => t.mm(x).narrow(0, 0, rows as i64),
+            Adj::Native { row_ptr, cols, vals } => native(crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values() }),
+            Adj::Host { row_ptr, cols, vals } => native(crate::spmm::Csr { row_ptr, cols, vals }),
+        }
+    }
+
+    /// The CSR arrays when they are on the host (the CPU variants).
+    pub fn host(&self) -> Option<crate::spmm::Csr<'_>> {
+        match self {
+            Adj::Native { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values() }),
+            Adj::Host { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr, cols, vals }),
+            Adj::Torch(_) => None,
+        }
+    }
+
+    /// A CSR matrix held in memory, multiplied where `device` is: natively
+    /// on the CPU, as a libtorch CSR tensor of `[rows, ncols]` elsewhere.
+    pub fn from_host(row_ptr: Vec<i64>, cols: Vec<i64>, vals: Vec<f32>, ncols: usize, device: Device) -> Adj {
+        if device == Device::Cpu {
+            return Adj::Host { row_ptr, cols, vals };
+        }
+        let rows = row_ptr.len() as i64 - 1;
+        let t = Tensor::sparse_csr_tensor_crow_col_value_size(&Tensor::from_slice(&row_ptr), &Tensor::from_slice(&cols), &Tensor::from_slice(&vals), [rows, ncols as i64], (Kind::Float, Device::Cpu));
+        Adj::Torch(t.to_device(device))
     }
 
     /// The device the products run on.
     pub fn device(&self) -> Device {
         match self {
             Adj::Torch(t) => t.device(),
-            Adj::Native { .. } => Device::Cpu,
+            Adj::Native { .. } | Adj::Host { .. } => Device::Cpu,
         }
     }
 }
@@ -96,7 +138,13 @@ pub struct GraphData {
     cols: MappedTensor<Int64Type>,
     vals: MappedTensor<Float32Type>,
     rowptr: MappedTensor<Int64Type>,
+    /// The min-max column ranges of a propagation (by its coefficients),
+    /// computed once for all seeds of a `--runs` ([`crate::linear`]).
+    ranges: std::sync::Mutex<Option<(Vec<f64>, ColumnRanges)>>,
 }
+
+/// Per-column minima and maxima over the training documents.
+pub type ColumnRanges = std::sync::Arc<(Vec<f32>, Vec<f32>)>;
 
 impl GraphData {
     /// Whether the CPU CSR tensor's columns and values are the mapped
@@ -111,8 +159,13 @@ impl GraphData {
                     && crate::mapping::inside(&t.values(), self.vals.mapping_range())
                     && crate::mapping::inside(&t.crow_indices(), self.rowptr.mapping_range())
             }
-            Adj::Torch(_) => false,
+            Adj::Torch(_) | Adj::Host { .. } => false,
         }
+    }
+
+    /// The graph's CSR arrays on the host (the mapped files).
+    pub fn host_csr(&self) -> crate::spmm::Csr<'_> {
+        crate::spmm::Csr { row_ptr: self.rowptr.values(), cols: self.cols.values(), vals: self.vals.values() }
     }
 
     /// Opens and checks the graph objects directly (tests, benchmarks).
@@ -156,6 +209,22 @@ impl GraphData {
             cols,
             vals,
             rowptr,
+            ranges: Default::default(),
+        }
+    }
+
+    /// The column ranges of the propagation `coef` on this graph's
+    /// training documents: `compute`'s result, kept for the next call with
+    /// the same `coef`.
+    pub fn column_ranges(&self, coef: &[f64], compute: impl FnOnce() -> (Vec<f32>, Vec<f32>)) -> ColumnRanges {
+        let mut cache = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some((c, r)) if c == coef => r.clone(),
+            _ => {
+                let r = std::sync::Arc::new(compute());
+                *cache = Some((coef.to_vec(), r.clone()));
+                r
+            }
         }
     }
 

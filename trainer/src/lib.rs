@@ -16,6 +16,8 @@
 
 pub use textgcn_pipeline::alloc;
 pub mod graph;
+pub mod lbfgs;
+pub mod linear;
 pub mod mapping;
 pub mod metrics;
 pub mod model;

@@ -8,7 +8,7 @@ use clap::Parser;
 use tch::Device;
 use textgcn_cli::ui::{self, Verbosity};
 use textgcn_cli::store_dir;
-use textgcn_pipeline::config::{self, DeviceChoice};
+use textgcn_pipeline::config::{self, DeviceChoice, ModelKind};
 use textgcn_trainer::{Hyper, graph, run};
 
 mod predict_cmd;
@@ -42,22 +42,30 @@ struct Cli {
     /// Where to train (default: the config's `train.device`).
     #[arg(long, value_enum)]
     device: Option<DeviceChoice>,
-    /// Maximum epochs.
+    /// Model: gcn (default), sgc, ssgc, tfidf-lr (default: the config's
+    /// `train.model`).
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
+    /// L-BFGS iterations of a linear model (sgc, ssgc, tfidf-lr).
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Maximum epochs (gcn).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Hidden units.
+    /// Hidden units (gcn).
     #[arg(long)]
     hidden: Option<usize>,
-    /// Dropout on the hidden layer.
+    /// Dropout on the hidden layer (gcn).
     #[arg(long)]
     dropout: Option<f64>,
-    /// Adam learning rate.
+    /// Adam learning rate (gcn).
     #[arg(long)]
     lr: Option<f64>,
-    /// Weight decay on the first layer.
+    /// Weight decay: the gcn's on its first layer, a linear model's L2
+    /// penalty (`train.<model>.weight_decay`).
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Early-stopping window (0: off).
+    /// Early-stopping window (gcn; 0: off).
     #[arg(long)]
     early_stopping: Option<usize>,
     /// Run directory (default: runs/<name>/seed-<seed>).
@@ -139,10 +147,26 @@ fn real_main(cli: Cli) -> Result<()> {
     // the same rules.
     let mut checked = cfg.config.clone();
     let o = &mut checked.train;
+    o.model = cli.model.unwrap_or(o.model);
+    // A flag of one model beside another model would do nothing: refuse it.
+    let gcn_flags = [("--hidden", cli.hidden.is_some()), ("--dropout", cli.dropout.is_some()), ("--lr", cli.lr.is_some()), ("--epochs", cli.epochs.is_some()), ("--early-stopping", cli.early_stopping.is_some())];
+    if o.model != ModelKind::Gcn
+        && let Some((flag, _)) = gcn_flags.iter().find(|(_, given)| *given)
+    {
+        bail!("{flag} is a setting of the gcn model, but the model is {}; its settings are in [{}] (and --weight-decay, --iterations)", o.model.as_str(), o.model.table().unwrap_or("train"));
+    }
+    if o.model == ModelKind::Gcn && cli.iterations.is_some() {
+        bail!("--iterations is a setting of the linear models (sgc, ssgc, tfidf-lr); the gcn trains for --epochs");
+    }
     o.hidden = cli.hidden.unwrap_or(o.hidden);
     o.dropout = cli.dropout.unwrap_or(o.dropout);
     o.learning_rate = cli.lr.unwrap_or(o.learning_rate);
-    o.weight_decay = cli.weight_decay.unwrap_or(o.weight_decay);
+    match o.model {
+        ModelKind::Gcn => o.weight_decay = cli.weight_decay.unwrap_or(o.weight_decay),
+        ModelKind::Sgc => (o.sgc.weight_decay, o.sgc.iterations) = (cli.weight_decay.unwrap_or(o.sgc.weight_decay), cli.iterations.unwrap_or(o.sgc.iterations)),
+        ModelKind::Ssgc => (o.ssgc.weight_decay, o.ssgc.iterations) = (cli.weight_decay.unwrap_or(o.ssgc.weight_decay), cli.iterations.unwrap_or(o.ssgc.iterations)),
+        ModelKind::TfidfLr => (o.tfidf_lr.weight_decay, o.tfidf_lr.iterations) = (cli.weight_decay.unwrap_or(o.tfidf_lr.weight_decay), cli.iterations.unwrap_or(o.tfidf_lr.iterations)),
+    }
     o.epochs = cli.epochs.unwrap_or(o.epochs);
     o.early_stopping = cli.early_stopping.unwrap_or(o.early_stopping);
     o.seed = cli.seed.unwrap_or(o.seed);
@@ -179,7 +203,7 @@ fn real_main(cli: Cli) -> Result<()> {
         }
     };
     say(format!(
-        "{}: {} nodes ({} documents, {} classes), {} edges; train/val/test {}/{}/{}; device {:?}",
+        "{}: {} nodes ({} documents, {} classes), {} edges; train/val/test {}/{}/{}; model {}; device {:?}",
         cfg.config.name,
         data.num_nodes,
         data.num_docs,
@@ -188,6 +212,7 @@ fn real_main(cli: Cli) -> Result<()> {
         data.split_lists[0].len(),
         data.split_lists[1].len(),
         data.split_lists[2].len(),
+        hyper.model.as_str(),
         device
     ));
     let run_dir = |seed: u64| match &cli.out {
@@ -200,16 +225,31 @@ fn real_main(cli: Cli) -> Result<()> {
     for k in 0..cli.runs {
         textgcn_trainer::run_dir::check_target(&run_dir(hyper.seed + k as u64))?;
     }
-    textgcn_trainer::model::check_fits(data.num_nodes, hyper.hidden, data.num_classes(), data.num_docs, device)?;
+    match textgcn_trainer::linear::Spec::of(&hyper) {
+        None => textgcn_trainer::model::check_fits(data.num_nodes, hyper.hidden, data.num_classes(), data.num_docs, device)?,
+        Some(spec) => {
+            if data.held_out.is_some() {
+                bail!("{} holds its test documents out of the graph (ingest.hold_out_test), and the {} model has no inductive predictor: train it on a transductive config, or use --model gcn", cfg.config.name, hyper.model.as_str());
+            }
+            let params = if spec.kind == ModelKind::TfidfLr { data.num_nodes - data.num_docs } else { data.num_nodes };
+            textgcn_trainer::model::check_bytes_fit(
+                textgcn_trainer::linear::training_bytes(params, data.num_nodes, data.num_classes(), data.num_docs, spec.iterations),
+                &format!("{} parameter rows × {} classes with L-BFGS ({} documents)", params, data.num_classes(), data.num_docs),
+                device,
+            )?
+        }
+    }
     let mut results = Vec::new();
     for k in 0..cli.runs {
         let h = Hyper { seed: hyper.seed + k as u64, ..hyper.clone() };
-        let pb = ui::bar(v, h.epochs as u64, format!("seed {}", h.seed));
+        let steps = textgcn_trainer::linear::Spec::of(&h).map_or(h.epochs, |s| s.iterations);
+        let pb = ui::bar(v, steps as u64, format!("seed {}", h.seed));
+        let step = if h.model == ModelKind::Gcn { "epoch" } else { "iteration" };
         let trained = run::train_run(&data, &h, |e| {
             pb.inc(1);
             pb.set_message(format!("val loss {:.4} acc {:.4}", e.val_loss, e.val_acc));
             if v.shows_results() {
-                ui::println(&pb, &format!("epoch {:>3}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  {:.3}s", e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.seconds));
+                ui::println(&pb, &format!("{step} {:>3}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  {:.3}s", e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.seconds));
             }
         });
         pb.finish_and_clear();

@@ -62,14 +62,21 @@ fn available_bytes() -> Option<u128> {
 /// the shapes, so a corpus with a million classes gets a sentence instead
 /// of an allocation failure.
 pub fn check_fits(nodes: usize, hidden: usize, classes: usize, docs: usize, device: Device) -> anyhow::Result<()> {
-    let gb = |b: u128| b as f64 / 1e9;
     let shapes = format!("{nodes} nodes × {hidden} hidden units × {classes} classes ({docs} documents)");
-    let Some(need) = training_bytes(nodes, hidden, classes, docs) else {
-        anyhow::bail!("the model does not fit: {shapes} overflows any memory");
-    };
     if [nodes as u128 * hidden.max(classes) as u128, hidden as u128 * classes as u128].iter().any(|&x| x > i64::MAX as u128 / 4) {
         anyhow::bail!("the model does not fit: {shapes} exceeds the largest tensor libtorch can hold");
     }
+    check_bytes_fit(training_bytes(nodes, hidden, classes, docs), &shapes, device)
+}
+
+/// Refuses a training that needs `need` bytes (`None`: overflowed) when
+/// that is more than 1 TiB or, on the CPU, more than the memory available;
+/// `shapes` describes the model in the message.
+pub fn check_bytes_fit(need: Option<u128>, shapes: &str, device: Device) -> anyhow::Result<()> {
+    let gb = |b: u128| b as f64 / 1e9;
+    let Some(need) = need else {
+        anyhow::bail!("the model does not fit: {shapes} overflows any memory");
+    };
     if need > 1 << 40 {
         anyhow::bail!("the model does not fit: {shapes} needs about {:.0} GB for weights, Adam state and activations (more than 1 TiB)", gb(need));
     }
@@ -300,7 +307,7 @@ mod tests {
         let labels = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
         let train = Tensor::from_slice(&[0i64, 3, 4, 7, 8]);
         for wd in [0.0, 0.01] {
-            let h = Hyper { hidden: 5, dropout: 0.0, learning_rate: 1.0, weight_decay: wd, epochs: 1, early_stopping: 0, seed: 0, device: DeviceChoice::Cpu };
+            let h = Hyper { hidden: 5, dropout: 0.0, learning_rate: 1.0, weight_decay: wd, epochs: 1, early_stopping: 0, seed: 0, device: DeviceChoice::Cpu, ..Hyper::default() };
             let model = Model::new(n as usize, 5, 3, Device::Cpu);
             let w0 = model.w0.copy().set_requires_grad(true);
             let w1 = model.w1.copy().set_requires_grad(true);

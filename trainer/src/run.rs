@@ -37,6 +37,13 @@ pub struct EpochLog {
 /// What a run produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
+    /// The model trained (`gcn`, `sgc`, `ssgc`, `tfidf-lr`).
+    pub model: String,
+    /// Wall seconds of the whole fit (epochs or iterations, and a linear
+    /// model's setup), before the test evaluation.
+    pub train_seconds: f64,
+    /// A linear model's L-BFGS and feature numbers.
+    pub linear: Option<crate::linear::LinearInfo>,
     /// Seed.
     pub seed: u64,
     /// Device used.
@@ -66,8 +73,33 @@ pub struct RunResult {
     pub epochs: Vec<EpochLog>,
 }
 
-/// Trains one model with `h` on `data`. `on_epoch` sees every epoch.
-pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -> Trained {
+/// Trains one model with `h` on `data` (`h.model`: the GCN or one of the
+/// linear models of [`crate::linear`]). `on_epoch` sees every epoch (for a
+/// linear model, every L-BFGS iteration).
+pub fn train_run(data: &GraphData, h: &Hyper, on_epoch: impl FnMut(&EpochLog)) -> Trained {
+    let peak_anon = metrics::anon_now();
+    let t = Instant::now();
+    let fitted = match crate::linear::Spec::of(h) {
+        Some(spec) => {
+            let lt = crate::linear::train(data, &spec, h, on_epoch);
+            Fitted { log: lt.log, probs: lt.probs, weights: lt.weights, predictor: None, linear: Some(lt.info), peak_anon: peak_anon.max(metrics::anon_now()) }
+        }
+        None => train_gcn(data, h, on_epoch),
+    };
+    finish(data, h, fitted, t.elapsed().as_secs_f64())
+}
+
+/// What a model's fit hands to the shared evaluation.
+struct Fitted {
+    log: Vec<EpochLog>,
+    probs: Tensor,
+    weights: Vec<(String, Tensor)>,
+    predictor: Option<Predictor>,
+    linear: Option<crate::linear::LinearInfo>,
+    peak_anon: u64,
+}
+
+fn train_gcn(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -> Fitted {
     let device = data.adj.device();
     tch::manual_seed(h.seed as i64);
     if let Device::Cuda(_) = device {
@@ -107,6 +139,14 @@ pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog
         Predictor::from_training(info, data.num_docs, &data.label_names, &model.w0, &model.w1, &z, &data.self_loops(words)).expect("the graph's nodes are its documents and words")
     });
     drop(z);
+    let weights = vec![("w0".to_owned(), model.w0.to_device(Device::Cpu)), ("w1".to_owned(), model.w1.to_device(Device::Cpu))];
+    Fitted { log, probs, weights, predictor, linear: None, peak_anon }
+}
+
+/// Test metrics (and the held-out documents' inductive ones) of a fit.
+fn finish(data: &GraphData, h: &Hyper, fitted: Fitted, train_seconds: f64) -> Trained {
+    let Fitted { log, probs, weights, predictor, linear, peak_anon } = fitted;
+    let device = data.adj.device();
     let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false)).expect("int64 predictions");
     let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu)).expect("int64 labels");
     let test = &data.split_lists[2];
@@ -145,6 +185,9 @@ pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog
     let peak = metrics::peak_rss();
     let mapped = metrics::mapped_rss(&data.mapped_paths);
     let result = RunResult {
+        model: h.model.as_str().to_owned(),
+        train_seconds,
+        linear,
         seed: h.seed,
         device: format!("{device:?}"),
         epochs_run: log.len(),
@@ -159,15 +202,16 @@ pub fn train_run(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog
         hyper: h.clone(),
         epochs: log,
     };
-    Trained { result, model, probs, predictor, held_out_predictions }
+    Trained { result, weights, probs, predictor, held_out_predictions }
 }
 
 /// Everything a training run produced.
 pub struct Trained {
     /// Metrics and logs.
     pub result: RunResult,
-    /// Final weights.
-    pub model: Model,
+    /// Final weights by name (`w0`, `w1` for the GCN; [`crate::linear`]'s
+    /// for the linear models), on the CPU.
+    pub weights: Vec<(String, Tensor)>,
     /// Class probabilities of the graph's documents `[D, C]` (CPU).
     pub probs: Tensor,
     /// The inductive classifier (when the graph came from a store).
@@ -202,7 +246,7 @@ pub fn write_outputs(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> 
 }
 
 fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
-    let (res, model, probs) = (&run.result, &run.model, &run.probs);
+    let (res, probs) = (&run.result, &run.probs);
     let atomic = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()));
     atomic("metrics.json", &serde_json::to_vec_pretty(res)?)?;
     let mut csv = String::from("epoch,train_loss,train_acc,val_loss,val_acc,seconds\n");
@@ -232,8 +276,8 @@ fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
     }
     atomic("predictions.parquet", &rows.to_parquet(&data.label_names)?)?;
 
-    let (w0, w1) = (model.w0.to_device(Device::Cpu), model.w1.to_device(Device::Cpu));
-    textgcn_cli::write_atomic_with(&dir.join("model.safetensors"), |tmp| Ok(Tensor::write_safetensors(&[("w0", &w0), ("w1", &w1)], tmp)?))?;
+    let named: Vec<(&str, &Tensor)> = run.weights.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    textgcn_cli::write_atomic_with(&dir.join("model.safetensors"), |tmp| Ok(Tensor::write_safetensors(&named, tmp)?))?;
     if let Some(p) = &run.predictor {
         p.save(dir)?;
     }

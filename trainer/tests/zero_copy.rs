@@ -53,7 +53,7 @@ fn child_measures_training_steps() {
     assert!(g.is_zero_copy(), "graph tensors must point into the file mappings");
     assert!(matches!(g.adj, Adj::Native { .. }));
     let graph_bytes = (n * n * (8 + 4)) as u64; // columns + values in use
-    let h = Hyper { hidden: 16, dropout: 0.5, learning_rate: 0.01, weight_decay: 0.0, epochs: 3, early_stopping: 0, seed: 1, device: DeviceChoice::Cpu };
+    let h = Hyper { hidden: 16, dropout: 0.5, learning_rate: 0.01, weight_decay: 0.0, epochs: 3, early_stopping: 0, seed: 1, device: DeviceChoice::Cpu, ..Hyper::default() };
     tch::manual_seed(1);
     let mut m = Model::new(n, h.hidden, 4, Device::Cpu);
     let mut opt = Adam::new(&m, h.learning_rate);
@@ -89,7 +89,7 @@ fn reusing_the_evaluations_first_layer_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("s"), OpenMode::Write).unwrap();
     let g = dense_graph(&store, 200);
-    let h = Hyper { hidden: 8, dropout: 0.5, learning_rate: 0.05, weight_decay: 0.0, epochs: 6, early_stopping: 0, seed: 5, device: DeviceChoice::Cpu };
+    let h = Hyper { hidden: 8, dropout: 0.5, learning_rate: 0.05, weight_decay: 0.0, epochs: 6, early_stopping: 0, seed: 5, device: DeviceChoice::Cpu, ..Hyper::default() };
     let mut cached = Vec::new();
     let _ = textgcn_trainer::run::train_run(&g, &h, |e| cached.push((e.train_loss, e.val_loss)));
     tch::manual_seed(h.seed as i64);

@@ -36,6 +36,13 @@ impl Csr<'_> {
         self.row_ptr.len() - 1
     }
 
+    /// The first `rows` rows (row offsets start at 0, so they are a prefix
+    /// of the arrays).
+    pub fn prefix(&self, rows: usize) -> Self {
+        let end = self.row_ptr[rows] as usize;
+        Csr { row_ptr: &self.row_ptr[..=rows], cols: &self.cols[..end], vals: &self.vals[..end] }
+    }
+
     /// `out = self · x`, with `x` row-major `[ncols, k]` and `out` row-major
     /// `[rows, k]`. Panics on mismatched sizes or an out-of-range column.
     pub fn mul_dense(&self, x: &[f32], k: usize, out: &mut [f32]) {

@@ -1,0 +1,123 @@
+//! The models on one graph (`--model gcn|sgc|ssgc|tfidf-lr`): each learns a
+//! corpus whose answer is known, is deterministic for a seed, records
+//! itself in the run's files, and wrong mixes of model settings are refused
+//! with a clear error.
+
+use std::path::{Path, PathBuf};
+
+use textgcn_e2e::*;
+
+/// A corpus of three topics: each document draws 9 of its 12 words from
+/// its class's 6 topic words and 3 from 10 words shared by all classes
+/// (a fixed LCG, so the corpus is the same every run). 60 training and 30
+/// test documents; any classifier that reads the words gets them right.
+fn topics_corpus(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut state: u64 = 12345;
+    let mut next = |m: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    let (mut corpus, mut meta) = (String::new(), String::new());
+    for i in 0..90 {
+        let class = i % 3;
+        let words: Vec<String> = (0..12).map(|k| if k % 4 == 3 { format!("shared{}", next(10)) } else { format!("topic{class}word{}", next(6)) }).collect();
+        corpus.push_str(&words.join(" "));
+        corpus.push('\n');
+        meta.push_str(&format!("{i}\t{}\tclass{class}\n", if i < 60 { "train" } else { "test" }));
+    }
+    std::fs::write(data.join("topics.txt"), corpus).unwrap();
+    std::fs::write(data.join("topics.meta.txt"), meta).unwrap();
+    data
+}
+
+fn train(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(bin("textgcn-train"));
+    c.arg("--store").arg(store).arg("--config").arg(cfg).arg("--out").arg(out).args(["--json", "-q", "--device", "cpu"]).args(extra);
+    run(c)
+}
+
+fn metrics(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "training failed: {}", text(o));
+    serde_json::from_slice(&o.stdout).expect("--json prints one JSON object")
+}
+
+/// epochs.csv without its wall-time column.
+fn losses(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("epochs.csv")).unwrap().lines().map(|l| l.rsplitn(2, ',').nth(1).unwrap().to_owned()).collect()
+}
+
+#[test]
+fn every_model_learns_the_topics_and_repeats_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = topics_corpus(dir.path());
+    let store = dir.path().join("store");
+    let cfg = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[train]\nepochs = 60\nearly_stopping = 0\n");
+    build(&store, &cfg);
+    for model in ["gcn", "sgc", "ssgc", "tfidf-lr"] {
+        let a_dir = dir.path().join(format!("{model}-a"));
+        let a = metrics(&train(&store, &cfg, &a_dir, &["--model", model, "--seed", "3"]));
+        let acc = a["test_accuracy"].as_f64().unwrap();
+        assert!(acc >= 0.95, "{model}: test accuracy {acc} on separable topics (chance 1/3)");
+        let b_dir = dir.path().join(format!("{model}-b"));
+        let b = metrics(&train(&store, &cfg, &b_dir, &["--model", model, "--seed", "3"]));
+        for k in ["test_accuracy", "macro_f1", "epochs_run"] {
+            assert_eq!(a[k], b[k], "{model}: {k} differs between two runs with one seed");
+        }
+        assert_eq!(losses(&a_dir), losses(&b_dir), "{model}: per-epoch losses differ between two runs with one seed");
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(a_dir.join("metrics.json")).unwrap()).unwrap();
+        assert_eq!(m["model"], model, "metrics.json names the model");
+        assert_eq!(m["hyper"]["model"], model);
+        assert!(m["train_seconds"].as_f64().unwrap() > 0.0);
+        if model == "gcn" {
+            assert!(m["linear"].is_null());
+            assert!(a_dir.join("predictor.json").is_file(), "the gcn run has its predictor");
+        } else {
+            let l = &m["linear"];
+            assert!(l["iterations_run"].as_u64().unwrap() >= 1 && l["iterations_run"] == m["epochs_run"], "{l}");
+            assert!(l["used_features"].as_u64().unwrap() <= l["features"].as_u64().unwrap());
+            assert!(!a_dir.join("predictor.json").exists(), "{model} has no inductive predictor, and writes none");
+        }
+        for f in ["metrics.json", "epochs.csv", "predictions.parquet", "model.safetensors", "curves.png"] {
+            assert!(a_dir.join(f).is_file(), "{model}: {f} missing");
+        }
+    }
+    // The model can also come from the file.
+    let cfg2 = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[train]\nmodel = \"sgc\"\n[train.sgc]\niterations = 7\n");
+    let m = metrics(&train(&store, &cfg2, &dir.path().join("file"), &[]));
+    assert_eq!(m["epochs_run"], 7, "train.sgc.iterations from the file: {m}");
+    let m = metrics(&train(&store, &cfg2, &dir.path().join("flag"), &["--iterations", "4"]));
+    assert_eq!(m["epochs_run"], 4, "--iterations wins over the file: {m}");
+}
+
+#[test]
+fn wrong_mixes_of_model_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = topics_corpus(dir.path());
+    let store = dir.path().join("store");
+    let cfg = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
+    build(&store, &cfg);
+    let refused = |cfg: &Path, extra: &[&str], want: &str| {
+        let out = dir.path().join("r");
+        let o = train(&store, cfg, &out, extra);
+        let t = text(&o);
+        assert!(!o.status.success() && t.contains(want), "{extra:?}: expected a refusal naming {want:?}, got: {t}");
+        assert!(!out.exists(), "{extra:?}: a refused run wrote {}", out.display());
+    };
+    refused(&cfg, &["--model", "sgc", "--hidden", "16"], "--hidden is a setting of the gcn model, but the model is sgc");
+    refused(&cfg, &["--model", "tfidf-lr", "--epochs", "5"], "--epochs is a setting of the gcn model");
+    refused(&cfg, &["--iterations", "5"], "--iterations is a setting of the linear models");
+    refused(&cfg, &["--model", "svm"], "invalid value 'svm' for '--model");
+    let mixed = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[train]\nmodel = \"ssgc\"\ndropout = 0.3\n");
+    refused(&mixed, &[], "key `train.dropout`: a setting of the gcn model, but `train.model` is \"ssgc\" here; its settings are in [train.ssgc]");
+    let long = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[train.sgc]\nk = 3\n");
+    refused(&long, &["--model", "sgc"], "key `train.sgc.scale`: \"min-max\" needs k ≤ 2 (k = 3)");
+    // A held-out test set needs an inductive predictor, which only the gcn has.
+    let held = write_config(dir.path(), "held", &data, "topics.txt", "topics.meta.txt", "hold_out_test = true\n[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
+    build(&store, &held);
+    let out = dir.path().join("h");
+    let o = train(&store, &held, &out, &["--model", "sgc"]);
+    assert!(!o.status.success() && text(&o).contains("the sgc model has no inductive predictor"), "{}", text(&o));
+    assert!(!out.exists());
+}

@@ -1,11 +1,14 @@
 //! # textgcn-trainer
 //!
-//! Trains the reference 2-layer featureless GCN on artifacts that
+//! Trains the reference 2-layer featureless GCN (and simpler models) on artifacts that
 //! `textgcn build` published, without rebuilding or copying them:
 //! `edge_index`/`edge_attr`/`row_ptr` are memory-mapped and viewed as one
 //! CSR tensor ([`graph`], via [`mapping`]), train,
 //! validation and test are index sets over that one graph, and the training
 //! step ([`model`]) uses `Â` as its own transpose in the backward pass.
+//! The same graph also trains the linear models of [`linear`] (SGC, SSGC,
+//! TF-IDF + logistic regression, fitted by the hand-written [`lbfgs`]),
+//! chosen by `train.model` / `--model`; [`run::train_run`] dispatches.
 //! This is the only crate of the workspace that links libtorch.
 //!
 //! Where the `unsafe` is, each module with its invariant: [`mapping`]

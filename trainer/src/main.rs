@@ -228,9 +228,6 @@ fn real_main(cli: Cli) -> Result<()> {
     match textgcn_trainer::linear::Spec::of(&hyper) {
         None => textgcn_trainer::model::check_fits(data.num_nodes, hyper.hidden, data.num_classes(), data.num_docs, device)?,
         Some(spec) => {
-            if data.held_out.is_some() {
-                bail!("{} holds its test documents out of the graph (ingest.hold_out_test), and the {} model has no inductive predictor: train it on a transductive config, or use --model gcn", cfg.config.name, hyper.model.as_str());
-            }
             let params = if spec.kind == ModelKind::TfidfLr { data.num_nodes - data.num_docs } else { data.num_nodes };
             textgcn_trainer::model::check_bytes_fit(
                 textgcn_trainer::linear::training_bytes(params, data.num_nodes, data.num_classes(), data.num_docs, spec.iterations),
@@ -299,6 +296,9 @@ fn real_main(cli: Cli) -> Result<()> {
         let f1: Vec<f64> = results.iter().map(|r| r.macro_f1).collect();
         let out = serde_json::json!({
             "dataset": cfg.config.name,
+            "model": last.model,
+            "val_accuracy": last.val_accuracy,
+            "train_seconds": last.train_seconds,
             "test_accuracy": last.test_accuracy,
             "macro_precision": last.macro_precision,
             "macro_recall": last.macro_recall,
@@ -314,7 +314,7 @@ fn real_main(cli: Cli) -> Result<()> {
             "test_accuracy_mean": mean,
             "test_accuracy_std": std,
             "macro_f1_mean": mean_std(&f1).0,
-            "per_run": results.iter().map(|r| serde_json::json!({"seed": r.seed, "test_accuracy": r.test_accuracy, "macro_f1": r.macro_f1, "epochs_run": r.epochs_run, "median_epoch_seconds": r.median_epoch_seconds})).collect::<Vec<_>>(),
+            "per_run": results.iter().map(|r| serde_json::json!({"seed": r.seed, "val_accuracy": r.val_accuracy, "train_seconds": r.train_seconds, "test_accuracy": r.test_accuracy, "macro_f1": r.macro_f1, "epochs_run": r.epochs_run, "median_epoch_seconds": r.median_epoch_seconds})).collect::<Vec<_>>(),
         });
         textgcn_cli::outln!("{}", serde_json::to_string(&out)?)?;
     }

@@ -50,6 +50,9 @@ pub struct RunResult {
     pub device: String,
     /// Epochs run.
     pub epochs_run: usize,
+    /// Validation accuracy of the final weights (what hyper-parameters are
+    /// chosen by).
+    pub val_accuracy: f64,
     /// Test accuracy.
     pub test_accuracy: f64,
     /// Macro precision.
@@ -82,7 +85,11 @@ pub fn train_run(data: &GraphData, h: &Hyper, on_epoch: impl FnMut(&EpochLog)) -
     let fitted = match crate::linear::Spec::of(h) {
         Some(spec) => {
             let lt = crate::linear::train(data, &spec, h, on_epoch);
-            Fitted { log: lt.log, probs: lt.probs, weights: lt.weights, predictor: None, linear: Some(lt.info), peak_anon: peak_anon.max(metrics::anon_now()) }
+            let predictor = data.vocab.as_ref().map(|info| {
+                let words = data.num_docs..data.num_nodes;
+                Predictor::from_linear(info, data.num_docs, &data.label_names, h.model.as_str(), &lt.head, &data.self_loops(words)).expect("the graph's nodes are its documents and words")
+            });
+            Fitted { log: lt.log, probs: lt.probs, weights: lt.weights, predictor, linear: Some(lt.info), peak_anon: peak_anon.max(metrics::anon_now()) }
         }
         None => train_gcn(data, h, on_epoch),
     };
@@ -149,6 +156,8 @@ fn finish(data: &GraphData, h: &Hyper, fitted: Fitted, train_seconds: f64) -> Tr
     let device = data.adj.device();
     let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false)).expect("int64 predictions");
     let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu)).expect("int64 labels");
+    let val = &data.split_lists[1];
+    let val_accuracy = val.iter().filter(|&&i| pred[i as usize] == labels[i as usize]).count() as f64 / val.len().max(1) as f64;
     let test = &data.split_lists[2];
     let mut truth: Vec<i64> = test.iter().map(|&i| labels[i as usize]).collect();
     let mut tp: Vec<i64> = test.iter().map(|&i| pred[i as usize]).collect();
@@ -191,6 +200,7 @@ fn finish(data: &GraphData, h: &Hyper, fitted: Fitted, train_seconds: f64) -> Tr
         seed: h.seed,
         device: format!("{device:?}"),
         epochs_run: log.len(),
+        val_accuracy,
         test_accuracy: acc,
         macro_precision: p,
         macro_recall: r,

@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     let torch = match &g.adj {
         Adj::Native { row_ptr, cols, vals } => Adj::Torch(Tensor::sparse_csr_tensor_crow_col_value_size(row_ptr.tensor(), cols.tensor(), vals.tensor(), [n, n], (Kind::Float, Device::Cpu))),
         Adj::Torch(t) => Adj::Torch(t.shallow_clone()),
+        Adj::Host { .. } => unreachable!("a graph from objects is mapped, never held"),
     };
     for k in [200i64, 20] {
         let x = Tensor::rand([n, k], (Kind::Float, Device::Cpu));

@@ -309,6 +309,19 @@ pub struct TrainConfig {
     /// `[train.tfidf_lr]`: used when `model = "tfidf-lr"`.
     #[serde(default)]
     pub tfidf_lr: TfidfLrConfig,
+    /// Multi-label training: each document's label is a set, written in
+    /// its label field joined by `label_separator`; sigmoid outputs with
+    /// binary cross-entropy, a decision threshold chosen on validation.
+    #[serde(default)]
+    pub multi_label: bool,
+    /// What separates the labels of one document's label field (read only
+    /// with `multi_label = true`; the labels are trimmed of white space).
+    #[serde(default = "default_label_separator")]
+    pub label_separator: String,
+}
+
+fn default_label_separator() -> String {
+    ",".into()
 }
 
 /// The models a graph can be trained with (`train.model`, `--model`).
@@ -565,6 +578,8 @@ impl Default for TrainConfig {
             sgc: SgcConfig::default(),
             ssgc: SsgcConfig::default(),
             tfidf_lr: TfidfLrConfig::default(),
+            multi_label: false,
+            label_separator: default_label_separator(),
         }
     }
 }
@@ -683,12 +698,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Refuses the GCN's own `[train]` keys ([`GCN_KEYS`]) in a file that
 /// sets `train.model` to another model: they would do nothing, and the
 /// user most likely meant that model's table. (Other models' tables may
-/// stay in any config: `--model` picks which one applies.)
+/// stay in any config: `--model` picks which one applies.) Likewise
+/// `train.label_separator` without `train.multi_label = true`.
 fn check_model_keys(config: &Config, text: &str) -> Result<(), (String, String)> {
     let model = config.train.model;
-    let Some(table) = model.table() else { return Ok(()) };
     let raw: toml::Table = toml::from_str(text).map_err(|e| ("train".to_owned(), e.message().to_owned()))?;
     let Some(train) = raw.get("train").and_then(|t| t.as_table()) else { return Ok(()) };
+    if !config.train.multi_label && train.contains_key("label_separator") {
+        return Err(("train.label_separator".to_owned(), "is read only for multi-label training; set `train.multi_label = true` too (see docs/config.md)".to_owned()));
+    }
+    let Some(table) = model.table() else { return Ok(()) };
     match GCN_KEYS.iter().find(|k| train.contains_key(**k)) {
         Some(k) => Err((
             format!("train.{k}"),
@@ -796,6 +815,9 @@ impl Config {
         }
         if !(0.0..1.0).contains(&t.ssgc.alpha) {
             return err("train.ssgc.alpha", format!("{} is out of range [0, 1)", t.ssgc.alpha));
+        }
+        if t.label_separator.is_empty() || t.label_separator.contains(['\n', '\r']) {
+            return err("train.label_separator", format!("{:?} must be a non-empty string without line breaks", t.label_separator));
         }
         Ok(())
     }

@@ -105,8 +105,9 @@ pub struct GraphData {
     // Field order is drop order: tensors that view the mappings first.
     /// `Â` `[N, N]`, float32.
     pub adj: Adj,
-    /// Label id per document node, `[D]` int64 (on the device).
-    pub labels: Tensor,
+    /// What each document is trained towards: its class id (`[D]` int64
+    /// on the device) or, after [`GraphData::use_label_sets`], its label set.
+    pub targets: crate::targets::Targets,
     /// Training document nodes.
     pub train: Tensor,
     /// Validation document nodes.
@@ -119,7 +120,7 @@ pub struct GraphData {
     pub num_docs: usize,
     /// Edges.
     pub num_edges: usize,
-    /// Label names by id.
+    /// Label names by id (with label sets: each label of the sets).
     pub label_names: Vec<String>,
     /// Document names by node.
     pub doc_names: Vec<String>,
@@ -192,7 +193,7 @@ impl GraphData {
         let mapped_bytes = mapped_paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
         GraphData {
             adj,
-            labels: Tensor::zeros([0], (Kind::Int64, device)),
+            targets: crate::targets::Targets::Single(Tensor::zeros([0], (Kind::Int64, device))),
             train: Tensor::zeros([0], (Kind::Int64, device)),
             val: Tensor::zeros([0], (Kind::Int64, device)),
             test: Tensor::zeros([0], (Kind::Int64, device)),
@@ -232,7 +233,7 @@ impl GraphData {
     pub fn with_labels(mut self, labels: Vec<i64>, label_names: Vec<String>, doc_names: Vec<String>, splits: [Vec<i64>; 3]) -> Self {
         let device = self.adj.device();
         self.num_docs = labels.len();
-        self.labels = Tensor::from_slice(&labels).to_device(device);
+        self.targets = crate::targets::Targets::Single(Tensor::from_slice(&labels).to_device(device));
         self.train = Tensor::from_slice(&splits[0]).to_device(device);
         self.val = Tensor::from_slice(&splits[1]).to_device(device);
         self.test = Tensor::from_slice(&splits[2]).to_device(device);
@@ -242,7 +243,24 @@ impl GraphData {
         self
     }
 
-    /// Number of classes.
+    /// Reads each document's label field as a set of labels joined by
+    /// `separator` ([`crate::targets`]): the model then trains with sigmoid
+    /// outputs and binary cross-entropy. Refuses an empty or repeated label
+    /// in a field, naming the document.
+    pub fn use_label_sets(&mut self, separator: &str) -> Result<()> {
+        let Some(fields) = self.targets.class_ids() else { return Ok(()) };
+        if let Some(held) = &self.held_out {
+            for (name, field) in held.names.iter().zip(&held.labels) {
+                crate::targets::split_label_field(field, separator).map_err(|why| anyhow::anyhow!("held-out document {name:?}: {why}"))?;
+            }
+        }
+        let (sets, names) = crate::targets::LabelSets::parse(&self.label_names, &fields, &self.doc_names, separator, self.adj.device())?;
+        self.targets = crate::targets::Targets::Multi(sets);
+        self.label_names = names;
+        Ok(())
+    }
+
+    /// Number of classes (labels, with label sets).
     pub fn num_classes(&self) -> usize {
         self.label_names.len()
     }

@@ -28,6 +28,7 @@ pub mod predict;
 pub mod run;
 pub mod run_dir;
 pub mod spmm;
+pub mod targets;
 
 pub use graph::{Adj, GraphData};
 pub use model::{Hyper, Model};

@@ -48,6 +48,7 @@ use crate::model::Hyper;
 use crate::predict::LinearHead;
 use crate::run::EpochLog;
 use crate::spmm::Csr;
+use crate::targets::Targets;
 
 /// A linear model's settings, from the `[train.<model>]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,8 +312,8 @@ pub fn train(data: &GraphData, spec: &Spec, h: &Hyper, mut on_epoch: impl FnMut(
     let mut log = Vec::new();
     let stop = lbfgs::minimize(&mut theta, spec.iterations, |theta| {
         let t = Instant::now();
-        let f = problem.evaluate(theta, &data.train, &data.labels);
-        let (val_loss, val_acc) = crate::model::loss_acc(&f.logits, &data.val, &data.labels);
+        let f = problem.evaluate(theta, &data.train, &data.targets);
+        let (val_loss, val_acc) = data.targets.loss_acc(&f.logits, &data.val);
         if device != Device::Cpu {
             tch::Cuda::synchronize(0);
         }
@@ -323,7 +324,7 @@ pub fn train(data: &GraphData, spec: &Spec, h: &Hyper, mut on_epoch: impl FnMut(
     });
     let Problem { scaling, .. } = &problem;
     let (p, c) = (params as i64, classes as i64);
-    let probs = tch::no_grad(|| problem.logits(&theta).softmax(-1, Kind::Float)).to_device(Device::Cpu);
+    let probs = tch::no_grad(|| data.targets.probabilities(&problem.logits(&theta))).to_device(Device::Cpu);
     let w = theta.narrow(0, 0, p * c).view([p, c]).to_device(Device::Cpu);
     let mut weights = vec![("w".to_owned(), w)];
     if spec.bias {
@@ -358,7 +359,8 @@ struct Problem<'a> {
 struct Evaluation {
     /// Logits of every document `[D, C]`.
     logits: Tensor,
-    /// Mean cross-entropy over the training documents.
+    /// Mean loss over the training documents (cross-entropy, or binary
+    /// cross-entropy for label sets).
     cross_entropy: f64,
     /// `½·λ·‖W‖²`.
     penalty: f64,
@@ -389,23 +391,17 @@ impl Problem<'_> {
     }
 
     /// Loss and gradient at `theta` over the `train` documents.
-    fn evaluate(&self, theta: &Tensor, train: &Tensor, labels: &Tensor) -> Evaluation {
+    fn evaluate(&self, theta: &Tensor, train: &Tensor, targets: &Targets) -> Evaluation {
         let c = self.classes as i64;
         let w = self.weights(theta);
         let logits = self.logits(theta);
-        let zt = logits.index_select(0, train);
-        let y = labels.index_select(0, train);
-        let logp = zt.log_softmax(-1, Kind::Float);
-        let cross_entropy = -logp.gather(1, &y.unsqueeze(1), false).mean(Kind::Float).double_value(&[]);
-        let train_acc = zt.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        // dL/dz on the training rows, 0 elsewhere.
+        let (cross_entropy, train_acc, gt) = targets.loss_grad(&logits.index_select(0, train), train);
         let wm = match &self.mask {
             Some(m) => &w * m,
             None => w.shallow_clone(),
         };
         let penalty = 0.5 * self.weight_decay * (&wm * &wm).sum(Kind::Double).double_value(&[]);
-        // dL/dz: (softmax - onehot)/n on the training rows, 0 elsewhere.
-        let mut gt = logp.exp() - y.one_hot(c).to_kind(Kind::Float);
-        let _ = gt.g_mul_scalar_(1.0 / train.numel() as f64);
         let mut g = Tensor::zeros([self.docs as i64, c], (Kind::Float, theta.device()));
         let _ = g.index_copy_(0, train, &gt);
         let mut gw = match &self.scaling {
@@ -743,23 +739,36 @@ mod tests {
             let problem = Problem { op, scaling, mask: mask.as_ref().map(|m| m.shallow_clone()), bias, weight_decay: wd, params, classes, docs };
             let rows = params + bias as usize;
             let theta = Tensor::randn([(rows * classes) as i64], (Kind::Float, Device::Cpu));
-            let f = problem.evaluate(&theta, &train, &labels);
-            // Autograd on the dense features.
-            let t = theta.copy().set_requires_grad(true);
-            let w = t.narrow(0, 0, (params * classes) as i64).view([params as i64, classes as i64]);
-            let mut z = dense.mm(&w);
-            if bias {
-                z = z + t.narrow(0, (params * classes) as i64, classes as i64);
+            // Single labels (cross-entropy) and label sets (binary cross-entropy).
+            let fields: Vec<String> = ["a", "b,c", "c", "a,b,c"].iter().map(|s| s.to_string()).collect();
+            let doc_names: Vec<String> = (0..docs).map(|d| format!("d{d}")).collect();
+            let (sets, _) = crate::targets::LabelSets::parse(&fields, &[0, 1, 2, 1, 3, 0, 2], &doc_names, ",", Device::Cpu).unwrap();
+            let y_sets = sets.y.shallow_clone();
+            for targets in [Targets::Single(labels.shallow_clone()), Targets::Multi(sets)] {
+                let f = problem.evaluate(&theta, &train, &targets);
+                // Autograd on the dense features.
+                let t = theta.copy().set_requires_grad(true);
+                let w = t.narrow(0, 0, (params * classes) as i64).view([params as i64, classes as i64]);
+                let mut z = dense.mm(&w);
+                if bias {
+                    z = z + t.narrow(0, (params * classes) as i64, classes as i64);
+                }
+                let wm = match &mask {
+                    Some(m) => &w * m,
+                    None => w.shallow_clone(),
+                };
+                let zt = z.index_select(0, &train);
+                let data_loss = match &targets {
+                    Targets::Single(_) => zt.cross_entropy_for_logits(&labels.index_select(0, &train)),
+                    Targets::Multi(_) => zt.binary_cross_entropy_with_logits::<Tensor>(&y_sets.index_select(0, &train), None, None, tch::Reduction::Mean),
+                };
+                let loss = data_loss + (&wm * &wm).sum(Kind::Float) * (wd / 2.0);
+                loss.backward();
+                let name = format!("{name} ({})", if targets.is_multi() { "label sets" } else { "single labels" });
+                assert!((f.cross_entropy + f.penalty - loss.double_value(&[])).abs() < 1e-5, "{name}: loss {} vs {}", f.cross_entropy + f.penalty, loss.double_value(&[]));
+                assert!(f.logits.allclose(&z.detach(), 1e-4, 1e-5, false), "{name}: logits differ");
+                assert!(f.grad.allclose(&t.grad(), 1e-4, 1e-6, false), "{name}: gradient differs");
             }
-            let wm = match &mask {
-                Some(m) => &w * m,
-                None => w.shallow_clone(),
-            };
-            let loss = z.index_select(0, &train).cross_entropy_for_logits(&labels.index_select(0, &train)) + (&wm * &wm).sum(Kind::Float) * (wd / 2.0);
-            loss.backward();
-            assert!((f.cross_entropy + f.penalty - loss.double_value(&[])).abs() < 1e-5, "{name}: loss {} vs {}", f.cross_entropy + f.penalty, loss.double_value(&[]));
-            assert!(f.logits.allclose(&z.detach(), 1e-4, 1e-5, false), "{name}: logits differ");
-            assert!(f.grad.allclose(&t.grad(), 1e-4, 1e-6, false), "{name}: gradient differs");
         }
     }
 

@@ -68,6 +68,14 @@ struct Cli {
     /// Early-stopping window (gcn; 0: off).
     #[arg(long)]
     early_stopping: Option<usize>,
+    /// Train on label sets (`train.multi_label`): each document's label
+    /// field holds several labels joined by the separator.
+    #[arg(long)]
+    multi_label: bool,
+    /// What joins the labels of a label field (`train.label_separator`;
+    /// needs multi-label training).
+    #[arg(long)]
+    label_separator: Option<String>,
     /// Run directory (default: runs/<name>/seed-<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -171,6 +179,13 @@ fn real_main(cli: Cli) -> Result<()> {
     o.early_stopping = cli.early_stopping.unwrap_or(o.early_stopping);
     o.seed = cli.seed.unwrap_or(o.seed);
     o.device = cli.device.unwrap_or(o.device);
+    o.multi_label |= cli.multi_label;
+    if let Some(sep) = &cli.label_separator {
+        if !o.multi_label {
+            bail!("--label-separator is read only for multi-label training; add --multi-label (or set `train.multi_label = true`)");
+        }
+        o.label_separator = sep.clone();
+    }
     checked.validate().map_err(|(k, m)| anyhow::anyhow!("option for `{k}`: {m}"))?;
     let hyper: Hyper = checked.train;
     let device = match hyper.device {
@@ -196,18 +211,22 @@ fn real_main(cli: Cli) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let store = store_dir(cli.store.as_deref());
-    let data = graph::load(&store, &cfg, device).with_context(|| format!("loading the artifacts of {}", cfg.config.name))?;
+    let mut data = graph::load(&store, &cfg, device).with_context(|| format!("loading the artifacts of {}", cfg.config.name))?;
+    if hyper.multi_label {
+        data.use_label_sets(&hyper.label_separator).with_context(|| format!("reading the label sets of {} (train.multi_label)", cfg.config.name))?;
+    }
     let say = |line: String| {
         if v.shows_results() {
             eprintln!("{line}");
         }
     };
     say(format!(
-        "{}: {} nodes ({} documents, {} classes), {} edges; train/val/test {}/{}/{}; model {}; device {:?}",
+        "{}: {} nodes ({} documents, {} {}), {} edges; train/val/test {}/{}/{}; model {}; device {:?}",
         cfg.config.name,
         data.num_nodes,
         data.num_docs,
         data.num_classes(),
+        if data.targets.is_multi() { "labels in sets" } else { "classes" },
         data.num_edges,
         data.split_lists[0].len(),
         data.split_lists[1].len(),
@@ -259,9 +278,17 @@ fn real_main(cli: Cli) -> Result<()> {
                 ind.documents, ind.no_known_words, ind.unseen_labels, ind.documents_per_second
             ));
         }
+        if let Some(m) = &res.multi_label {
+            let at: Vec<String> = m.precision_at.iter().map(|p| format!("P@{} {:.4}", p.k, p.precision)).collect();
+            say(format!(
+                "seed {}: threshold {:.4} (chosen on validation: micro F1 {:.4}); test micro P/R/F1 {:.4}/{:.4}/{:.4}, Hamming loss {:.4}, {}",
+                res.seed, m.threshold, m.validation_micro_f1, m.micro_precision, m.micro_recall, m.micro_f1, m.hamming_loss, at.join(", ")
+            ));
+        }
         say(format!(
-            "seed {}: test accuracy {:.4}, macro P/R/F1 {:.4}/{:.4}/{:.4}, {} epochs, median {:.3}s/epoch -> {}",
+            "seed {}: test {} {:.4}, macro P/R/F1 {:.4}/{:.4}/{:.4}, {} epochs, median {:.3}s/epoch -> {}",
             res.seed,
+            if res.multi_label.is_some() { "subset accuracy" } else { "accuracy" },
             res.test_accuracy,
             res.macro_precision,
             res.macro_recall,
@@ -275,7 +302,7 @@ fn real_main(cli: Cli) -> Result<()> {
     }
     let last = results.last().expect("at least one run");
     let m = &last.memory;
-    say(format!("\n{:<28} {:>9} {:>9} {:>9} {:>8}", "class", "precision", "recall", "f1", "support"));
+    say(format!("\n{:<28} {:>9} {:>9} {:>9} {:>8}", if last.multi_label.is_some() { "label" } else { "class" }, "precision", "recall", "f1", "support"));
     for r in &last.per_class {
         say(format!("{:<28} {:>9.4} {:>9.4} {:>9.4} {:>8}", r.label, r.precision, r.recall, r.f1, r.support));
     }
@@ -310,11 +337,12 @@ fn real_main(cli: Cli) -> Result<()> {
             "memory": last.memory,
             "inductive": last.inductive,
             "per_class": last.per_class,
+            "multi_label": last.multi_label,
             "runs": results.len(),
             "test_accuracy_mean": mean,
             "test_accuracy_std": std,
             "macro_f1_mean": mean_std(&f1).0,
-            "per_run": results.iter().map(|r| serde_json::json!({"seed": r.seed, "val_accuracy": r.val_accuracy, "train_seconds": r.train_seconds, "test_accuracy": r.test_accuracy, "macro_f1": r.macro_f1, "epochs_run": r.epochs_run, "median_epoch_seconds": r.median_epoch_seconds})).collect::<Vec<_>>(),
+            "per_run": results.iter().map(|r| serde_json::json!({"seed": r.seed, "val_accuracy": r.val_accuracy, "train_seconds": r.train_seconds, "test_accuracy": r.test_accuracy, "macro_f1": r.macro_f1, "micro_f1": r.multi_label.as_ref().map(|m| m.micro_f1), "epochs_run": r.epochs_run, "median_epoch_seconds": r.median_epoch_seconds})).collect::<Vec<_>>(),
         });
         textgcn_cli::outln!("{}", serde_json::to_string(&out)?)?;
     }

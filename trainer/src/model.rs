@@ -13,6 +13,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::graph::Adj;
+use crate::targets::Targets;
 
 /// Hyper-parameters of one run: the config's `[train]` section (with the
 /// command line's overrides applied); `device` is where it runs.
@@ -165,16 +166,10 @@ impl Adam {
     }
 }
 
-/// Mean cross-entropy and accuracy of `logits` rows `idx` against `labels`.
-pub fn loss_acc(logits: &Tensor, idx: &Tensor, labels: &Tensor) -> (f64, f64) {
-    if idx.numel() == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let l = logits.index_select(0, idx);
-    let y = labels.index_select(0, idx);
-    let loss = -l.log_softmax(-1, Kind::Float).gather(1, &y.unsqueeze(1), false).mean(Kind::Float).double_value(&[]);
-    let acc = l.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-    (loss, acc)
+/// Mean loss and accuracy of `logits` rows `idx` against `targets`
+/// (cross-entropy, or binary cross-entropy for label sets).
+pub fn loss_acc(logits: &Tensor, idx: &Tensor, targets: &Targets) -> (f64, f64) {
+    targets.loss_acc(logits, idx)
 }
 
 /// One full-batch training step: forward with dropout, explicit backward
@@ -183,15 +178,15 @@ pub fn loss_acc(logits: &Tensor, idx: &Tensor, labels: &Tensor) -> (f64, f64) {
 ///
 /// `z1`, when given, must be `model.first_layer(adj)` for the model's
 /// current weights (it is consumed); otherwise it is computed.
-pub fn train_step(model: &mut Model, opt: &mut Adam, adj: &Adj, z1: Option<Tensor>, train: &Tensor, labels: &Tensor, h: &Hyper) -> (f64, f64) {
-    let (loss, acc, grads) = gradients(model, adj, z1, train, labels, h);
+pub fn train_step(model: &mut Model, opt: &mut Adam, adj: &Adj, z1: Option<Tensor>, train: &Tensor, targets: &Targets, h: &Hyper) -> (f64, f64) {
+    let (loss, acc, grads) = gradients(model, adj, z1, train, targets, h);
     tch::no_grad(|| opt.step(model, grads));
     (loss, acc)
 }
 
 /// Forward with dropout and the explicit backward pass: training loss,
 /// accuracy, and the gradients of `W0` and `W1`. `z1` as in [`train_step`].
-pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, labels: &Tensor, h: &Hyper) -> (f64, f64, [Tensor; 2]) {
+pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, targets: &Targets, h: &Hyper) -> (f64, f64, [Tensor; 2]) {
     tch::no_grad(|| {
         // Each operation is a debug span: `-vv` logs its time when it ends.
         let step = tracing::debug_span!("train_step", op = "A.W0").entered();
@@ -222,22 +217,15 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, l
         drop(step);
         let step = tracing::debug_span!("train_step", op = "loss+dlogits").entered();
 
-        // Loss over the training documents.
+        // Loss over the training documents, and dL/dlogits on their rows
+        // (0 elsewhere).
         let lt = logits.index_select(0, train);
-        let y = labels.index_select(0, train);
-        let logp = lt.log_softmax(-1, Kind::Float);
-        let loss = -logp.gather(1, &y.unsqueeze(1), false).mean(Kind::Float).double_value(&[]);
-        let acc = lt.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
         let classes = logits.size()[1];
         drop(logits);
-
-        // dL/dlogits: (softmax - onehot) / n on training rows, 0 elsewhere.
-        let n = train.numel() as f64;
-        let mut g_lt = logp.exp() - y.one_hot(classes).to_kind(Kind::Float);
-        let _ = g_lt.g_mul_scalar_(1.0 / n);
+        let (loss, acc, g_lt) = targets.loss_grad(&lt, train);
         let mut g = Tensor::zeros([model.w0.size()[0], classes], (Kind::Float, model.w0.device()));
         let _ = g.index_copy_(0, train, &g_lt);
-        drop((g_lt, logp, lt));
+        drop((g_lt, lt));
 
         // Second layer: logits = Â·(Hd·W1).
         drop(step);
@@ -314,7 +302,7 @@ mod tests {
             let logits = a.mm(&a.mm(&w0).relu().mm(&w1));
             let loss = logits.index_select(0, &train).cross_entropy_for_logits(&labels.index_select(0, &train)) + (&w0 * &w0).sum(Kind::Float) * (wd / 2.0);
             loss.backward();
-            let (l, _, [g0, g1]) = gradients(&model, &adj, None, &train, &labels, &h);
+            let (l, _, [g0, g1]) = gradients(&model, &adj, None, &train, &Targets::Single(labels.shallow_clone()), &h);
             let ce = loss.double_value(&[]) - (&model.w0 * &model.w0).sum(Kind::Float).double_value(&[]) * wd / 2.0;
             assert!((l - ce).abs() < 1e-5, "loss {l} vs {ce}");
             assert!(g0.allclose(&w0.grad(), 1e-4, 1e-6, false), "dW0 differs");

@@ -95,6 +95,19 @@ pub struct PredictorMeta {
     /// SGC/SSGC: the coefficients `c_k` of `Â^k`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub coef: Vec<f64>,
+    /// Set for a model trained on label sets: sigmoid outputs, and the
+    /// labels at or above the threshold are predicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelMeta>,
+}
+
+/// How a multi-label model turns probabilities into a label set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MultiLabelMeta {
+    /// What joins the labels of a set in a label field.
+    pub separator: String,
+    /// The decision threshold chosen on validation.
+    pub threshold: f64,
 }
 
 fn gcn_name() -> String {
@@ -155,15 +168,22 @@ pub struct WordShare {
 /// One document's prediction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
-    /// Predicted label; `None` when the document has no known word (then
-    /// nothing links it to the graph and the probabilities are uniform).
+    /// Predicted label (a multi-label model's: the predicted set as a label
+    /// field, its labels joined by the separator, possibly empty); `None`
+    /// when the document has no known word (then nothing links it to the
+    /// graph and the probabilities are uniform, or 0 for label sets).
     pub label: Option<String>,
-    /// Index of the predicted label in [`Predictor::labels`].
+    /// The predicted labels: the one class, or the set (label order).
+    pub labels: Vec<String>,
+    /// Index of the predicted label in [`Predictor::labels`] (a
+    /// multi-label model's most probable label).
     pub label_id: Option<usize>,
-    /// Class probabilities, in label order.
+    /// Class probabilities (softmax), or each label's (sigmoid), in label
+    /// order.
     pub probabilities: Vec<f32>,
-    /// The words that add most to the predicted class's logit, with their
-    /// share of it, largest first.
+    /// The words that add most to the predicted class's logit (a
+    /// multi-label model's: the most probable label's), with their share
+    /// of it, largest first.
     pub top_words: Vec<WordShare>,
     /// Why there is no label: `empty document` or `no known words`.
     pub note: Option<&'static str>,
@@ -213,7 +233,7 @@ impl Predictor {
     }
 
     fn meta_for(info: &VocabInfo, num_docs: usize, labels: &[String], model: &str, coef: Vec<f64>) -> PredictorMeta {
-        PredictorMeta { format: FORMAT, source: info.source.clone(), num_docs, labels: labels.to_vec(), words: info.words.clone(), model: model.to_owned(), coef }
+        PredictorMeta { format: FORMAT, source: info.source.clone(), num_docs, labels: labels.to_vec(), words: info.words.clone(), model: model.to_owned(), coef, multi_label: None }
     }
 
     fn assemble(meta: PredictorMeta, head: Head, word_dinv: Vec<f32>, word_idf: Vec<f64>) -> Result<Self> {
@@ -313,6 +333,28 @@ impl Predictor {
         &self.meta.labels
     }
 
+    /// Makes this a multi-label classifier: sigmoid probabilities, and the
+    /// labels at or above `threshold` predicted (a set joined by
+    /// `separator`).
+    pub fn set_multi_label(&mut self, separator: &str, threshold: f64) {
+        self.meta.multi_label = Some(MultiLabelMeta { separator: separator.to_owned(), threshold });
+    }
+
+    /// Whether `truth` (a label field) is what `p` predicted: the same
+    /// class, or for a multi-label model the same set (`truth` split at the
+    /// separator; a malformed field is never right).
+    pub fn is_right(&self, truth: &str, p: &Prediction) -> bool {
+        match &self.meta.multi_label {
+            None => p.label.as_deref() == Some(truth),
+            Some(m) => p.label.is_some() && crate::targets::split_label_field(truth, &m.separator).is_ok_and(|mut t| {
+                t.sort_unstable();
+                let mut got: Vec<&str> = p.labels.iter().map(String::as_str).collect();
+                got.sort_unstable();
+                t == got
+            }),
+        }
+    }
+
     /// Classifies one raw document (cleaned with the training settings).
     pub fn predict(&self, text: &str, top: usize) -> Prediction {
         // Known words with their counts, by id (a fixed order).
@@ -343,18 +385,29 @@ impl Predictor {
         let c = self.classes;
         if words.is_empty() {
             let note = if known + unknown == 0 { "empty document" } else { "no known words" };
-            return Prediction { label: None, label_id: None, probabilities: vec![1.0 / c as f32; c], top_words: Vec::new(), note: Some(note), known_tokens: known, unknown_tokens: unknown };
+            let p = if self.meta.multi_label.is_some() { 0.0 } else { 1.0 / c as f32 };
+            return Prediction { label: None, labels: Vec::new(), label_id: None, probabilities: vec![p; c], top_words: Vec::new(), note: Some(note), known_tokens: known, unknown_tokens: unknown };
         }
         let (logits, parts) = self.logits(&words);
         let best = (0..c).fold(0, |b, k| if logits[k] > logits[b] { k } else { b });
-        let mx = logits[best];
-        let exp: Vec<f32> = logits.iter().map(|&l| (l - mx).exp()).collect();
-        let sum: f32 = exp.iter().sum();
-        let probabilities: Vec<f32> = exp.iter().map(|e| e / sum).collect();
+        let (probabilities, label, labels) = match &self.meta.multi_label {
+            None => {
+                let mx = logits[best];
+                let exp: Vec<f32> = logits.iter().map(|&l| (l - mx).exp()).collect();
+                let sum: f32 = exp.iter().sum();
+                let name = self.meta.labels[best].clone();
+                (exp.iter().map(|e| e / sum).collect::<Vec<f32>>(), name.clone(), vec![name])
+            }
+            Some(m) => {
+                let p: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
+                let set: Vec<String> = (0..c).filter(|&k| p[k] as f64 >= m.threshold).map(|k| self.meta.labels[k].clone()).collect();
+                (p, crate::targets::join_label_set(&set, &m.separator), set)
+            }
+        };
         let mut parts: Vec<(usize, f32)> = words.iter().map(|&(j, _)| j).zip(parts(best)).collect();
         parts.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
         let top_words = parts.iter().take(top).map(|&(j, share)| WordShare { word: self.meta.words[j].clone(), share }).collect();
-        Prediction { label: Some(self.meta.labels[best].clone()), label_id: Some(best), probabilities, top_words, note: None, known_tokens: known, unknown_tokens: unknown }
+        Prediction { label: Some(label), labels, label_id: Some(best), probabilities, top_words, note: None, known_tokens: known, unknown_tokens: unknown }
     }
 
     /// The logits of a document with known `words` (id, TF-IDF weight), and

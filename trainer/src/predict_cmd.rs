@@ -120,7 +120,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let no_words = preds.iter().filter(|p| p.label.is_none()).count();
     let unknown: usize = preds.iter().map(|p| p.unknown_tokens).sum();
     let known: usize = preds.iter().map(|p| p.known_tokens).sum();
-    let accuracy = docs.labels.as_ref().map(|labels| labels.iter().zip(&preds).filter(|(l, p)| p.label.as_deref() == Some(l.as_str())).count() as f64 / labels.len() as f64);
+    // Label sets: the share of documents whose predicted set is their true set.
+    let accuracy = docs.labels.as_ref().map(|labels| labels.iter().zip(&preds).filter(|(l, p)| pred.is_right(l, p)).count() as f64 / labels.len() as f64);
     write_predictions(&args, &pred, &docs, &preds)?;
     let summary = serde_json::json!({
         "model": args.model.to_string_lossy(),

@@ -9,13 +9,14 @@ use anyhow::{Context, Result};
 use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
 use arrow_schema::{Field, Schema};
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::graph::GraphData;
 use crate::metrics::{self, ClassRow, Memory};
 use textgcn_pipeline::splits::Split;
 use crate::model::{self, Adam, Hyper, Model};
 use crate::predict::{Prediction, Predictor};
+use crate::targets::{LabelSets, Targets};
 
 /// One epoch's numbers.
 #[derive(Debug, Clone, Serialize)]
@@ -63,8 +64,13 @@ pub struct RunResult {
     pub macro_f1: f64,
     /// Median epoch wall time.
     pub median_epoch_seconds: f64,
-    /// Per-class scores on the test set.
+    /// Per-class (per-label) scores on the test set.
     pub per_class: Vec<ClassRow>,
+    /// Label sets (`train.multi_label`): the threshold, micro scores,
+    /// subset accuracy, Hamming loss and P@k; then `test_accuracy` and
+    /// `val_accuracy` are subset accuracies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelReport>,
     /// Set when the test documents were held out of the graph and
     /// classified inductively (the test metrics above are theirs).
     pub inductive: Option<Inductive>,
@@ -122,9 +128,9 @@ fn train_gcn(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -
     let mut z1: Option<Tensor> = None;
     for epoch in 1..=h.epochs {
         let t = Instant::now();
-        let (train_loss, train_acc) = model::train_step(&mut model, &mut opt, &data.adj, z1.take(), &data.train, &data.labels, h);
+        let (train_loss, train_acc) = model::train_step(&mut model, &mut opt, &data.adj, z1.take(), &data.train, &data.targets, h);
         let z = tch::no_grad(|| model.first_layer(&data.adj));
-        let (val_loss, val_acc) = tch::no_grad(|| model::loss_acc(&model.logits_from(&z, &data.adj), &data.val, &data.labels));
+        let (val_loss, val_acc) = tch::no_grad(|| model::loss_acc(&model.logits_from(&z, &data.adj), &data.val, &data.targets));
         z1 = Some(z);
         if device != Device::Cpu {
             tch::Cuda::synchronize(0);
@@ -139,7 +145,7 @@ fn train_gcn(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -
         }
     }
     let z = z1.unwrap_or_else(|| tch::no_grad(|| model.first_layer(&data.adj)));
-    let probs = tch::no_grad(|| model.logits_from(&z, &data.adj).narrow(0, 0, data.num_docs as i64).softmax(-1, Kind::Float)).to_device(Device::Cpu);
+    let probs = tch::no_grad(|| data.targets.probabilities(&model.logits_from(&z, &data.adj).narrow(0, 0, data.num_docs as i64))).to_device(Device::Cpu);
     drop(opt); // the Adam state is as large as the weights: free it first
     let predictor = data.vocab.as_ref().map(|info| {
         let words = data.num_docs..data.num_nodes;
@@ -152,43 +158,12 @@ fn train_gcn(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -
 
 /// Test metrics (and the held-out documents' inductive ones) of a fit.
 fn finish(data: &GraphData, h: &Hyper, fitted: Fitted, train_seconds: f64) -> Trained {
-    let Fitted { log, probs, weights, predictor, linear, peak_anon } = fitted;
+    let Fitted { log, probs, weights, mut predictor, linear, peak_anon } = fitted;
     let device = data.adj.device();
-    let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false)).expect("int64 predictions");
-    let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu)).expect("int64 labels");
-    let val = &data.split_lists[1];
-    let val_accuracy = val.iter().filter(|&&i| pred[i as usize] == labels[i as usize]).count() as f64 / val.len().max(1) as f64;
-    let test = &data.split_lists[2];
-    let mut truth: Vec<i64> = test.iter().map(|&i| labels[i as usize]).collect();
-    let mut tp: Vec<i64> = test.iter().map(|&i| pred[i as usize]).collect();
-    let mut label_names = data.label_names.clone();
-    // Held-out test documents: classified inductively, as new documents.
-    let mut inductive = None;
-    let mut held_out_predictions = None;
-    if let (Some(held), Some(pr)) = (&data.held_out, &predictor) {
-        let t = Instant::now();
-        let preds = pr.predict_all(&held.texts, 5);
-        let seconds = t.elapsed().as_secs_f64();
-        for (label, p) in held.labels.iter().zip(&preds) {
-            // A label never seen in training cannot be predicted: it gets a
-            // class of its own in the report and always counts as wrong.
-            let id = label_names.iter().position(|l| l == label).unwrap_or_else(|| {
-                label_names.push(label.clone());
-                label_names.len() - 1
-            });
-            truth.push(id as i64);
-            // No known word: no prediction, which is never right.
-            tp.push(p.label_id.map_or(-1, |k| k as i64));
-        }
-        inductive = Some(Inductive {
-            documents: preds.len(),
-            no_known_words: preds.iter().filter(|p| p.label_id.is_none()).count(),
-            unseen_labels: label_names.len() - data.label_names.len(),
-            documents_per_second: preds.len() as f64 / seconds.max(1e-9),
-        });
-        held_out_predictions = Some(preds);
-    }
-    let (acc, p, r, f, per_class) = metrics::classification(&truth, &tp, &label_names);
+    let scores = match &data.targets {
+        Targets::Single(_) => single_label_scores(data, &probs, predictor.as_ref()),
+        Targets::Multi(sets) => multi_label_scores(data, sets, &probs, predictor.as_mut()),
+    };
     let mut times: Vec<f64> = log.iter().map(|e| e.seconds).collect();
     times.sort_by(f64::total_cmp);
     let peak = metrics::peak_rss();
@@ -200,19 +175,185 @@ fn finish(data: &GraphData, h: &Hyper, fitted: Fitted, train_seconds: f64) -> Tr
         seed: h.seed,
         device: format!("{device:?}"),
         epochs_run: log.len(),
-        val_accuracy,
-        test_accuracy: acc,
-        macro_precision: p,
-        macro_recall: r,
-        macro_f1: f,
+        val_accuracy: scores.val_accuracy,
+        test_accuracy: scores.accuracy,
+        macro_precision: scores.macro_p,
+        macro_recall: scores.macro_r,
+        macro_f1: scores.macro_f1,
         median_epoch_seconds: times.get(times.len() / 2).copied().unwrap_or(0.0),
-        per_class,
-        inductive,
+        per_class: scores.per_class,
+        multi_label: scores.multi_label,
+        inductive: scores.inductive,
         memory: Memory { peak_rss: peak, mapped_graph_rss: mapped, peak_anon, other_peak: peak.saturating_sub(mapped), mapped_graph_bytes: data.mapped_bytes },
         hyper: h.clone(),
         epochs: log,
     };
-    Trained { result, weights, probs, predictor, held_out_predictions }
+    Trained { result, weights, probs, predictor, held_out_predictions: scores.held_out_predictions }
+}
+
+/// What [`finish`] reports of the test documents (and the held-out ones).
+struct Scores {
+    val_accuracy: f64,
+    accuracy: f64,
+    macro_p: f64,
+    macro_r: f64,
+    macro_f1: f64,
+    per_class: Vec<ClassRow>,
+    multi_label: Option<MultiLabelReport>,
+    inductive: Option<Inductive>,
+    held_out_predictions: Option<Vec<Prediction>>,
+}
+
+/// Classifies the held-out test documents with the predictor (when both
+/// exist), timing it.
+fn predict_held_out(data: &GraphData, predictor: Option<&Predictor>) -> Option<(Vec<Prediction>, f64)> {
+    let (held, pr) = (data.held_out.as_ref()?, predictor?);
+    let t = Instant::now();
+    let preds = pr.predict_all(&held.texts, 5);
+    Some((preds, t.elapsed().as_secs_f64()))
+}
+
+fn single_label_scores(data: &GraphData, probs: &Tensor, predictor: Option<&Predictor>) -> Scores {
+    let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false)).expect("int64 predictions");
+    let labels = data.targets.class_ids().expect("single labels");
+    let val = &data.split_lists[1];
+    let val_accuracy = val.iter().filter(|&&i| pred[i as usize] == labels[i as usize]).count() as f64 / val.len().max(1) as f64;
+    let test = &data.split_lists[2];
+    let mut truth: Vec<i64> = test.iter().map(|&i| labels[i as usize]).collect();
+    let mut tp: Vec<i64> = test.iter().map(|&i| pred[i as usize]).collect();
+    let mut label_names = data.label_names.clone();
+    // Held-out test documents: classified inductively, as new documents.
+    let mut inductive = None;
+    let mut held_out_predictions = None;
+    if let Some((preds, seconds)) = predict_held_out(data, predictor) {
+        let held = data.held_out.as_ref().expect("held out");
+        for (label, p) in held.labels.iter().zip(&preds) {
+            // A label never seen in training cannot be predicted: it gets a
+            // class of its own in the report and always counts as wrong.
+            let id = label_names.iter().position(|l| l == label).unwrap_or_else(|| {
+                label_names.push(label.clone());
+                label_names.len() - 1
+            });
+            truth.push(id as i64);
+            // No known word: no prediction, which is never right.
+            tp.push(p.label_id.map_or(-1, |k| k as i64));
+        }
+        inductive = Some(Inductive::of(&preds, label_names.len() - data.label_names.len(), seconds));
+        held_out_predictions = Some(preds);
+    }
+    let (accuracy, macro_p, macro_r, macro_f1, per_class) = metrics::classification(&truth, &tp, &label_names);
+    Scores { val_accuracy, accuracy, macro_p, macro_r, macro_f1, per_class, multi_label: None, inductive, held_out_predictions }
+}
+
+/// Label sets: the threshold is chosen on the validation documents (0.5
+/// without any), set on the predictor, and the test documents (and the
+/// held-out ones, predicted with it) are scored at it.
+fn multi_label_scores(data: &GraphData, sets: &LabelSets, probs: &Tensor, predictor: Option<&mut Predictor>) -> Scores {
+    let c = data.num_classes();
+    let pv: Vec<f32> = Vec::<f32>::try_from(probs.flatten(0, -1)).expect("float probabilities");
+    let rows = |docs: &[i64]| -> Vec<f32> { docs.iter().flat_map(|&d| pv[d as usize * c..(d as usize + 1) * c].iter().copied()).collect() };
+    let val = &data.split_lists[1];
+    let val_truth = sets.truth_rows(val, c);
+    let val_probs = rows(val);
+    let chosen = metrics::best_threshold(&val_truth, &val_probs);
+    let threshold = chosen.unwrap_or(0.5);
+    let validation = metrics::multi_label(&val_truth, &val_probs, &data.label_names, threshold);
+    let predictor = predictor.map(|p| {
+        p.set_multi_label(&sets.separator, threshold);
+        &*p
+    });
+    let test = &data.split_lists[2];
+    let mut truth = sets.truth_rows(test, c);
+    let mut test_probs = rows(test);
+    let mut label_names = data.label_names.clone();
+    let mut inductive = None;
+    let mut held_out_predictions = None;
+    if let Some((preds, seconds)) = predict_held_out(data, predictor) {
+        let held = data.held_out.as_ref().expect("held out");
+        // Labels never seen in training get a column of their own (never
+        // predicted). The fields were checked by `use_label_sets`.
+        let mut held_sets: Vec<Vec<usize>> = Vec::new();
+        for field in &held.labels {
+            let parts = crate::targets::split_label_field(field, &sets.separator).expect("held-out label fields are checked when the label sets are read");
+            held_sets.push(
+                parts
+                    .iter()
+                    .map(|l| {
+                        label_names.iter().position(|n| n == l).unwrap_or_else(|| {
+                            label_names.push(l.to_string());
+                            label_names.len() - 1
+                        })
+                    })
+                    .collect(),
+            );
+        }
+        let wide = label_names.len();
+        let widen = |flat: Vec<f32>| -> Vec<f32> { flat.chunks(c.max(1)).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, wide - c))).collect() };
+        let widen_u8 = |flat: Vec<u8>| -> Vec<u8> { flat.chunks(c.max(1)).flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0, wide - c))).collect() };
+        test_probs = widen(test_probs);
+        truth = widen_u8(truth);
+        for (set, p) in held_sets.iter().zip(&preds) {
+            let mut t = vec![0u8; wide];
+            set.iter().for_each(|&l| t[l] = 1);
+            truth.extend(t);
+            test_probs.extend(p.probabilities.iter().copied().chain(std::iter::repeat_n(0.0, wide - c)));
+        }
+        inductive = Some(Inductive::of(&preds, wide - c, seconds));
+        held_out_predictions = Some(preds);
+    }
+    let s = metrics::multi_label(&truth, &test_probs, &label_names, threshold);
+    let report = MultiLabelReport {
+        separator: sets.separator.clone(),
+        threshold,
+        threshold_chosen_on_validation: chosen.is_some(),
+        validation_micro_f1: validation.micro_f1,
+        micro_precision: s.micro_precision,
+        micro_recall: s.micro_recall,
+        micro_f1: s.micro_f1,
+        subset_accuracy: s.subset_accuracy,
+        hamming_loss: s.hamming_loss,
+        precision_at: s.precision_at.clone(),
+    };
+    Scores {
+        val_accuracy: validation.subset_accuracy,
+        accuracy: s.subset_accuracy,
+        macro_p: s.macro_precision,
+        macro_r: s.macro_recall,
+        macro_f1: s.macro_f1,
+        per_class: s.per_label,
+        multi_label: Some(report),
+        inductive,
+        held_out_predictions,
+    }
+}
+
+/// A multi-label run's scores beyond the macro ones and the per-label
+/// table (which are [`RunResult`]'s own fields; its accuracies are subset
+/// accuracies).
+#[derive(Debug, Clone, Serialize)]
+pub struct MultiLabelReport {
+    /// The label separator of the label fields.
+    pub separator: String,
+    /// The decision threshold: a label is predicted at this probability or
+    /// above.
+    pub threshold: f64,
+    /// Whether it was chosen on validation (else 0.5: no validation
+    /// document had a label).
+    pub threshold_chosen_on_validation: bool,
+    /// Micro F1 of the validation documents at the threshold.
+    pub validation_micro_f1: f64,
+    /// Micro precision on the test documents.
+    pub micro_precision: f64,
+    /// Micro recall.
+    pub micro_recall: f64,
+    /// Micro F1.
+    pub micro_f1: f64,
+    /// Test documents whose predicted set is their true set.
+    pub subset_accuracy: f64,
+    /// Share of test document-label pairs predicted wrongly.
+    pub hamming_loss: f64,
+    /// Precision at 1, 3 and 5.
+    pub precision_at: Vec<metrics::PrecisionAt>,
 }
 
 /// Everything a training run produced.
@@ -228,6 +369,12 @@ pub struct Trained {
     pub predictor: Option<Predictor>,
     /// Predictions of the held-out test documents, in their order.
     pub held_out_predictions: Option<Vec<Prediction>>,
+}
+
+impl Inductive {
+    fn of(preds: &[Prediction], unseen_labels: usize, seconds: f64) -> Self {
+        Inductive { documents: preds.len(), no_known_words: preds.iter().filter(|p| p.label.is_none()).count(), unseen_labels, documents_per_second: preds.len() as f64 / seconds.max(1e-9) }
+    }
 }
 
 /// How the held-out test documents were classified.
@@ -265,8 +412,6 @@ fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
     }
     atomic("epochs.csv", csv.as_bytes())?;
 
-    let labels: Vec<i64> = Vec::<i64>::try_from(data.labels.to_device(Device::Cpu))?;
-    let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false))?;
     let mut split = vec![""; data.num_docs];
     for (k, name) in Split::ALL.iter().map(|s| s.as_str()).enumerate() {
         for &i in &data.split_lists[k] {
@@ -276,8 +421,25 @@ fn write_files(dir: &Path, data: &GraphData, run: &Trained) -> Result<()> {
     let c = data.num_classes();
     let pv: Vec<f32> = Vec::<f32>::try_from(probs.flatten(0, -1))?;
     let mut rows = PredictionRows::default();
-    for d in 0..data.num_docs {
-        rows.push(&data.doc_names[d], split[d], &data.label_names[labels[d] as usize], Some(&data.label_names[pred[d] as usize]), &pv[d * c..(d + 1) * c]);
+    match &data.targets {
+        Targets::Single(_) => {
+            let labels = data.targets.class_ids().expect("single labels");
+            let pred: Vec<i64> = Vec::<i64>::try_from(probs.argmax(-1, false))?;
+            for d in 0..data.num_docs {
+                rows.push(&data.doc_names[d], split[d], &data.label_names[labels[d] as usize], Some(&data.label_names[pred[d] as usize]), &pv[d * c..(d + 1) * c]);
+            }
+        }
+        Targets::Multi(sets) => {
+            // Label fields: the true set and the set at the threshold.
+            let threshold = res.multi_label.as_ref().map_or(0.5, |m| m.threshold);
+            let field = |ids: &mut dyn Iterator<Item = usize>| crate::targets::join_label_set(&ids.map(|l| data.label_names[l].as_str()).collect::<Vec<_>>(), &sets.separator);
+            for d in 0..data.num_docs {
+                let p = &pv[d * c..(d + 1) * c];
+                let truth = field(&mut sets.sets[d].iter().map(|&l| l as usize));
+                let predicted = field(&mut (0..c).filter(|&l| p[l] as f64 >= threshold));
+                rows.push(&data.doc_names[d], split[d], &truth, Some(&predicted), p);
+            }
+        }
     }
     if let (Some(held), Some(preds)) = (&data.held_out, &run.held_out_predictions) {
         for ((name, label), p) in held.names.iter().zip(&held.labels).zip(preds) {

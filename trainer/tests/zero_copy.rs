@@ -58,13 +58,13 @@ fn child_measures_training_steps() {
     let mut m = Model::new(n, h.hidden, 4, Device::Cpu);
     let mut opt = Adam::new(&m, h.learning_rate);
     // Warm-up: fault the mapped graph in and let the allocator settle.
-    model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.labels, &h);
+    model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.targets, &h);
     let _ = tch::no_grad(|| m.logits(&g.adj));
     for _ in 0..3 {
         let before = metrics::rss_now();
         metrics::reset_peak();
-        model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.labels, &h);
-        let _ = tch::no_grad(|| model::loss_acc(&m.logits(&g.adj), &g.val, &g.labels));
+        model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.targets, &h);
+        let _ = tch::no_grad(|| model::loss_acc(&m.logits(&g.adj), &g.val, &g.targets));
         let grew = metrics::peak_rss().saturating_sub(before);
         assert!(grew < graph_bytes / 8, "a training step grew RSS by {grew} bytes; the graph is {graph_bytes} bytes");
     }
@@ -97,8 +97,8 @@ fn reusing_the_evaluations_first_layer_changes_nothing() {
     let mut opt = Adam::new(&m, h.learning_rate);
     let mut fresh = Vec::new();
     for _ in 0..h.epochs {
-        let (tl, _) = model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.labels, &h);
-        let (vl, _) = tch::no_grad(|| model::loss_acc(&m.logits(&g.adj), &g.val, &g.labels));
+        let (tl, _) = model::train_step(&mut m, &mut opt, &g.adj, None, &g.train, &g.targets, &h);
+        let (vl, _) = tch::no_grad(|| model::loss_acc(&m.logits(&g.adj), &g.val, &g.targets));
         fresh.push((tl, vl));
     }
     assert_eq!(cached.len(), h.epochs);

@@ -17,7 +17,7 @@ CONFIG ?= configs/R8.toml
 TORCH_VERSION := 2.13.0
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-SETUP_STAMP := $(VENV)/.setup-torch-$(TORCH_VERSION)-polars-maturin
+SETUP_STAMP := $(VENV)/.setup-torch-$(TORCH_VERSION)-polars-maturin-sklearn
 TORCH_LIB = $(VENV)/lib/python3.11/site-packages/torch/lib
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
@@ -44,7 +44,8 @@ all: build fetch-default-built check-data
 $(SETUP_STAMP):
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11) is needed for the torch venv" >&2; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q "torch==$(TORCH_VERSION)" numpy scipy pyarrow polars "maturin>=1.16,<2" pytest
+	@# scikit-learn: the multi-label metrics are checked against it (scripts/multilabel_metrics.py).
+	$(PY) -m pip install --disable-pip-version-check -q "torch==$(TORCH_VERSION)" numpy scipy pyarrow polars "maturin>=1.16,<2" pytest scikit-learn
 	@# PyG only for its test and example: without it, that test is skipped (and says so).
 	$(PY) -m pip install --disable-pip-version-check -q torch_geometric || echo "warning: torch_geometric did not install; the PyG test will be skipped" >&2
 	@touch $@

@@ -33,19 +33,8 @@ fn topics_corpus(dir: &Path) -> PathBuf {
 }
 
 fn train(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut c = std::process::Command::new(bin("textgcn-train"));
-    c.arg("--store").arg(store).arg("--config").arg(cfg).arg("--out").arg(out).args(["--json", "-q", "--device", "cpu"]).args(extra);
-    run(c)
-}
-
-fn metrics(o: &std::process::Output) -> serde_json::Value {
-    assert!(o.status.success(), "training failed: {}", text(o));
-    serde_json::from_slice(&o.stdout).expect("--json prints one JSON object")
-}
-
-/// epochs.csv without its wall-time column.
-fn losses(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("epochs.csv")).unwrap().lines().map(|l| l.rsplitn(2, ',').nth(1).unwrap().to_owned()).collect()
+    let cpu: Vec<&str> = ["--device", "cpu"].into_iter().chain(extra.iter().copied()).collect();
+    train_json(store, cfg, out, &cpu)
 }
 
 #[test]
@@ -57,11 +46,11 @@ fn every_model_learns_the_topics_and_repeats_itself() {
     build(&store, &cfg);
     for model in ["gcn", "sgc", "ssgc", "tfidf-lr"] {
         let a_dir = dir.path().join(format!("{model}-a"));
-        let a = metrics(&train(&store, &cfg, &a_dir, &["--model", model, "--seed", "3"]));
+        let a = json_of(&train(&store, &cfg, &a_dir, &["--model", model, "--seed", "3"]));
         let acc = a["test_accuracy"].as_f64().unwrap();
         assert!(acc >= 0.95, "{model}: test accuracy {acc} on separable topics (chance 1/3)");
         let b_dir = dir.path().join(format!("{model}-b"));
-        let b = metrics(&train(&store, &cfg, &b_dir, &["--model", model, "--seed", "3"]));
+        let b = json_of(&train(&store, &cfg, &b_dir, &["--model", model, "--seed", "3"]));
         for k in ["test_accuracy", "macro_f1", "epochs_run"] {
             assert_eq!(a[k], b[k], "{model}: {k} differs between two runs with one seed");
         }
@@ -94,9 +83,9 @@ fn every_model_learns_the_topics_and_repeats_itself() {
     }
     // The model can also come from the file.
     let cfg2 = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[train]\nmodel = \"sgc\"\n[train.sgc]\niterations = 7\n");
-    let m = metrics(&train(&store, &cfg2, &dir.path().join("file"), &[]));
+    let m = json_of(&train(&store, &cfg2, &dir.path().join("file"), &[]));
     assert_eq!(m["epochs_run"], 7, "train.sgc.iterations from the file: {m}");
-    let m = metrics(&train(&store, &cfg2, &dir.path().join("flag"), &["--iterations", "4"]));
+    let m = json_of(&train(&store, &cfg2, &dir.path().join("flag"), &["--iterations", "4"]));
     assert_eq!(m["epochs_run"], 4, "--iterations wins over the file: {m}");
 }
 
@@ -134,7 +123,7 @@ fn linear_models_classify_held_out_documents() {
     let held = write_config(dir.path(), "held", &data, "topics.txt", "topics.meta.txt", "hold_out_test = true\n[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
     build(&store, &held);
     for model in ["sgc", "ssgc", "tfidf-lr"] {
-        let m = metrics(&train(&store, &held, &dir.path().join(model), &["--model", model]));
+        let m = json_of(&train(&store, &held, &dir.path().join(model), &["--model", model]));
         assert_eq!(m["inductive"]["documents"], 30, "{model}: {m}");
         let acc = m["test_accuracy"].as_f64().unwrap();
         assert!(acc >= 0.95, "{model}: inductive accuracy {acc} on separable topics");

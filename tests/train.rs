@@ -5,30 +5,19 @@ use std::path::Path;
 
 use textgcn_e2e::*;
 
-fn train(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut c = std::process::Command::new(bin("textgcn-train"));
-    c.arg("--store").arg(store).arg("--config").arg(cfg).arg("--out").arg(out).args(["--json", "-q"]).args(extra).env("TEXTGCN_DATA_DIR", data_dir());
-    run(c)
-}
-
-fn metrics(o: &std::process::Output) -> serde_json::Value {
-    assert!(o.status.success(), "training failed: {}", text(o));
-    serde_json::from_slice(&o.stdout).expect("--json prints one JSON object")
-}
-
 #[test]
 fn r8_learns_and_is_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let cfg = repo().join("configs/R8.toml");
     build(&store, &cfg);
-    let a = metrics(&train(&store, &cfg, &dir.path().join("a"), &["--epochs", "25", "--seed", "7"]));
+    let a = json_of(&train_json(&store, &cfg, &dir.path().join("a"), &["--epochs", "25", "--seed", "7"]));
     // R8's largest class is 49% of the test set; chance is far below 0.85.
     let acc = a["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.85, "R8 test accuracy {acc} after 25 epochs");
     assert_eq!(a["seed"], 7);
     assert_eq!(a["epochs_run"], 25);
-    let b = metrics(&train(&store, &cfg, &dir.path().join("b"), &["--epochs", "25", "--seed", "7"]));
+    let b = json_of(&train_json(&store, &cfg, &dir.path().join("b"), &["--epochs", "25", "--seed", "7"]));
     for k in ["test_accuracy", "macro_precision", "macro_recall", "macro_f1"] {
         assert_eq!(a[k], b[k], "{k} differs between two runs with one seed");
     }
@@ -39,7 +28,7 @@ fn r8_learns_and_is_reproducible() {
     for f in ["metrics.json", "epochs.csv", "predictions.parquet", "model.safetensors"] {
         assert!(dir.path().join("a").join(f).is_file(), "{f} missing");
     }
-    let other = metrics(&train(&store, &cfg, &dir.path().join("c"), &["--epochs", "25", "--seed", "8"]));
+    let other = json_of(&train_json(&store, &cfg, &dir.path().join("c"), &["--epochs", "25", "--seed", "8"]));
     assert_ne!(other["macro_f1"], a["macro_f1"], "a different seed gave identical metrics");
 }
 
@@ -50,13 +39,13 @@ fn stale_missing_or_corrupt_artifacts_are_refused() {
     let data = data_dir();
     // Never built.
     let cfg = write_config(dir.path(), "mrt", &data, "mr/mr.txt", "mr/mr.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
-    let o = train(&store, &cfg, &dir.path().join("r"), &["--epochs", "1"]);
+    let o = train_json(&store, &cfg, &dir.path().join("r"), &["--epochs", "1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("make pipeline CONFIG="), "{}", text(&o));
     build_json(&store, &cfg, &[]);
     // Stale: a parameter changed since the build.
     let cfg2 = write_config(dir.path(), "mrt", &data, "mr/mr.txt", "mr/mr.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[graph]\nwindow_size = 10\n");
-    let o = train(&store, &cfg2, &dir.path().join("r"), &["--epochs", "1"]);
+    let o = train_json(&store, &cfg2, &dir.path().join("r"), &["--epochs", "1"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("stage graph would rerun (window_size changed 20 → 10)") && t.contains("make pipeline CONFIG="), "{t}");
@@ -71,7 +60,7 @@ fn stale_missing_or_corrupt_artifacts_are_refused() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x10;
     std::fs::write(&path, bytes).unwrap();
-    let o = train(&store, &cfg, &dir.path().join("r"), &["--epochs", "1"]);
+    let o = train_json(&store, &cfg, &dir.path().join("r"), &["--epochs", "1"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains(&format!("object {id} is corrupt")) && t.contains("expected hash"), "{t}");
@@ -101,7 +90,7 @@ fn a_copied_store_trains_without_the_corpus() {
     std::fs::remove_dir_all(&data).unwrap();
     assert_eq!(export(&copied), clean, "export-clean from the copied store");
     assert_eq!(clean.lines().count(), 10662);
-    let m = metrics(&train(&copied, &cfg, &dir.path().join("r"), &["--epochs", "2"]));
+    let m = json_of(&train_json(&copied, &cfg, &dir.path().join("r"), &["--epochs", "2"]));
     assert_eq!(m["epochs_run"], 2);
     // Without -q it says what it trusted.
     let mut c = std::process::Command::new(bin("textgcn-train"));
@@ -111,7 +100,7 @@ fn a_copied_store_trains_without_the_corpus() {
     assert!(text(&o).contains("note: `ingest.corpus` file") && text(&o).contains("using the artifacts as they were built"), "{}", text(&o));
     // Parameters are still checked against the build.
     let cfg2 = write_config(dir.path(), "mrc", &data, "mr/mr.txt", "mr/mr.meta.txt", &format!("{extra}[graph]\nwindow_size = 10\n"));
-    let o = train(&copied, &cfg2, &dir.path().join("r3"), &["--epochs", "1"]);
+    let o = train_json(&copied, &cfg2, &dir.path().join("r3"), &["--epochs", "1"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("stage graph would rerun (window_size changed 20 → 10)"), "{t}");
@@ -119,7 +108,7 @@ fn a_copied_store_trains_without_the_corpus() {
     let other = dir.path().join("other");
     assert!(std::process::Command::new("cp").arg("-a").arg(&copied).arg(&other).status().unwrap().success());
     std::fs::remove_file(other.join("refs/mrc.json")).unwrap();
-    let o = train(&other, &cfg, &dir.path().join("r4"), &["--epochs", "1"]);
+    let o = train_json(&other, &cfg, &dir.path().join("r4"), &["--epochs", "1"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("key `ingest.corpus`: file") && t.contains("mr/mr.txt not found, and no build of mrc in the store read it"), "{t}");
@@ -149,7 +138,7 @@ fn a_model_that_cannot_fit_is_refused_before_allocating() {
     let cfg = write_config(dir.path(), "many", dir.path(), "c.txt", "c.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
     let store = dir.path().join("store");
     build(&store, &cfg);
-    let o = train(&store, &cfg, &dir.path().join("r"), &["--epochs", "1"]);
+    let o = train_json(&store, &cfg, &dir.path().join("r"), &["--epochs", "1"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("the model does not fit") && t.contains("200000 classes") && !t.contains("panicked"), "{t}");

@@ -121,3 +121,23 @@ pub fn store_content(store: &Path) -> std::collections::BTreeMap<String, Vec<u8>
         })
         .collect()
 }
+
+/// `textgcn-train --json -q` on `store` and `cfg` into the run directory
+/// `out` (the benchmark data directory set), with `extra` flags.
+pub fn train_json(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new(bin("textgcn-train"));
+    c.arg("--store").arg(store).arg("--config").arg(cfg).arg("--out").arg(out).args(["--json", "-q"]).args(extra).env("TEXTGCN_DATA_DIR", data_dir());
+    run(c)
+}
+
+/// The JSON object a successful `--json` run printed (panics with its
+/// output otherwise).
+pub fn json_of(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "training failed: {}", text(o));
+    serde_json::from_slice(&o.stdout).expect("--json prints one JSON object")
+}
+
+/// A run directory's `epochs.csv` without its wall-time column.
+pub fn losses(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("epochs.csv")).expect("epochs.csv").lines().map(|l| l.rsplitn(2, ',').nth(1).expect("a csv line").to_owned()).collect()
+}

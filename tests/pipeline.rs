@@ -57,6 +57,31 @@ fn python_check_on_build(ds: &str, script: &str, args: impl FnOnce(&std::path::P
     t
 }
 
+/// `tokenize.rules = "textsgc"` on all of 20ng gives TextSGC's own cleaned
+/// corpus (its regular expressions, stop words and cutoff, in
+/// `scripts/oracle_textsgc_clean.py`), byte for byte.
+#[test]
+fn textsgc_rules_clean_20ng_as_textsgc_does() {
+    let python = std::env::var("TEXTGCN_PYTHON").expect("TEXTGCN_PYTHON (the project venv's python; make test sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cfg = repo().join("configs/20ng-textsgc.toml");
+    build(&store, &cfg);
+    let mut c = textgcn(&store);
+    c.env("TEXTGCN_DATA_DIR", data_dir()).args(["export-clean", "--config"]).arg(&cfg);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    let oracle = dir.path().join("oracle.txt");
+    let stop = repo().join("pipeline/src/stopwords_nltk_english.txt");
+    let p = std::process::Command::new(python).arg(repo().join("scripts/oracle_textsgc_clean.py")).arg(data_dir().join("20ng/20ng.txt")).arg(&stop).arg(&oracle).output().unwrap();
+    assert!(p.status.success(), "oracle_textsgc_clean.py failed: {}", text(&p));
+    let want = std::fs::read(&oracle).unwrap();
+    if o.stdout != want {
+        let line = o.stdout.split(|&b| b == b'\n').zip(want.split(|&b| b == b'\n')).position(|(a, b)| a != b);
+        panic!("20ng-textsgc: cleaned corpus differs from TextSGC's (first differing line: {line:?}; sizes {} vs {})", o.stdout.len(), want.len());
+    }
+}
+
 #[test]
 fn r8_edge_weights_match_the_numpy_scipy_oracle() {
     let t = python_check_on_build("R8", "oracle_graph.py", |store| {

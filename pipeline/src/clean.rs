@@ -6,6 +6,8 @@
 //! are split off (case-sensitive, before lower-casing); `, ! ( ) ?` are
 //! padded with spaces and `( ) ?` are written `\( \) \?`; whitespace runs
 //! collapse; the result is lower-cased and split on spaces.
+//! [`textsgc_clean`] is TextSGC's variant, which deletes what the reference
+//! turns into spaces.
 
 /// Tokenizes `text` with the reference rules. Tokens are slices of `buf`,
 /// which is reused between calls.
@@ -74,6 +76,30 @@ fn clean_into(t: &[u8], lowercase: bool, out: &mut Vec<u8>) {
     }
 }
 
+/// TextSGC's cleaning (its `utils.clean_str`, which TextSGC and TextS²GC
+/// report their text results on): every character that is not an ASCII
+/// letter, digit or space is *deleted* (`don't` is `dont`, `e-mail` is
+/// `email`, a tab joins its neighbours), spaces collapse, the result is
+/// lower-cased and split on spaces. (Its clitic and padding substitutions
+/// come after the deletion and never match.) Returned as one string, its
+/// tokens joined by single spaces.
+pub fn textsgc_clean(text: &str, lowercase: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if c == ' ' {
+            space = true;
+        } else if c.is_ascii_alphanumeric() {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(if lowercase { c.to_ascii_lowercase() } else { c });
+        }
+    }
+    out
+}
+
 /// A plain Unicode-aware tokenizer: maximal runs of alphanumeric characters
 /// (letters of any script, digits) and apostrophes inside words.
 pub fn unicode_tokens(text: &str, lowercase: bool) -> Vec<String> {
@@ -126,6 +152,18 @@ mod tests {
     #[test]
     fn unicode_rules() {
         assert_eq!(unicode_tokens("Café, naïve! don't 42x", true), ["café", "naïve", "don't", "42x"]);
+    }
+
+    /// TextSGC's `clean_str` on these strings (Python 3.11, its regexes):
+    /// `"its really good isnt it"`, `"dont emailme caf 42x"`,
+    /// `"ab c"` (a tab deleted), `""`.
+    #[test]
+    fn textsgc_rules_delete_what_is_not_a_letter_digit_or_space() {
+        assert_eq!(textsgc_clean("It's (really) good,  isn't it?!", true), "its really good isnt it");
+        assert_eq!(textsgc_clean(" Don't e-mail.me Café 42x ", true), "dont emailme caf 42x");
+        assert_eq!(textsgc_clean("a\tb   c", true), "ab c");
+        assert_eq!(textsgc_clean("?! -- ", true), "");
+        assert_eq!(textsgc_clean("Mixed CASE", false), "Mixed CASE");
     }
 
     #[test]

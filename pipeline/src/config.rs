@@ -198,6 +198,9 @@ pub enum Rules {
     Reference,
     /// A plain Unicode-aware word tokenizer (alphanumeric runs).
     Unicode,
+    /// TextSGC's `clean_str`: characters other than ASCII letters, digits
+    /// and spaces deleted, not split on (what its published results use).
+    Textsgc,
 }
 
 /// `[tokenize]`

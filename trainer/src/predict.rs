@@ -371,6 +371,7 @@ impl Predictor {
                 clean::reference_tokens(text, self.meta.source.lowercase, &mut buf).for_each(&mut take);
             }
             Rules::Unicode => clean::unicode_tokens(text, self.meta.source.lowercase).iter().for_each(|t| take(t)),
+            Rules::Textsgc => clean::textsgc_clean(text, self.meta.source.lowercase).split(' ').for_each(&mut take),
         }
         let known = ids.len();
         ids.sort_unstable();

@@ -56,6 +56,7 @@ impl Stage for Tokenize {
                     .map(|i| match rules {
                         Rules::Reference => clean::reference_clean(texts.value(i), lowercase),
                         Rules::Unicode => clean::unicode_tokens(texts.value(i), lowercase).join(" "),
+                        Rules::Textsgc => clean::textsgc_clean(texts.value(i), lowercase),
                     })
                     .collect();
                 // Cleaned documents hold tokens separated by single spaces.

@@ -59,6 +59,14 @@ PUBLISHED = {
     "ssgc": {"20ng": 88.6, "R8": 97.4, "ohsumed": 68.5, "mr": 76.7},
     "tfidf-lr": {"20ng": 83.19, "R8": 93.74, "ohsumed": 54.66, "mr": 74.59},
 }
+# TextSGC and TextS2GC report 20ng on their own cleaning (TextSGC's
+# clean_str deletes punctuation where TextGCN's splits on it):
+# configs/20ng-textsgc.toml is that graph, and their 20ng targets are
+# judged there. On the TextGCN graph (configs/20ng.toml) the same models
+# are shown beside the number for comparison only.
+PUBLISHED["sgc"]["20ng-textsgc"] = PUBLISHED["sgc"]["20ng"]
+PUBLISHED["ssgc"]["20ng-textsgc"] = PUBLISHED["ssgc"]["20ng"]
+OTHER_CLEANING = {("sgc", "20ng"), ("ssgc", "20ng")}
 SGC_TIME_TARGET = 60.0  # seconds of SGC training on 20ng (TextSGC reports 19 s on a GPU)
 WD_GRID = [1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
@@ -157,6 +165,19 @@ def training(datasets, seeds, store):
     return rows
 
 
+def torch_anchor(datasets, store, epochs=6):
+    """scripts/torch_baseline.py (PyTorch's sparse.mm + autograd on the same
+    artifacts) on each dataset built in `store`: (dataset, median epoch s,
+    peak RSS MB, load)."""
+    rows = []
+    for d in datasets:
+        ld = load()
+        out = subprocess.check_output([sys.executable, os.path.join(ROOT, "scripts", "torch_baseline.py"), "--store", store, "--ref", d, "--epochs", str(epochs)], text=True)
+        j = json.loads(out.strip().splitlines()[-1])
+        rows.append((d, j["median_epoch_seconds"], j["peak_rss"] / 1e6, ld))
+    return rows
+
+
 def inductive(datasets, seeds, store, transductive):
     """Trains the `<d>-inductive` configs (test documents held out of the
     graph) and compares their test accuracy with the transductive runs."""
@@ -184,20 +205,32 @@ def spmm_compare(datasets, store):
     return rows
 
 
-def models(datasets, names, seeds, store):
-    """Each model on each dataset's graph: one `--runs SEEDS` process each."""
+def model_pairs(datasets, names):
+    """(dataset, model) rows of the model table: every model on every dataset,
+    and with 20ng the models published on TextSGC's cleaning of it on that
+    graph too."""
+    pairs = [(d, m) for d in datasets for m in names]
+    if "20ng" in datasets:
+        pairs += [("20ng-textsgc", m) for m in names if (m, "20ng") in OTHER_CLEANING]
+    return pairs
+
+
+def models(pairs, seeds, store):
+    """Each (dataset, model): one `--runs SEEDS` process each."""
     rows = []
-    for d in datasets:
+    built = set()
+    for d, m in pairs:
         cfg = os.path.join(ROOT, "configs", f"{d}.toml")
-        subprocess.run([os.path.join(BIN, "textgcn"), "--store", store, "build", "--config", cfg], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for m in names:
-            ld = load()
-            out, wall, rss, _, _, _ = timed([os.path.join(BIN, "textgcn-train"), "--store", store, "--config", cfg, "--model", m, "--runs", str(seeds), "--json", "-q", "--device", "cpu", "--out", os.path.join(store, "runs", f"{d}-{m}")])
-            j = json.loads(out.strip().splitlines()[-1])
-            per = j["per_run"]
-            med = sorted(r["median_epoch_seconds"] for r in per)[len(per) // 2]
-            train_s = sorted(r["train_seconds"] for r in per)
-            rows.append((d, m, j["test_accuracy_mean"] * 100, j["test_accuracy_std"] * 100, med, train_s, [r["epochs_run"] for r in per], rss, wall, ld))
+        if d not in built:
+            subprocess.run([os.path.join(BIN, "textgcn"), "--store", store, "build", "--config", cfg], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            built.add(d)
+        ld = load()
+        out, wall, rss, _, _, _ = timed([os.path.join(BIN, "textgcn-train"), "--store", store, "--config", cfg, "--model", m, "--runs", str(seeds), "--json", "-q", "--device", "cpu", "--out", os.path.join(store, "runs", f"{d}-{m}")])
+        j = json.loads(out.strip().splitlines()[-1])
+        per = j["per_run"]
+        med = sorted(r["median_epoch_seconds"] for r in per)[len(per) // 2]
+        train_s = sorted(r["train_seconds"] for r in per)
+        rows.append((d, m, j["test_accuracy_mean"] * 100, j["test_accuracy_std"] * 100, med, train_s, [r["epochs_run"] for r in per], rss, wall, ld))
     return rows
 
 
@@ -262,15 +295,24 @@ def main():
         p()
         p("| dataset | test acc mean ± std | target | macro F1 | median epoch s | epoch target | epochs run | peak RSS MB | peak anon MB | mapped graph MB | wall s | load |")
         p("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        trans = {}
+        trans, epoch_s = {}, {}
         for (d, m, s, f1, med, ep, rss, anon, mapped, wall, ld) in training(ds, a.seeds, store):
-            trans[d] = m
+            trans[d], epoch_s[d] = m, med
             et = EPOCH_TARGET.get(d)
             p(f"| {d} | {m:.4f} ± {s:.4f} | ≥ {TARGET_ACC[d]} {'met' if m >= TARGET_ACC[d] else 'MISSED'} | {f1:.4f} | {med:.3f} | "
               f"{(f'≤ {et} ' + ('met' if med <= et else 'MISSED')) if et else '-'} | {','.join(map(str, ep))} | {rss:.0f} | {anon:.0f} | {mapped:.0f} | {wall:.0f} | {ld:.2f} |")
         p()
         p("20ng memory targets: peak RSS ≤ 1200 MB, anonymous ≤ 700 MB (see the 20ng row).")
         p()
+        anchor_ds = [x for x in ("R8", "20ng") if x in ds]
+        if anchor_ds:
+            p("## PyTorch on the same artifacts (`scripts/torch_baseline.py`: `torch.sparse.mm` on CSR + autograd + `torch.optim.Adam`, 5 epochs after a warm-up)")
+            p()
+            p("| dataset | PyTorch median epoch s | PyTorch peak RSS MB | textgcn median epoch s | textgcn speed-up | load |")
+            p("|---|---|---|---|---|---|")
+            for (d, med, rss, ld) in torch_anchor(anchor_ds, store):
+                p(f"| {d} | {med:.3f} | {rss:.0f} | {epoch_s[d]:.3f} | {med / epoch_s[d]:.1f}× | {ld:.2f} |")
+            p()
         ind_ds = [x for x in ("R8", "mr", "ohsumed") if x in ds]
         if ind_ds:
             p(f"## Inductive: test documents held out of the graph, classified after training ({a.seeds} seeds)")
@@ -306,13 +348,15 @@ def model_table(ds, names, seeds, write):
     p()
     p("| dataset | model | test acc % mean ± std | published | target (≥ published − 0.5) | median s / epoch or iteration | training s per seed (min–max) | epochs or iterations | peak RSS MB | wall s | load |")
     p("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (d, m, mean, std, med, train_s, ep, rss, wall, ld) in models(ds, names, seeds, store):
-        pub = PUBLISHED[m][d]
-        ok = mean >= pub - 0.5
+    for (d, m, mean, std, med, train_s, ep, rss, wall, ld) in models(model_pairs(ds, names), seeds, store):
+        pub = PUBLISHED[m].get(d)
+        verdict = "-" if pub is None else ("met" if mean >= pub - 0.5 else "MISSED")
+        if (m, d) in OTHER_CLEANING:
+            verdict = "published on TextSGC's cleaning: see 20ng-textsgc"
         extra = ""
         if m == "sgc" and d == "20ng":
             extra = f"; SGC 20ng ≤ {SGC_TIME_TARGET:.0f} s {'met' if max(train_s) <= SGC_TIME_TARGET else 'MISSED'}"
-        p(f"| {d} | {m} | {mean:.2f} ± {std:.2f} | {pub} | {'met' if ok else 'MISSED'}{extra} | {med:.3f} | {train_s[0]:.1f}–{train_s[-1]:.1f} | {','.join(map(str, sorted(set(ep))))} | {rss:.0f} | {wall:.0f} | {ld:.2f} |")
+        p(f"| {d} | {m} | {mean:.2f} ± {std:.2f} | {pub if pub is not None else '-'} | {verdict}{extra} | {med:.3f} | {train_s[0]:.1f}–{train_s[-1]:.1f} | {','.join(map(str, sorted(set(ep))))} | {rss:.0f} | {wall:.0f} | {ld:.2f} |")
     subprocess.run(["rm", "-rf", store])
     if write:
         write_doc("benchmarks-models.md", "Benchmarks: models", "The latest model table of `make bench` (`scripts/bench.py`; "

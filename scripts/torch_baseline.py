@@ -23,28 +23,10 @@ import time
 import warnings
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-
-def outputs(store, ref):
-    with open(os.path.join(store, "refs", ref + ".json")) as f:
-        stages = {e["stage"]: e["fingerprint"] for e in json.load(f)["stages"]}
-    out = {}
-    for stage, fp in stages.items():
-        with open(os.path.join(store, "records", fp + ".json")) as f:
-            out[stage] = {k: o["id"] for k, o in json.load(f)["record"]["outputs"].items()}
-    return out
-
-
-def path(store, oid):
-    return os.path.join(store, "objects", oid[:2], oid[2:])
-
-
-def column(p):
-    with pa.memory_map(p, "r") as src:
-        return pa.ipc.open_file(src).read_all().column(0).to_numpy()
+from oracle_graph import mapped_column as column, obj as path, store_outputs as outputs
 
 
 def main():

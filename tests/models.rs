@@ -32,11 +32,6 @@ fn topics_corpus(dir: &Path) -> PathBuf {
     data
 }
 
-fn train(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let cpu: Vec<&str> = ["--device", "cpu"].into_iter().chain(extra.iter().copied()).collect();
-    train_json(store, cfg, out, &cpu)
-}
-
 #[test]
 fn every_model_learns_the_topics_and_repeats_itself() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,11 +41,11 @@ fn every_model_learns_the_topics_and_repeats_itself() {
     build(&store, &cfg);
     for model in ["gcn", "sgc", "ssgc", "tfidf-lr"] {
         let a_dir = dir.path().join(format!("{model}-a"));
-        let a = json_of(&train(&store, &cfg, &a_dir, &["--model", model, "--seed", "3"]));
+        let a = json_of(&train_cpu(&store, &cfg, &a_dir, &["--model", model, "--seed", "3"]));
         let acc = a["test_accuracy"].as_f64().unwrap();
         assert!(acc >= 0.95, "{model}: test accuracy {acc} on separable topics (chance 1/3)");
         let b_dir = dir.path().join(format!("{model}-b"));
-        let b = json_of(&train(&store, &cfg, &b_dir, &["--model", model, "--seed", "3"]));
+        let b = json_of(&train_cpu(&store, &cfg, &b_dir, &["--model", model, "--seed", "3"]));
         for k in ["test_accuracy", "macro_f1", "epochs_run"] {
             assert_eq!(a[k], b[k], "{model}: {k} differs between two runs with one seed");
         }
@@ -83,9 +78,9 @@ fn every_model_learns_the_topics_and_repeats_itself() {
     }
     // The model can also come from the file.
     let cfg2 = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[train]\nmodel = \"sgc\"\n[train.sgc]\niterations = 7\n");
-    let m = json_of(&train(&store, &cfg2, &dir.path().join("file"), &[]));
+    let m = json_of(&train_cpu(&store, &cfg2, &dir.path().join("file"), &[]));
     assert_eq!(m["epochs_run"], 7, "train.sgc.iterations from the file: {m}");
-    let m = json_of(&train(&store, &cfg2, &dir.path().join("flag"), &["--iterations", "4"]));
+    let m = json_of(&train_cpu(&store, &cfg2, &dir.path().join("flag"), &["--iterations", "4"]));
     assert_eq!(m["epochs_run"], 4, "--iterations wins over the file: {m}");
 }
 
@@ -96,13 +91,7 @@ fn wrong_mixes_of_model_settings_are_refused() {
     let store = dir.path().join("store");
     let cfg = write_config(dir.path(), "topics", &data, "topics.txt", "topics.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
     build(&store, &cfg);
-    let refused = |cfg: &Path, extra: &[&str], want: &str| {
-        let out = dir.path().join("r");
-        let o = train(&store, cfg, &out, extra);
-        let t = text(&o);
-        assert!(!o.status.success() && t.contains(want), "{extra:?}: expected a refusal naming {want:?}, got: {t}");
-        assert!(!out.exists(), "{extra:?}: a refused run wrote {}", out.display());
-    };
+    let refused = |cfg: &Path, extra: &[&str], want: &str| assert_training_refused(&store, cfg, &dir.path().join("r"), extra, want);
     refused(&cfg, &["--model", "sgc", "--hidden", "16"], "--hidden is a setting of the gcn model, but the model is sgc");
     refused(&cfg, &["--model", "tfidf-lr", "--epochs", "5"], "--epochs is a setting of the gcn model");
     refused(&cfg, &["--iterations", "5"], "--iterations is a setting of the linear models");
@@ -123,7 +112,7 @@ fn linear_models_classify_held_out_documents() {
     let held = write_config(dir.path(), "held", &data, "topics.txt", "topics.meta.txt", "hold_out_test = true\n[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
     build(&store, &held);
     for model in ["sgc", "ssgc", "tfidf-lr"] {
-        let m = json_of(&train(&store, &held, &dir.path().join(model), &["--model", model]));
+        let m = json_of(&train_cpu(&store, &held, &dir.path().join(model), &["--model", model]));
         assert_eq!(m["inductive"]["documents"], 30, "{model}: {m}");
         let acc = m["test_accuracy"].as_f64().unwrap();
         assert!(acc >= 0.95, "{model}: inductive accuracy {acc} on separable topics");

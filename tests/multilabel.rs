@@ -23,11 +23,6 @@ fn label_sets_corpus(dir: &Path) -> PathBuf {
     cfg
 }
 
-fn train(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let cpu: Vec<&str> = ["--device", "cpu"].into_iter().chain(extra.iter().copied()).collect();
-    train_json(store, cfg, out, &cpu)
-}
-
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
@@ -91,7 +86,7 @@ fn every_model_learns_label_sets_and_repeats_itself() {
     let supports = test_supports(&dir.path().join("data/sets.meta.txt"));
     for model in ["gcn", "sgc", "ssgc", "tfidf-lr"] {
         let a_dir = dir.path().join(format!("{model}-a"));
-        let a = json_of(&train(&store, &cfg, &a_dir, &["--model", model, "--seed", "3"]));
+        let a = json_of(&train_cpu(&store, &cfg, &a_dir, &["--model", model, "--seed", "3"]));
         let m = &a["multi_label"];
         let micro = m["micro_f1"].as_f64().unwrap();
         // Predicting every label scores about 0.55 here.
@@ -107,7 +102,7 @@ fn every_model_learns_label_sets_and_repeats_itself() {
         assert_eq!(got, supports, "{model}: per-label supports");
         // Same seed, same run.
         let b_dir = dir.path().join(format!("{model}-b"));
-        let b = json_of(&train(&store, &cfg, &b_dir, &["--model", model, "--seed", "3"]));
+        let b = json_of(&train_cpu(&store, &cfg, &b_dir, &["--model", model, "--seed", "3"]));
         assert_eq!(a["multi_label"], b["multi_label"], "{model}: scores differ between two runs with one seed");
         assert_eq!(a["per_class"], b["per_class"]);
         assert_eq!(losses(&a_dir), losses(&b_dir), "{model}: per-epoch losses differ between two runs with one seed");
@@ -177,7 +172,7 @@ fn held_out_label_sets_are_classified_inductively() {
     let held: usize = std::fs::read_to_string(dir.path().join("data/sets.meta.txt")).unwrap().lines().filter(|l| l.contains("\ttest\t")).count();
     for model in ["gcn", "sgc", "ssgc", "tfidf-lr"] {
         let out = dir.path().join(model);
-        let a = json_of(&train(&store, &cfg, &out, &["--model", model]));
+        let a = json_of(&train_cpu(&store, &cfg, &out, &["--model", model]));
         assert_eq!(a["inductive"]["documents"], held, "{model}: {a}");
         // The threshold is chosen on in-graph validation documents, whose
         // probabilities a new document's need not match (SGC's measured
@@ -216,13 +211,7 @@ fn malformed_label_sets_and_misplaced_settings_are_refused() {
     let store = dir.path().join("store");
     let cfg = write_config(dir.path(), "c", &data, "c.txt", "c.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
     build(&store, &cfg);
-    let refused = |cfg: &Path, extra: &[&str], want: &str| {
-        let out = dir.path().join("r");
-        let o = train(&store, cfg, &out, extra);
-        let t = text(&o);
-        assert!(!o.status.success() && t.contains(want), "{extra:?}: expected a refusal naming {want:?}, got: {t}");
-        assert!(!out.exists(), "{extra:?}: a refused run wrote {}", out.display());
-    };
+    let refused = |cfg: &Path, extra: &[&str], want: &str| assert_training_refused(&store, cfg, &dir.path().join("r"), extra, want);
     refused(&cfg, &["--multi-label"], "document \"d17\": label field \"x,,y\" has an empty label");
     refused(&cfg, &["--label-separator", ";"], "--label-separator is read only for multi-label training");
     // Other configs of the same dataset, in folders of their own.
@@ -236,7 +225,7 @@ fn malformed_label_sets_and_misplaced_settings_are_refused() {
     let empty = write_config(&folder("empty"), "c", &data, "c.txt", "c.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n[train]\nmulti_label = true\nlabel_separator = \"\"\n");
     refused(&empty, &[], "key `train.label_separator`: \"\" must be a non-empty string");
     // The same corpus single-label: each field is one class, as before.
-    let o = json_of(&train(&store, &cfg, &dir.path().join("single"), &[]));
+    let o = json_of(&train_cpu(&store, &cfg, &dir.path().join("single"), &[]));
     assert!(o["multi_label"].is_null(), "{o}");
     assert!(o["per_class"].as_array().unwrap().iter().any(|r| r["label"] == "x,,y"), "single-label: the field is a class of its own");
 }

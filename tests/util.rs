@@ -130,6 +130,21 @@ pub fn train_json(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Outpu
     run(c)
 }
 
+/// [`train_json`] on the CPU (`--device cpu` before `extra`).
+pub fn train_cpu(store: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    let cpu: Vec<&str> = ["--device", "cpu"].into_iter().chain(extra.iter().copied()).collect();
+    train_json(store, cfg, out, &cpu)
+}
+
+/// Asserts that [`train_cpu`] with `extra` fails with a message holding
+/// `want` and writes nothing at `out`.
+pub fn assert_training_refused(store: &Path, cfg: &Path, out: &Path, extra: &[&str], want: &str) {
+    let o = train_cpu(store, cfg, out, extra);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains(want), "{extra:?}: expected a refusal naming {want:?}, got: {t}");
+    assert!(!out.exists(), "{extra:?}: a refused run wrote {}", out.display());
+}
+
 /// The JSON object a successful `--json` run printed (panics with its
 /// output otherwise).
 pub fn json_of(o: &Output) -> serde_json::Value {

@@ -99,7 +99,9 @@ impl Model {
 
     /// Logits of every node without dropout (evaluation).
     pub fn logits(&self, adj: &Adj) -> Tensor {
-        self.logits_from(&self.first_layer(adj), adj)
+        let z1 = self.first_layer(adj);
+        let n = z1.size()[0] as usize;
+        self.logits_from(&z1, adj, n)
     }
 
     /// The first layer's pre-activation `Z1 = Â · W0` (the identity input
@@ -109,14 +111,16 @@ impl Model {
         adj.mm(&self.w0)
     }
 
-    /// Logits without dropout from `z1`, which must be
-    /// [`Model::first_layer`] of these weights. `ReLU(z1)·W1` is formed in
-    /// row blocks, so no second `[N, hidden]` buffer exists next to `z1`.
-    pub fn logits_from(&self, z1: &Tensor, adj: &Adj) -> Tensor {
+    /// Logits of the first `rows` nodes without dropout from `z1`, which
+    /// must be [`Model::first_layer`] of these weights (the documents are
+    /// nodes `0..D`: only their rows of the last product are computed).
+    /// `ReLU(z1)·W1` is formed in row blocks, so no second `[N, hidden]`
+    /// buffer exists next to `z1`.
+    pub fn logits_from(&self, z1: &Tensor, adj: &Adj, rows: usize) -> Tensor {
         const BLOCK: i64 = 8192;
         let n = z1.size()[0];
         let parts: Vec<Tensor> = (0..n).step_by(BLOCK as usize).map(|s| z1.narrow(0, s, BLOCK.min(n - s)).relu().mm(&self.w1)).collect();
-        adj.mm(&Tensor::cat(&parts, 0))
+        adj.mm_rows(&Tensor::cat(&parts, 0), rows)
     }
 
     /// The hidden representation `ReLU(Â · W0)` of every node.
@@ -211,8 +215,10 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, t
         let step = tracing::debug_span!("train_step", op = "Hd.W1").entered();
         let p = hd.mm(&model.w1);
         drop(step);
+        // Only the documents' rows (nodes 0..D) of the logits are read:
+        // the word rows of the product are not computed.
         let step = tracing::debug_span!("train_step", op = "A.P").entered();
-        let logits = adj.mm(&p);
+        let logits = adj.mm_rows(&p, targets.documents());
         drop(p);
         drop(step);
         let step = tracing::debug_span!("train_step", op = "loss+dlogits").entered();

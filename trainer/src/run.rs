@@ -130,7 +130,7 @@ fn train_gcn(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -
         let t = Instant::now();
         let (train_loss, train_acc) = model::train_step(&mut model, &mut opt, &data.adj, z1.take(), &data.train, &data.targets, h);
         let z = tch::no_grad(|| model.first_layer(&data.adj));
-        let (val_loss, val_acc) = tch::no_grad(|| model::loss_acc(&model.logits_from(&z, &data.adj), &data.val, &data.targets));
+        let (val_loss, val_acc) = tch::no_grad(|| model::loss_acc(&model.logits_from(&z, &data.adj, data.num_docs), &data.val, &data.targets));
         z1 = Some(z);
         if device != Device::Cpu {
             tch::Cuda::synchronize(0);
@@ -145,7 +145,7 @@ fn train_gcn(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -
         }
     }
     let z = z1.unwrap_or_else(|| tch::no_grad(|| model.first_layer(&data.adj)));
-    let probs = tch::no_grad(|| data.targets.probabilities(&model.logits_from(&z, &data.adj).narrow(0, 0, data.num_docs as i64))).to_device(Device::Cpu);
+    let probs = tch::no_grad(|| data.targets.probabilities(&model.logits_from(&z, &data.adj, data.num_docs))).to_device(Device::Cpu);
     drop(opt); // the Adam state is as large as the weights: free it first
     let predictor = data.vocab.as_ref().map(|info| {
         let words = data.num_docs..data.num_nodes;

@@ -114,6 +114,14 @@ impl LabelSets {
 }
 
 impl Targets {
+    /// The documents (nodes `0..D`) there are targets for.
+    pub fn documents(&self) -> usize {
+        match self {
+            Targets::Single(t) => t.size()[0] as usize,
+            Targets::Multi(s) => s.sets.len(),
+        }
+    }
+
     /// Whether the documents have label sets.
     pub fn is_multi(&self) -> bool {
         matches!(self, Targets::Multi(_))

@@ -246,7 +246,13 @@ fn decode_ipc<T: ArrowPrimitiveType>(bytes: bytes::Bytes, mapping: Range<usize>,
     }
     let footer = root_as_footer(&buffer[trailer_start - footer_len..trailer_start]).map_err(|e| fmt(format!("bad footer: {e}")))?;
     let schema = footer.schema().ok_or_else(|| fmt("no schema".into()))?;
-    let schema = Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| fmt(e.to_string()))?);
+    // arrow 59's `fb_to_schema` unwraps the field list: a footer without
+    // one is refused here, and any other malformation is caught by
+    // `decode_guard` as the decoder's failure.
+    if schema.fields().is_none() {
+        return Err(fmt("schema has no field list".into()));
+    }
+    let schema = Arc::new(arrow_ipc::convert::fb_to_schema(schema));
     if schema.fields().len() != 1 || schema.field(0).data_type() != &T::DATA_TYPE {
         return Err(fmt(format!("expected one {} column, found schema {schema}", T::DATA_TYPE)));
     }

@@ -526,6 +526,14 @@ impl Store {
         write_atomic(&self.root, &path, &serde_json::to_vec_pretty(value).expect("json"), true).map(|_| ())
     }
 
+    /// The provenance file of record `fp`, when there is a readable one
+    /// (it is for people: a missing or damaged one is `None`, never an
+    /// error).
+    pub fn provenance(&self, fp: &str) -> Option<serde_json::Value> {
+        let bytes = fs::read(self.root.join("provenance").join(format!("{fp}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Forgets what this handle created so far (start of a build).
     pub fn start_transaction(&self) {
         let mut c = self.created.lock().expect("not poisoned");

@@ -52,7 +52,48 @@ pub struct BuildConfig {
     /// limit, when lower). `textgcn build --memory-limit` overrides it.
     #[serde(default)]
     pub memory_limit: Option<bytesize::ByteSize>,
+    /// What computes the graph stage's counts (`textgcn build --engine`
+    /// overrides it). Every engine publishes the same bytes, so this is not
+    /// fingerprinted: a stage built by one engine is fresh for the others.
+    #[serde(default)]
+    pub engine: Engine,
 }
+
+/// `build.engine`: what counts the graph's words, documents and pairs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// This crate's own code: the fast path for anything that fits one
+    /// machine.
+    #[default]
+    Native,
+    /// Apache DataFusion in this process: the counts as a query plan over a
+    /// bounded memory pool that spills to the store's `tmp/` (needs the
+    /// crate feature `datafusion`).
+    Datafusion,
+}
+
+impl Engine {
+    /// The engine's name as the config, the flag and the provenance spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Native => "native",
+            Engine::Datafusion => "datafusion",
+        }
+    }
+
+    /// Whether this binary can run the engine (DataFusion is a crate
+    /// feature).
+    pub fn available(self) -> bool {
+        match self {
+            Engine::Native => true,
+            Engine::Datafusion => cfg!(feature = "datafusion"),
+        }
+    }
+}
+
+/// Why `build.engine = "datafusion"` is refused by a binary built without it.
+pub const ENGINE_MISSING: &str = "\"datafusion\" needs a textgcn built with the crate feature `datafusion` (cargo build --release --features textgcn-pipeline/datafusion, as `make test` does)";
 
 /// The smallest memory limit accepted (config key or flag).
 pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
@@ -762,6 +803,9 @@ impl Config {
         }
         if let Some(Err(m)) = self.build.memory_limit.map(check_memory_limit) {
             return err("build.memory_limit", m);
+        }
+        if !self.build.engine.available() {
+            return err("build.engine", ENGINE_MISSING.into());
         }
         if self.vocab.min_freq == 0 {
             return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());

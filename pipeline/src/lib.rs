@@ -11,6 +11,8 @@
 //! - [`clean`]: the reference cleaning rules and a Unicode tokenizer.
 //! - [`vocab`]: the frequency/stop-word filter with deterministic ids.
 //! - [`graph`]: PMI + TF-IDF edges and the normalised adjacency.
+//! - `engine`: what computes the graph's counts (`build.engine`): the
+//!   native code, or Apache DataFusion (feature `datafusion`).
 //! - [`splits`]: seeded train/validation/test node sets.
 //! - [`stages`]: each stage as a type, the driver (fingerprints,
 //!   freshness, build, status) and the typed read side ([`stages::BuiltGraph`]).
@@ -26,6 +28,7 @@
 pub mod alloc;
 pub mod clean;
 pub mod config;
+mod engine;
 pub mod graph;
 pub mod ingest;
 pub mod splits;

@@ -65,7 +65,9 @@ pub fn report_table(report: &BuildReport) -> String {
     for s in &report.stages {
         let bytes: u64 = s.outputs.values().map(|o| o.1).sum();
         total += bytes;
-        out.push_str(&format!("{:<9} {:<8} {:>8.3} {:>10}  {}\n", s.stage, s.status, s.seconds, ui::human_bytes(bytes), s.why.as_deref().unwrap_or("-")));
+        // The engine is named when it is not the native one.
+        let by = s.engine.as_deref().filter(|e| *e != "native").map(|e| format!(" [{e}]")).unwrap_or_default();
+        out.push_str(&format!("{:<9} {:<8} {:>8.3} {:>10}  {}{by}\n", s.stage, s.status, s.seconds, ui::human_bytes(bytes), s.why.as_deref().unwrap_or("-")));
     }
     out.push_str(&format!("built {} in {:.3}s ({:.1} MB of artifacts)\n", report.name, report.seconds, total as f64 / 1e6));
     out

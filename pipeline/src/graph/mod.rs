@@ -185,8 +185,45 @@ fn runs(xs: &[u32]) -> impl Iterator<Item = (u32, usize)> + '_ {
 
 /// Number of windows of a document of length `len` (an empty or short
 /// document is one window, as in the reference).
-fn windows_of(len: usize, w: usize) -> usize {
+pub(crate) fn windows_of(len: usize, w: usize) -> usize {
     if len <= w { 1 } else { len - w + 1 }
+}
+
+/// The windows of a document of length `l` holding both positions `a < b`
+/// (`b - a < w`): `min(a, L − W) − max(0, b − W + 1) + 1`, or 1 when the
+/// document is one window.
+#[inline(always)]
+pub(crate) fn pair_windows(a: usize, b: usize, l: usize, w: usize) -> u32 {
+    if l <= w { 1 } else { (a.min(l - w) + 1 - (b + 1).saturating_sub(w)) as u32 }
+}
+
+/// The IDF of a word in `df` of `nd` documents: `ln(N / df)`.
+#[inline(always)]
+pub(crate) fn idf(nd: usize, df: u64) -> f64 {
+    (nd as f64 / df as f64).ln()
+}
+
+/// The weight of a document-word edge: the word's count in the document
+/// times its IDF (an edge only when not 0).
+#[inline(always)]
+pub(crate) fn tfidf(n: u64, idf: f64) -> f64 {
+    n as f64 * idf
+}
+
+/// The PMI of words `i` and `j` that co-occur `cnt` times, in `fi` and `fj`
+/// of the `nw` windows, when it is positive (an edge), else `None`.
+///
+/// PMI > 0 needs `cnt·#W > #W(i)·#W(j)`; when the exact integers say no,
+/// the float formula cannot say yes (the gap, at least `1/(#W(i)·#W(j))`,
+/// is far above its rounding error), so the log is skipped.
+#[inline(always)]
+pub(crate) fn positive_pmi(cnt: u64, fi: u64, fj: u64, nw: u64) -> Option<f64> {
+    if (cnt as u128) * (nw as u128) < (fi as u128) * (fj as u128) {
+        return None;
+    }
+    let (nw_f, nw2) = (nw as f64, (nw as f64) * (nw as f64));
+    let pmi = ((cnt as f64 / nw_f) / (fi as f64 * fj as f64 / nw2)).ln();
+    (pmi > 0.0).then_some(pmi)
 }
 
 /// Builds the normalised graph from id-encoded documents, keeping at most
@@ -246,7 +283,7 @@ const IN_FLIGHT_SHARE: usize = 8;
 
 /// Splits items `0..n` into consecutive ranges whose estimated edges stay
 /// under `target` (a single larger item is a range of its own).
-fn blocks_by_estimate(n: usize, target: usize, estimate: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn blocks_by_estimate(n: usize, target: usize, estimate: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut sum) = (0, 0usize);
     for i in 0..n {
@@ -447,7 +484,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     let num_windows: u64 = (0..nd).map(|d| windows_of(doc_len(d), window) as u64).sum();
     let WordStats { count, df, wfreq } = word_stats(offsets, ids, nv, window);
     // IDF over all documents: ln(N / df).
-    let idf: Vec<f64> = df.iter().map(|&df| (nd as f64 / df as f64).ln()).collect();
+    let idf: Vec<f64> = df.iter().map(|&df| idf(nd, df as u64)).collect();
     drop(df);
     drop(step);
     let step = tracing::debug_span!("graph::build", op = "document rows").entered();
@@ -469,7 +506,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
             sorted.extend_from_slice(&ids[offsets[d]..offsets[d + 1]]);
             sorted.sort_unstable();
             for (t, n) in runs(sorted) {
-                let weight = n as f64 * idf[t as usize];
+                let weight = tfidf(n as u64, idf[t as usize]);
                 if weight != 0.0 {
                     r.cols.push((nd + t as usize) as u32);
                     r.w.push(weight);
@@ -524,6 +561,129 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
         piece_edges: tuning.piece_edges.unwrap_or(WRITE_CHUNK).max(1),
         stats: GraphStats { num_docs: nd, num_words: nv, num_nodes: nd + nv, num_edges, windows: num_windows, word_pairs: word_pairs / 2, doc_word_pairs },
     })
+}
+
+/// Builds a [`Graph`] from the edges of `A` that another engine computed:
+/// every edge but the self loops, in row-major order (rows ascending,
+/// columns ascending within a row, each pair once), pushed in batches of
+/// any size. The self loops are put in their places, the rows pass
+/// through the same [`RowSpool`] as the native build's (the same degrees,
+/// summed in column order, the same spilling), so the published graph is
+/// the same bytes as [`build`]'s for the same counts.
+#[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+pub(crate) struct Assembler<'a> {
+    nd: usize,
+    nodes: usize,
+    spool: RowSpool,
+    block: Rows,
+    /// The row being filled, where it began in `block`, whether its self
+    /// loop is in, and the last column pushed to it.
+    row: usize,
+    start: usize,
+    self_done: bool,
+    last_col: Option<u32>,
+    block_edges: usize,
+    doc_word_pairs: usize,
+    pmi_entries: usize,
+    progress: &'a (dyn Fn(&str, u64, u64) + Sync),
+}
+
+#[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+impl<'a> Assembler<'a> {
+    /// An assembler for `nd` documents and `nv` words, holding at most
+    /// `memory.budget` bytes of rows before spilling.
+    pub(crate) fn new(nd: usize, nv: usize, memory: RowMemory<'a>) -> Self {
+        let block_edges = block_edges(memory.budget, usize::MAX);
+        Assembler {
+            nd,
+            nodes: nd + nv,
+            spool: RowSpool::new(memory.budget - memory.budget / IN_FLIGHT_SHARE, memory.spill_dir),
+            block: Rows::default(),
+            row: 0,
+            start: 0,
+            self_done: false,
+            last_col: None,
+            block_edges,
+            doc_word_pairs: 0,
+            pmi_entries: 0,
+            progress: memory.progress,
+        }
+    }
+
+    /// Ends the current row (with its self loop if no column above it came)
+    /// and starts the next; hands the block over when it is full.
+    fn next_row(&mut self) -> io::Result<()> {
+        if !self.self_done {
+            self.block.cols.push(self.row as u32);
+            self.block.w.push(1.0);
+        }
+        self.block.end_row(self.start);
+        self.row += 1;
+        (self.start, self.self_done, self.last_col) = (self.block.cols.len(), false, None);
+        if self.block.cols.len() >= self.block_edges {
+            self.spool.push(std::mem::take(&mut self.block))?;
+            self.start = 0;
+            (self.progress)("rows", self.row as u64, self.nodes as u64);
+        }
+        Ok(())
+    }
+
+    /// Appends edges `(rows[k], cols[k], w[k])`, which continue the
+    /// row-major order of what came before.
+    pub(crate) fn push(&mut self, rows: &[u64], cols: &[u64], w: &[f64]) -> io::Result<()> {
+        let nodes = self.nodes;
+        let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, format!("the engine's edges are not a graph of {nodes} nodes: {what}"));
+        for ((&r, &c), &x) in rows.iter().zip(cols).zip(w) {
+            let (r, c) = (r as usize, c as usize);
+            if r >= self.nodes || c >= self.nodes || r < self.row || c == r {
+                return Err(bad(format!("edge ({r}, {c}) after row {}", self.row)));
+            }
+            while self.row < r {
+                self.next_row()?;
+            }
+            if let Some(l) = self.last_col.filter(|&l| c <= l as usize) {
+                return Err(bad(format!("edge ({r}, {c}) after column {l} of that row")));
+            }
+            if !self.self_done && c > r {
+                self.block.cols.push(r as u32);
+                self.block.w.push(1.0);
+                self.self_done = true;
+            }
+            self.block.cols.push(c as u32);
+            self.block.w.push(x);
+            self.last_col = Some(c as u32);
+            match (r < self.nd, c < self.nd) {
+                (true, false) => self.doc_word_pairs += 1,
+                (false, false) => self.pmi_entries += 1,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the last rows and gives the graph, whose corpus has
+    /// `num_windows` windows.
+    pub(crate) fn finish(mut self, num_windows: u64) -> io::Result<Graph> {
+        while self.row < self.nodes {
+            self.next_row()?;
+        }
+        if !self.block.lens.is_empty() {
+            self.spool.push(std::mem::take(&mut self.block))?;
+        }
+        (self.progress)("rows", self.nodes as u64, self.nodes as u64);
+        let dinv: Vec<f64> = self.spool.sums.iter().map(|s| s.powf(-0.5)).collect();
+        let num_edges = self.spool.num_edges();
+        let stats = GraphStats {
+            num_docs: self.nd,
+            num_words: self.nodes - self.nd,
+            num_nodes: self.nodes,
+            num_edges,
+            windows: num_windows,
+            word_pairs: self.pmi_entries / 2,
+            doc_word_pairs: self.doc_word_pairs,
+        };
+        Ok(Graph { rows: self.spool, dinv, piece_edges: WRITE_CHUNK, stats })
+    }
 }
 
 /// What the word rows are computed from.
@@ -675,13 +835,11 @@ fn word_rows(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mut RowSpool
 fn word_row<A: Accumulator>(c: &RowCtx, i: usize, tri: &[u32], acc: &mut A, bits: &mut Touched, stamp: &mut [u32], r: &mut Rows) -> usize {
     let (nd, w) = (c.nd, c.window);
     let nw = c.num_windows;
-    let nw_f = nw as f64;
-    let nw2 = (nw as f64) * (nw as f64);
     let start = r.cols.len();
     let (occs, docs) = c.index.of(i);
     // Document part (the occurrences come grouped by document).
     for (d, n) in runs(docs) {
-        let weight = n as f64 * c.idf[i];
+        let weight = tfidf(n as u64, c.idf[i]);
         if weight != 0.0 {
             r.cols.push(d);
             r.w.push(weight);
@@ -705,15 +863,10 @@ fn word_row<A: Accumulator>(c: &RowCtx, i: usize, tri: &[u32], acc: &mut A, bits
             r.w.push(1.0);
             self_done = true;
         }
-        // PMI > 0 needs cnt·#W > #W(i)·#W(j); when the exact integers say
-        // no, the float formula below cannot say yes (the gap, at least
-        // 1/(#W(i)·#W(j)), is far above its rounding error), so skip the
-        // log.
-        if j == i || (cnt as u128) * (nw as u128) < (fi as u128) * (fj as u128) {
+        if j == i {
             return;
         }
-        let pmi = ((cnt as f64 / nw_f) / (fi as f64 * fj as f64 / nw2)).ln();
-        if pmi > 0.0 {
+        if let Some(pmi) = positive_pmi(cnt, fi, fj, nw) {
             r.cols.push((nd + j) as u32);
             r.w.push(pmi);
             pairs += 1;
@@ -768,12 +921,7 @@ fn count_position_pairs<A: Accumulator>(occs: &[u32], docs: &[u32], ids: &[u32],
         let qhi = (p + w - 1).min(l - 1);
         for (q, &jt) in toks.iter().enumerate().take(qhi + 1).skip(qlo) {
             let j = jt as usize;
-            let shared = if l <= w {
-                1
-            } else {
-                let (a, b) = if p < q { (p, q) } else { (q, p) };
-                (a.min(l - w) + 1 - (b + 1).saturating_sub(w)) as u32
-            };
+            let shared = pair_windows(p.min(q), p.max(q), l, w);
             bits.set(j);
             acc.add(j, shared);
         }
@@ -919,6 +1067,63 @@ mod tests {
         (g.row_ptr(), attr, idx)
     }
 
+    /// The edges of `A` but the self loops, row-major, with their weights.
+    fn edges_of(g: &Graph) -> Vec<(u64, u64, f64)> {
+        let (mut out, mut row) = (Vec::new(), 0u64);
+        g.rows
+            .for_each_block(true, |b| {
+                let mut at = 0;
+                for &len in b.lens {
+                    for k in at..at + len as usize {
+                        if b.cols[k] as u64 != row {
+                            out.push((row, b.cols[k] as u64, b.w[k]));
+                        }
+                    }
+                    at += len as usize;
+                    row += 1;
+                }
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    /// `edges` through an [`Assembler`], `batch` edges a push.
+    fn assemble(edges: &[(u64, u64, f64)], nd: usize, nv: usize, windows: u64, batch: usize, dir: &std::path::Path) -> Graph {
+        let mut asm = Assembler::new(nd, nv, RowMemory { budget: 64, index_budget: 0, spill_dir: dir, progress: &|_, _, _| {} });
+        for chunk in edges.chunks(batch.min(edges.len()).max(1)) {
+            let (r, c, w): (Vec<u64>, Vec<u64>, Vec<f64>) = chunk.iter().fold((Vec::new(), Vec::new(), Vec::new()), |mut v, e| {
+                v.0.push(e.0);
+                v.1.push(e.1);
+                v.2.push(e.2);
+                v
+            });
+            asm.push(&r, &c, &w).unwrap();
+        }
+        asm.finish(windows).unwrap()
+    }
+
+    #[test]
+    fn the_assembler_refuses_edges_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = || Assembler::new(2, 3, RowMemory { budget: 1 << 20, index_budget: 0, spill_dir: dir.path(), progress: &|_, _, _| {} });
+        let cases: [(&[u64], &[u64], &str); 5] = [
+            (&[1, 0], &[3, 3], "edge (0, 3) after row 1"),
+            (&[0, 0], &[3, 2], "edge (0, 2) after column 3 of that row"),
+            (&[0, 0], &[3, 3], "edge (0, 3) after column 3 of that row"),
+            (&[2], &[2], "edge (2, 2) after row 0"),
+            (&[0], &[5], "edge (0, 5) after row 0"),
+        ];
+        for (rows, cols, want) in cases {
+            let mut asm = new();
+            let e = asm.push(rows, cols, &vec![1.0; rows.len()]).err().unwrap_or_else(|| panic!("{rows:?} {cols:?} accepted"));
+            assert_eq!(e.to_string(), format!("the engine's edges are not a graph of 5 nodes: {want}"));
+        }
+        // No edges at all: every node is its self loop.
+        let g = new().finish(1).unwrap();
+        assert_eq!((g.row_ptr(), g.stats.num_edges), (vec![0, 1, 2, 3, 4, 5], 5));
+    }
+
     fn flatten(docs: &[Vec<u32>]) -> (Vec<usize>, Vec<u32>) {
         let mut offsets = vec![0];
         let mut ids = Vec::new();
@@ -964,6 +1169,22 @@ mod tests {
             assert_eq!(g.spilled_bytes() > 0, budget < usize::MAX, "budget {budget}");
             assert_eq!(outputs(&g), (row_ptr.clone(), attr.clone(), idx.clone()), "budget {budget}, blocks of {block_edges} edges, ranges of {range:?} occurrences");
             assert_eq!(g.stats, g0_stats);
+        }
+        // Another engine's edges (all but the self loops, in row-major
+        // order, in batches of any size) assemble into the same graph, and
+        // the DataFusion engine computes those edges.
+        let g = build_in_memory(&offsets, &ids, nv, w, mode, Tuning::default());
+        for batch in [1, 5, usize::MAX] {
+            let assembled = assemble(&edges_of(&g), docs.len(), nv, g.stats.windows, batch, spill_dir.path());
+            assert_eq!(outputs(&assembled), (row_ptr.clone(), attr.clone(), idx.clone()), "assembled in batches of {batch}");
+            assert_eq!(assembled.stats, g0_stats);
+        }
+        #[cfg(feature = "datafusion")]
+        for budget in [0, usize::MAX] {
+            let memory = RowMemory { budget, index_budget: 0, spill_dir: spill_dir.path(), progress: &|_, _, _| {} };
+            let on_df = crate::engine::df::build(&offsets, &ids, nv, w, mode, 64 << 20, memory).unwrap();
+            assert_eq!(outputs(&on_df), (row_ptr.clone(), attr.clone(), idx.clone()), "DataFusion, window {w}, {mode:?}, row budget {budget}");
+            assert_eq!(on_df.stats, g0_stats);
         }
         // Spill files are unnamed: nothing is left in the directory.
         assert_eq!(std::fs::read_dir(spill_dir.path()).unwrap().count(), 0);

@@ -30,6 +30,9 @@ pub struct StageReport {
     pub summary: Value,
     /// Its fingerprint.
     pub fingerprint: String,
+    /// What computed it (`native`, `datafusion`): this build's engine when
+    /// it ran, else the one its provenance names (`None` if unknown).
+    pub engine: Option<String>,
 }
 
 /// A build's report.
@@ -74,6 +77,14 @@ pub struct StageStatus {
     pub status: StageState,
     /// Why it would rerun.
     pub why: Option<String>,
+    /// For a fresh stage, the engine that built its record, from the
+    /// provenance (`None` if unknown).
+    pub built_by: Option<String>,
+}
+
+/// The engine the provenance of record `fp` names.
+pub fn built_by(store: &Store, fp: &str) -> Option<String> {
+    store.provenance(fp)?.get("engine")?.as_str().map(str::to_owned)
 }
 
 /// Why a stage with plan `plan` is not the one the previous build used.
@@ -188,9 +199,13 @@ impl Pipeline {
                 Outcome::Fresh => (StageState::Fresh, Some(why(&plan, old_rec, true))),
             };
             let secs = t.elapsed().as_secs_f64();
-            if outcome != Outcome::Fresh {
-                store.put_provenance(&fp, &json!({"stage": plan.stage, "seconds": secs, "built_at_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0), "threads": rayon::current_num_threads()}))?;
-            }
+            let engine = if outcome != Outcome::Fresh {
+                let engine = stage.engine_of(cfg);
+                store.put_provenance(&fp, &json!({"stage": plan.stage, "engine": engine, "seconds": secs, "built_at_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0), "threads": rayon::current_num_threads()}))?;
+                Some(engine.to_owned())
+            } else {
+                built_by(store, &fp)
+            };
             let report = StageReport {
                 stage: stage.name().to_owned(),
                 status,
@@ -199,6 +214,7 @@ impl Pipeline {
                 outputs: rec.outputs.iter().map(|(k, o)| (k.clone(), (o.id.to_string(), o.bytes))).collect(),
                 summary: rec.summary.clone(),
                 fingerprint: fp,
+                engine,
             };
             on_stage(&report);
             reports.push(report);
@@ -215,7 +231,7 @@ impl Pipeline {
         let mut out = Vec::new();
         let damaged = |e: &dyn std::fmt::Display| format!("its record is damaged ({e}); a build moves it to quarantine/ and reruns the stage");
         for (idx, stage) in self.stages().enumerate() {
-            let stale = |why: String| StageStatus { stage: stage.name().into(), status: StageState::Stale, why: Some(why) };
+            let stale = |why: String| StageStatus { stage: stage.name().into(), status: StageState::Stale, why: Some(why), built_by: None };
             if recs.len() < idx {
                 out.push(stale(format!("{} will rerun first", self.names()[recs.len()])));
                 continue;
@@ -227,7 +243,7 @@ impl Pipeline {
                 RecordState::Valid(rec) => match check_outputs(stage, &rec) {
                     Ok(()) => {
                         let same = old_rec.is_some_and(|o| o.fingerprint == fp);
-                        out.push(StageStatus { stage: stage.name().into(), status: StageState::Fresh, why: (!same).then(|| why(&plan, old_rec, true)) });
+                        out.push(StageStatus { stage: stage.name().into(), status: StageState::Fresh, why: (!same).then(|| why(&plan, old_rec, true)), built_by: built_by(store, &fp) });
                         recs.push(rec);
                     }
                     Err(e) => out.push(stale(damaged(&e))),
@@ -244,7 +260,7 @@ impl Pipeline {
     pub fn stale_stages(&self, store: &Store, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, PipelineError> {
         let mut stale: Vec<StageStatus> = self.status(store, cfg)?.into_iter().filter(|s| s.status != StageState::Fresh).collect();
         if stale.is_empty() && store.get_ref(&cfg.config.name).is_err() {
-            stale.push(StageStatus { stage: self.names()[0].into(), status: StageState::Stale, why: Some("never built".into()) });
+            stale.push(StageStatus { stage: self.names()[0].into(), status: StageState::Stale, why: Some("never built".into()), built_by: None });
         }
         Ok(stale)
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use textgcn_artifacts::{Built, EdgeAttr, EdgeIndex, ObjectKind, RowPtr};
 
 use super::{Ingest, Input, OutputKey, OutputSpec, PipelineError, PlanContext, RunContext, Stage, Vocab};
-use crate::config::{Cooccurrence, LoadedConfig};
+use crate::config::{Cooccurrence, Engine, LoadedConfig};
 use crate::{graph, tables};
 
 /// The graph stage.
@@ -34,6 +34,23 @@ impl Graph {
     pub const EDGE_INDEX: OutputKey = OutputKey { stage: "graph", name: "edge_index", kind: ObjectKind::EdgeIndex };
 }
 
+/// The graph's counts on DataFusion: its pool (aggregations, joins, the
+/// sort of the edges) and the assembled rows share what is `free` of the
+/// memory limit, less the table copy of the token ids.
+#[cfg(feature = "datafusion")]
+fn on_datafusion(dt: &crate::vocab::DocTokens, num_words: usize, p: &GraphParams, free: usize, spill_dir: &std::path::Path, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
+    let free = free.saturating_sub(dt.ids.len() * 4 + dt.offsets.len() * 8);
+    let memory = graph::RowMemory { budget: free / 2, index_budget: 0, spill_dir, progress };
+    crate::engine::df::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, (free / 2).max(16 << 20), memory)
+}
+
+/// Without the `datafusion` feature the config check refuses the engine
+/// before any stage runs; this is the same refusal, should a caller skip it.
+#[cfg(not(feature = "datafusion"))]
+fn on_datafusion(_: &crate::vocab::DocTokens, _: usize, _: &GraphParams, _: usize, _: &std::path::Path, _: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
+    Err(std::io::Error::other(crate::config::ENGINE_MISSING))
+}
+
 impl Stage for Graph {
     const NAME: &'static str = "graph";
     const VERSION: u32 = 2;
@@ -42,6 +59,10 @@ impl Stage for Graph {
 
     fn params(&self, cfg: &LoadedConfig) -> GraphParams {
         GraphParams { window_size: cfg.config.graph.window_size, cooccurrence: cfg.config.graph.cooccurrence }
+    }
+
+    fn engine(&self, cfg: &LoadedConfig) -> &'static str {
+        cfg.config.build.engine.name()
     }
 
     fn inputs(&self, _: &PlanContext<'_>) -> Result<Vec<Input>, PipelineError> {
@@ -85,9 +106,14 @@ impl Stage for Graph {
         let budget = free.saturating_sub(index_budget);
         let spill_dir = store.tmp_dir();
         let progress = |phase: &str, done: u64, total: u64| cx.progress(phase, done, total);
-        let memory = graph::RowMemory { budget, index_budget, spill_dir: &spill_dir, progress: &progress };
-        let g = graph::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, memory)
-            .map_err(|e| PipelineError::Other(format!("building the graph: {e}")))?;
+        let g = match cx.cfg.config.build.engine {
+            Engine::Native => {
+                let memory = graph::RowMemory { budget, index_budget, spill_dir: &spill_dir, progress: &progress };
+                graph::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, memory)
+            }
+            Engine::Datafusion => on_datafusion(&dt, num_words, &p, free, &spill_dir, &progress),
+        }
+        .map_err(|e| PipelineError::Other(format!("building the graph ({} engine): {e}", cx.cfg.config.build.engine.name())))?;
         drop((dt, s));
         if g.spilled_bytes() > 0 {
             tracing::info!("graph: {:.1} MiB of rows spilled to {} (memory limit {:.1} MiB, {:.1} MiB of it for tokens and tables)", g.spilled_bytes() as f64 / 1048576.0, spill_dir.display(), limit as f64 / 1048576.0, held as f64 / 1048576.0);

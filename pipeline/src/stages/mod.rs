@@ -39,7 +39,7 @@ mod tokenize;
 mod vocab;
 
 pub use built::{BuiltGraph, BuiltRef, check_csr, check_graph, export_clean};
-pub use driver::{BuildReport, StageReport, StageState, StageStatus};
+pub use driver::{BuildReport, StageReport, StageState, StageStatus, built_by};
 pub use graph::{Graph, GraphParams};
 pub use ingest::{Columns, Ingest, IngestParams};
 pub use splits::{Splits, SplitsParams};
@@ -160,6 +160,12 @@ pub trait Stage: Send + Sync + 'static {
     fn inputs(&self, cx: &PlanContext<'_>) -> Result<Vec<Input>, PipelineError>;
     /// Does the work, publishing its outputs into `cx.store`.
     fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError>;
+    /// What computes it under `cfg` (`build.engine` for the stages that
+    /// have several engines): written to the provenance, never to the
+    /// fingerprint or the record, since every engine writes the same bytes.
+    fn engine(&self, _cfg: &LoadedConfig) -> &'static str {
+        "native"
+    }
 }
 
 /// The object-safe face of a [`Stage`], which the driver and [`Pipeline`]
@@ -175,6 +181,8 @@ pub trait AnyStage: Send + Sync {
     fn plan(&self, cx: &PlanContext<'_>) -> Result<Plan, PipelineError>;
     /// [`Stage::run`].
     fn execute(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError>;
+    /// [`Stage::engine`].
+    fn engine_of(&self, cfg: &LoadedConfig) -> &'static str;
 }
 
 impl<S: Stage> AnyStage for S {
@@ -210,6 +218,10 @@ impl<S: Stage> AnyStage for S {
 
     fn execute(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
         self.run(cx)
+    }
+
+    fn engine_of(&self, cfg: &LoadedConfig) -> &'static str {
+        self.engine(cfg)
     }
 }
 
@@ -386,7 +398,7 @@ pub fn status_at(root: &Path, cfg: &LoadedConfig) -> Result<Vec<StageStatus>, Pi
     match Store::open(root, textgcn_artifacts::OpenMode::Read) {
         Ok(store) => status(&store, cfg),
         Err(e) if root.join("STORE").exists() || root.is_file() => Err(e.into()),
-        Err(_) => Ok(Pipeline::standard().names().into_iter().map(|s| StageStatus { stage: s.into(), status: StageState::Stale, why: Some("no store yet".into()) }).collect()),
+        Err(_) => Ok(Pipeline::standard().names().into_iter().map(|s| StageStatus { stage: s.into(), status: StageState::Stale, why: Some("no store yet".into()), built_by: None }).collect()),
     }
 }
 

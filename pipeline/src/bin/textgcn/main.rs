@@ -63,6 +63,12 @@ enum Cmd {
         /// default: half of the machine's memory.
         #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
         memory_limit: Option<bytesize::ByteSize>,
+        /// What counts the graph (overrides `build.engine`): `native`, or
+        /// `datafusion` (Apache DataFusion in this process, in the memory
+        /// limit, spilling to the store's tmp/). The artifacts are the same
+        /// bytes either way.
+        #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+        engine: Option<config::Engine>,
     },
     /// Say what a build would rerun and why, without running.
     #[command(after_help = "Examples:\n  textgcn status --config configs/R8.toml\n  textgcn status --config configs/R8.toml --json")]
@@ -146,6 +152,16 @@ fn main() -> ExitCode {
     textgcn_cli::cli_main::<Cli>(run)
 }
 
+/// `--engine`: one of [`config::Engine`]'s names, refused (a usage error)
+/// when this binary was built without it.
+fn parse_engine(s: &str) -> std::result::Result<config::Engine, String> {
+    let engine = <config::Engine as clap::ValueEnum>::from_str(s, false)?;
+    if !engine.available() {
+        return Err(config::ENGINE_MISSING.into());
+    }
+    Ok(engine)
+}
+
 /// `--memory-limit`: a size, under the config key's rule.
 fn parse_memory_limit(s: &str) -> std::result::Result<bytesize::ByteSize, String> {
     let size: bytesize::ByteSize = s.parse().map_err(|e| format!("{e} (give a size such as 4GiB or 512MB)"))?;
@@ -161,10 +177,13 @@ fn run(cli: Cli) -> Result<()> {
     }
     let store_path = store_dir(cli.store.as_deref());
     match cli.cmd {
-        Cmd::Build { config, json, repair, memory_limit } => {
+        Cmd::Build { config, json, repair, memory_limit, engine } => {
             let mut cfg = config::load(&config)?;
             if memory_limit.is_some() {
                 cfg.config.build.memory_limit = memory_limit;
+            }
+            if let Some(engine) = engine {
+                cfg.config.build.engine = engine;
             }
             if repair {
                 // A directory that is no store (yet), or an older layout that
@@ -215,7 +234,8 @@ fn run(cli: Cli) -> Result<()> {
                 outln!("{}", serde_json::to_string_pretty(&st)?)?;
             } else {
                 for s in st {
-                    outln!("{:>9} {}{}", s.stage, s.status, s.why.map(|w| format!(" ({w})")).unwrap_or_default())?;
+                    let by = s.built_by.filter(|e| e != "native").map(|e| format!(" [built by {e}]")).unwrap_or_default();
+                    outln!("{:>9} {}{}{by}", s.stage, s.status, s.why.map(|w| format!(" ({w})")).unwrap_or_default())?;
                 }
             }
         }
@@ -335,6 +355,7 @@ fn build_read_only(store_path: &std::path::Path, cfg: &config::LoadedConfig, ope
                 outputs: r.outputs.iter().map(|(k, o)| (k.clone(), (o.id.to_string(), o.bytes))).collect(),
                 summary: r.summary.clone(),
                 fingerprint: r.fingerprint.clone(),
+                engine: stages::built_by(&store, &r.fingerprint),
             })
             .collect(),
         seconds: t.elapsed().as_secs_f64(),

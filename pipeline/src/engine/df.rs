@@ -1,0 +1,473 @@
+//! The graph stage's counts as an Apache DataFusion plan
+//! (`build.engine = "datafusion"`).
+//!
+//! The documents' token ids are the table `docs(doc, tokens)`, split into
+//! as many partitions as there are workers. Scalar UDFs pre-aggregate each
+//! document with the native build's arithmetic ([`graph::pair_windows`],
+//! the same window rules): its distinct words with their count and the
+//! windows holding them (`textgcn_doc_words`), its word pairs with their
+//! co-occurrence count (`textgcn_doc_pairs`), its windows
+//! (`textgcn_doc_windows`). The plan unnests those lists and sums by word
+//! and by pair, so what moves between operators is counts, not positions.
+//! The word statistics (a row a word: bounded by the vocabulary) are
+//! collected and joined back; TF-IDF and PMI are UDFs over the integer
+//! counts ([`graph::tfidf`], [`graph::positive_pmi`], the functions the
+//! native rows call). The edges of both directions are sorted by (row,
+//! column) in DataFusion's memory pool, spilling to the store's `tmp/`,
+//! and streamed into [`Assembler`], which adds the self loops and hands
+//! the rows to the native build's spool and writers: the published files
+//! are the same bytes as the native engine's.
+//!
+//! Memory: the pool (aggregations, joins, the sort) takes the build's
+//! memory limit less what the stage holds anyway (the token ids, here
+//! twice: the stage's copy and the table's); the assembled rows get the
+//! same budget as the native build's and spill beyond it.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, LargeListArray, RecordBatch, StructArray, UInt32Array, UInt64Array};
+use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, UInt32Type, UInt64Type};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::functions::core::expr_fn::get_field;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::logical_expr::{ColumnarValue, JoinType, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, col, lit};
+use futures::StreamExt;
+use rustc_hash::FxHashMap;
+
+use crate::config::Cooccurrence;
+use crate::graph::{self, Assembler, Graph, RowMemory};
+
+/// Documents a batch of the `docs` table holds.
+const DOCS_PER_BATCH: usize = 4096;
+
+/// Builds the graph of the id-encoded documents (`offsets`, `ids`) over
+/// `num_words` words on DataFusion, with a memory pool of `pool_bytes`
+/// that spills to `spill_dir`, and the rows kept as `memory` says.
+pub(crate) fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, memory: RowMemory<'_>) -> io::Result<Graph> {
+    let threads = rayon::current_num_threads().max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("textgcn-datafusion").build()?;
+    let failed = |e: DataFusionError| io::Error::other(format!("DataFusion: {e}"));
+    runtime.block_on(run(offsets, ids, num_words, window, mode, pool_bytes, memory.spill_dir, threads, memory)).map_err(failed)?
+}
+
+/// The plan, and the assembly of its sorted edges.
+#[allow(clippy::too_many_arguments)]
+async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, spill_dir: &Path, threads: usize, memory: RowMemory<'_>) -> DfResult<io::Result<Graph>> {
+    let nd = offsets.len() - 1;
+    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(pool_bytes))).with_temp_file_path(spill_dir).build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(threads), runtime);
+    for udf in [DocWords::udf(), DocPairs::udf(), DocWindows::udf(), Tfidf::udf(), Pmi::udf()] {
+        ctx.register_udf(udf);
+    }
+    let docs = ctx.read_table(Arc::new(docs_table(offsets, ids, threads)?))?;
+    let w = lit(window as u64);
+
+    // #W: the windows of every document.
+    let windows = docs.clone().aggregate(vec![], vec![sum(call(DocWindows::NAME, vec![col("tokens"), w.clone()])).alias("windows")])?.collect().await?;
+    let num_windows = windows.first().and_then(|b| b.column(0).as_primitive_opt::<UInt64Type>()).filter(|a| a.len() == 1 && a.is_valid(0)).map(|a| a.value(0)).unwrap_or(0);
+
+    // Each document's distinct words: (doc, word, tf, windows holding it).
+    let doc_words = unnest_struct(docs.clone().select(vec![col("doc"), call(DocWords::NAME, vec![col("tokens"), w.clone()]).alias("dw")])?, "dw", &["doc"], &["word", "tf", "windows"])?;
+    // Per word: #W(i) and the document frequency, one row a word.
+    let stats = doc_words.clone().aggregate(vec![col("word")], vec![count(lit(1u64)).alias("df"), sum(col("windows")).alias("wfreq")])?;
+    let stats = ctx.read_table(Arc::new(MemTable::try_new(stats.schema().inner().clone(), vec![stats.collect().await?])?))?;
+
+    // TF-IDF edges, both directions: (doc, D + word) and (D + word, doc).
+    let nd_lit = lit(nd as u64);
+    let tfidf = doc_words
+        .join(stats.clone().select(vec![col("word").alias("s_word"), col("df")])?, JoinType::Inner, &["word"], &["s_word"], None)?
+        .select(vec![u64(col("doc")).alias("d"), (u64(col("word")) + nd_lit.clone()).alias("t"), call(Tfidf::NAME, vec![u64(col("tf")), u64(col("df")), nd_lit.clone()]).alias("w")])?
+        .filter(col("w").is_not_null())?;
+    let doc_rows = tfidf.clone().select(vec![col("d").alias("row"), col("t").alias("col"), col("w")])?;
+    let word_doc_rows = tfidf.select(vec![col("t").alias("row"), col("d").alias("col"), col("w")])?;
+
+    // PMI edges: each document's pairs (i < j), summed, with #W(i), #W(j).
+    let pairs = unnest_struct(docs.select(vec![call(DocPairs::NAME, vec![col("tokens"), w, lit(mode == Cooccurrence::Windows)]).alias("dp")])?, "dp", &[], &["i", "j", "n"])?
+        .aggregate(vec![col("i"), col("j")], vec![sum(col("n")).alias("cnt")])?;
+    let side = |word: &str, f: &str| stats.clone().select(vec![col("word").alias(word), col("wfreq").alias(f)]);
+    let pmi = pairs
+        .join(side("wi", "fi")?, JoinType::Inner, &["i"], &["wi"], None)?
+        .join(side("wj", "fj")?, JoinType::Inner, &["j"], &["wj"], None)?
+        .select(vec![(u64(col("i")) + nd_lit.clone()).alias("a"), (u64(col("j")) + nd_lit).alias("b"), call(Pmi::NAME, vec![u64(col("cnt")), u64(col("fi")), u64(col("fj")), lit(num_windows)]).alias("w")])?
+        .filter(col("w").is_not_null())?;
+    let pmi_ab = pmi.clone().select(vec![col("a").alias("row"), col("b").alias("col"), col("w")])?;
+    let pmi_ba = pmi.select(vec![col("b").alias("row"), col("a").alias("col"), col("w")])?;
+
+    let edges = doc_rows.union(word_doc_rows)?.union(pmi_ab)?.union(pmi_ba)?.sort(vec![col("row").sort(true, false), col("col").sort(true, false)])?;
+    let mut stream = edges.execute_stream().await?;
+    let mut asm = Assembler::new(nd, num_words, memory);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let column = |k: usize| batch.column(k).as_primitive_opt::<UInt64Type>().map(|a| a.values().as_ref()).ok_or_else(|| DataFusionError::Internal(format!("edge column {k} is a {}", batch.column(k).data_type())));
+        let weights = batch.column(2).as_primitive_opt::<datafusion::arrow::datatypes::Float64Type>().ok_or_else(|| DataFusionError::Internal("edge weights are not Float64".into()))?;
+        if let Err(e) = asm.push(column(0)?, column(1)?, weights.values()) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(asm.finish(num_windows))
+}
+
+/// `e` as a `UInt64` (counts and ids are summed and offset in 64 bits).
+fn u64(e: Expr) -> Expr {
+    cast(e, DataType::UInt64)
+}
+
+/// A call of the registered UDF `name`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    let udf = match name {
+        DocWords::NAME => DocWords::udf(),
+        DocPairs::NAME => DocPairs::udf(),
+        DocWindows::NAME => DocWindows::udf(),
+        Tfidf::NAME => Tfidf::udf(),
+        _ => Pmi::udf(),
+    };
+    udf.call(args)
+}
+
+/// `df` with its list-of-struct column `list` unnested into one row per
+/// element, the struct's `fields` as columns beside the columns `keep`.
+fn unnest_struct(df: DataFrame, list: &str, keep: &[&str], fields: &[&str]) -> DfResult<DataFrame> {
+    let df = df.unnest_columns(&[list])?;
+    let mut cols: Vec<Expr> = keep.iter().map(|k| col(*k)).collect();
+    cols.extend(fields.iter().map(|f| get_field(col(list), *f).alias(*f)));
+    df.select(cols)
+}
+
+/// The table `docs(doc: UInt32, tokens: LargeList<UInt32>)`: the documents
+/// in order, in `partitions` runs of about equal tokens.
+fn docs_table(offsets: &[usize], ids: &[u32], partitions: usize) -> DfResult<MemTable> {
+    let item = Arc::new(Field::new("item", DataType::UInt32, false));
+    let schema = Arc::new(Schema::new(vec![Field::new("doc", DataType::UInt32, false), Field::new("tokens", DataType::LargeList(item.clone()), false)]));
+    let nd = offsets.len() - 1;
+    let runs = graph::blocks_by_estimate(nd, ids.len().div_ceil(partitions.max(1)).max(1), |d| offsets[d + 1] - offsets[d] + 1);
+    let mut parts = Vec::with_capacity(runs.len());
+    for run in runs {
+        let mut batches = Vec::new();
+        for a in run.clone().step_by(DOCS_PER_BATCH) {
+            let b = (a + DOCS_PER_BATCH).min(run.end);
+            let docs = UInt32Array::from_iter_values(a as u32..b as u32);
+            let offs: Vec<i64> = offsets[a..=b].iter().map(|&o| (o - offsets[a]) as i64).collect();
+            let values = UInt32Array::from(ids[offsets[a]..offsets[b]].to_vec());
+            let tokens = LargeListArray::try_new(item.clone(), OffsetBuffer::new(ScalarBuffer::from(offs)), Arc::new(values), None)?;
+            batches.push(RecordBatch::try_new(schema.clone(), vec![Arc::new(docs), Arc::new(tokens)])?);
+        }
+        parts.push(batches);
+    }
+    MemTable::try_new(schema, parts)
+}
+
+/// The token ids of each row of a `LargeList<UInt32>` argument.
+fn token_lists<'a>(name: &str, arg: &'a ArrayRef) -> DfResult<(&'a [i64], &'a [u32])> {
+    let list = arg.as_list_opt::<i64>().ok_or_else(|| DataFusionError::Execution(format!("{name}: tokens must be a LargeList<UInt32>, not {}", arg.data_type())))?;
+    let values = list.values().as_primitive_opt::<UInt32Type>().ok_or_else(|| DataFusionError::Execution(format!("{name}: token ids must be UInt32, not {}", list.values().data_type())))?;
+    Ok((list.value_offsets(), values.values()))
+}
+
+/// The `UInt64` value of a literal argument.
+fn literal_u64(name: &str, arg: &ColumnarValue) -> DfResult<u64> {
+    match arg {
+        ColumnarValue::Scalar(ScalarValue::UInt64(Some(v))) => Ok(*v),
+        other => Err(DataFusionError::Execution(format!("{name}: expected a UInt64 literal, got {other:?}"))),
+    }
+}
+
+/// A `UInt64` array argument (or a literal, repeated).
+fn u64_values(name: &str, arg: &ColumnarValue, rows: usize) -> DfResult<UInt64Array> {
+    let a = arg.to_array(rows)?;
+    a.as_primitive_opt::<UInt64Type>().cloned().ok_or_else(|| DataFusionError::Execution(format!("{name}: expected UInt64 values, got {}", a.data_type())))
+}
+
+/// A list of structs with these fields, one list a row, as a UDF returns.
+fn struct_list_type(fields: &Fields) -> DataType {
+    DataType::LargeList(Arc::new(Field::new("item", DataType::Struct(fields.clone()), false)))
+}
+
+/// Rows of struct lists built column by column.
+fn struct_list(fields: &Fields, offsets: Vec<i64>, columns: Vec<ArrayRef>) -> DfResult<ColumnarValue> {
+    let values = StructArray::try_new(fields.clone(), columns, None)?;
+    let item = Arc::new(Field::new("item", DataType::Struct(fields.clone()), false));
+    Ok(ColumnarValue::Array(Arc::new(LargeListArray::try_new(item, OffsetBuffer::new(ScalarBuffer::from(offsets)), Arc::new(values), None)?)))
+}
+
+/// Declares a UDF type: its SQL name, signature and constructor.
+macro_rules! udf_type {
+    ($t:ident, $name:literal, $args:literal) => {
+        #[derive(Debug, PartialEq, Eq, Hash)]
+        struct $t {
+            signature: Signature,
+        }
+
+        impl $t {
+            const NAME: &'static str = $name;
+
+            fn udf() -> ScalarUDF {
+                ScalarUDF::new_from_impl($t { signature: Signature::any($args, Volatility::Immutable) })
+            }
+        }
+    };
+}
+
+udf_type!(DocWords, "textgcn_doc_words", 2);
+udf_type!(DocPairs, "textgcn_doc_pairs", 3);
+udf_type!(DocWindows, "textgcn_doc_windows", 2);
+udf_type!(Tfidf, "textgcn_tfidf", 3);
+udf_type!(Pmi, "textgcn_pmi", 4);
+
+fn doc_words_fields() -> Fields {
+    Fields::from(vec![Field::new("word", DataType::UInt32, false), Field::new("tf", DataType::UInt64, false), Field::new("windows", DataType::UInt64, false)])
+}
+
+fn doc_pairs_fields() -> Fields {
+    Fields::from(vec![Field::new("i", DataType::UInt32, false), Field::new("j", DataType::UInt32, false), Field::new("n", DataType::UInt64, false)])
+}
+
+/// `textgcn_doc_words(tokens, window)`: a document's distinct words,
+/// ascending, each with its count and the number of the document's
+/// windows holding it (`#W(i)`'s share of this document).
+impl ScalarUDFImpl for DocWords {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(struct_list_type(&doc_words_fields()))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let tokens = args.args[0].to_array(args.number_rows)?;
+        let (offsets, ids) = token_lists(Self::NAME, &tokens)?;
+        let w = literal_u64(Self::NAME, &args.args[1])? as usize;
+        let (mut word, mut tf, mut windows, mut out) = (Vec::new(), Vec::new(), Vec::new(), vec![0i64]);
+        let mut scratch = Vec::new();
+        for d in 0..offsets.len() - 1 {
+            doc_words(&ids[offsets[d] as usize..offsets[d + 1] as usize], w, &mut scratch, |t, n, k| {
+                word.push(t);
+                tf.push(n);
+                windows.push(k);
+            });
+            out.push(word.len() as i64);
+        }
+        struct_list(&doc_words_fields(), out, vec![Arc::new(UInt32Array::from(word)), Arc::new(UInt64Array::from(tf)), Arc::new(UInt64Array::from(windows))])
+    }
+}
+
+/// Calls `out(word, count, windows)` for each distinct word of the
+/// document `toks`, ascending: the windows are those of
+/// `[max(0, p − W + 1), min(p, L − W)]` over its occurrences `p` (one
+/// window for a document of at most `W` tokens), as the native statistics
+/// count them.
+fn doc_words(toks: &[u32], w: usize, scratch: &mut Vec<(u32, u32)>, mut out: impl FnMut(u32, u64, u64)) {
+    let l = toks.len();
+    scratch.clear();
+    scratch.extend(toks.iter().enumerate().map(|(p, &t)| (t, p as u32)));
+    scratch.sort_unstable();
+    for run in scratch.chunk_by(|a, b| a.0 == b.0) {
+        let windows = if l <= w {
+            1
+        } else {
+            let (mut total, mut last_hi) = (0u64, None::<usize>);
+            for &(_, p) in run {
+                let p = p as usize;
+                let hi = p.min(l - w);
+                let lo = last_hi.map_or(p.saturating_sub(w - 1), |h| p.saturating_sub(w - 1).max(h + 1));
+                if lo <= hi {
+                    total += (hi - lo + 1) as u64;
+                }
+                last_hi = Some(hi);
+            }
+            total
+        };
+        out(run[0].0, run.len() as u64, windows);
+    }
+}
+
+/// `textgcn_doc_pairs(tokens, window, windows_mode)`: a document's pairs of
+/// distinct words `i < j` with their co-occurrence count in it: the
+/// windows holding both positions summed over position pairs (the
+/// reference), or with `windows_mode` the windows holding both words.
+impl ScalarUDFImpl for DocPairs {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(struct_list_type(&doc_pairs_fields()))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let tokens = args.args[0].to_array(args.number_rows)?;
+        let (offsets, ids) = token_lists(Self::NAME, &tokens)?;
+        let w = literal_u64(Self::NAME, &args.args[1])? as usize;
+        let windows_mode = match &args.args[2] {
+            ColumnarValue::Scalar(ScalarValue::Boolean(Some(b))) => *b,
+            other => return Err(DataFusionError::Execution(format!("{}: expected a Boolean literal, got {other:?}", Self::NAME))),
+        };
+        let (mut is, mut js, mut ns, mut out) = (Vec::new(), Vec::new(), Vec::new(), vec![0i64]);
+        let mut counts: FxHashMap<u64, u64> = FxHashMap::default();
+        let mut window_words = Vec::new();
+        for d in 0..offsets.len() - 1 {
+            let toks = &ids[offsets[d] as usize..offsets[d + 1] as usize];
+            if windows_mode {
+                doc_window_pairs(toks, w, &mut window_words, &mut counts);
+            } else {
+                doc_position_pairs(toks, w, &mut counts);
+            }
+            // In the map's order: the sums downstream are of integers.
+            for (key, n) in counts.drain() {
+                is.push((key >> 32) as u32);
+                js.push(key as u32);
+                ns.push(n);
+            }
+            out.push(is.len() as i64);
+        }
+        struct_list(&doc_pairs_fields(), out, vec![Arc::new(UInt32Array::from(is)), Arc::new(UInt32Array::from(js)), Arc::new(UInt64Array::from(ns))])
+    }
+}
+
+/// The pair `(min, max)` of two word ids as one key.
+fn pair_key(a: u32, b: u32) -> u64 {
+    let (i, j) = if a < b { (a, b) } else { (b, a) };
+    ((i as u64) << 32) | j as u64
+}
+
+/// The reference's counts: every pair of positions `p < q` with
+/// `q − p < W` and different words adds the windows holding both.
+fn doc_position_pairs(toks: &[u32], w: usize, counts: &mut FxHashMap<u64, u64>) {
+    let l = toks.len();
+    for (p, &a) in toks.iter().enumerate() {
+        for (q, &b) in toks.iter().enumerate().take(p.saturating_add(w).min(l)).skip(p + 1) {
+            if a != b {
+                *counts.entry(pair_key(a, b)).or_default() += graph::pair_windows(p, q, l, w) as u64;
+            }
+        }
+    }
+}
+
+/// The paper's counts: each window (the whole document when it is at most
+/// `W` tokens) adds one to every pair of distinct words in it.
+fn doc_window_pairs(toks: &[u32], w: usize, words: &mut Vec<u32>, counts: &mut FxHashMap<u64, u64>) {
+    let l = toks.len();
+    let (starts, len) = if l <= w { (1, l) } else { (l - w + 1, w) };
+    for s in 0..starts {
+        words.clear();
+        words.extend_from_slice(&toks[s..s + len]);
+        words.sort_unstable();
+        words.dedup();
+        for (k, &a) in words.iter().enumerate() {
+            for &b in &words[k + 1..] {
+                *counts.entry(pair_key(a, b)).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// `textgcn_doc_windows(tokens, window)`: a document's windows.
+impl ScalarUDFImpl for DocWindows {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let tokens = args.args[0].to_array(args.number_rows)?;
+        let (offsets, _) = token_lists(Self::NAME, &tokens)?;
+        let w = literal_u64(Self::NAME, &args.args[1])? as usize;
+        let windows: UInt64Array = offsets.windows(2).map(|o| graph::windows_of((o[1] - o[0]) as usize, w) as u64).collect();
+        Ok(ColumnarValue::Array(Arc::new(windows)))
+    }
+}
+
+/// `textgcn_tfidf(tf, df, documents)`: the document-word weight, or null
+/// where it is 0 (no edge).
+impl ScalarUDFImpl for Tfidf {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let (tf, df) = (u64_values(Self::NAME, &args.args[0], rows)?, u64_values(Self::NAME, &args.args[1], rows)?);
+        let nd = literal_u64(Self::NAME, &args.args[2])? as usize;
+        let w: Float64Array = tf.values().iter().zip(df.values()).map(|(&n, &df)| Some(graph::tfidf(n, graph::idf(nd, df))).filter(|&x| x != 0.0)).collect();
+        Ok(ColumnarValue::Array(Arc::new(w)))
+    }
+}
+
+/// `textgcn_pmi(count, wfreq_i, wfreq_j, windows)`: the pair's PMI, or
+/// null where it is not positive (no edge).
+impl ScalarUDFImpl for Pmi {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let cnt = u64_values(Self::NAME, &args.args[0], rows)?;
+        let (fi, fj) = (u64_values(Self::NAME, &args.args[1], rows)?, u64_values(Self::NAME, &args.args[2], rows)?);
+        let nw = literal_u64(Self::NAME, &args.args[3])?;
+        let w: Float64Array = (0..rows).map(|k| graph::positive_pmi(cnt.value(k), fi.value(k), fj.value(k), nw)).collect();
+        Ok(ColumnarValue::Array(Arc::new(w)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_documents_words_count_the_windows_holding_them() {
+        // "a b a c", W = 2: windows [a b], [b a], [a c].
+        let mut got = Vec::new();
+        doc_words(&[0, 1, 0, 2], 2, &mut Vec::new(), |t, n, k| got.push((t, n, k)));
+        assert_eq!(got, vec![(0, 2, 3), (1, 1, 2), (2, 1, 1)]);
+        // A document of at most W tokens is one window.
+        got.clear();
+        doc_words(&[5, 5, 4], 3, &mut Vec::new(), |t, n, k| got.push((t, n, k)));
+        assert_eq!(got, vec![(4, 1, 1), (5, 2, 1)]);
+    }
+
+    #[test]
+    fn pairs_count_position_pairs_or_windows() {
+        // "a b a c", W = 2: position pairs (0,1) (1,2) (2,3), one window each.
+        let mut counts = FxHashMap::default();
+        doc_position_pairs(&[0, 1, 0, 2], 2, &mut counts);
+        let mut got: Vec<_> = counts.drain().collect();
+        got.sort();
+        assert_eq!(got, vec![(pair_key(0, 1), 2), (pair_key(0, 2), 1)]);
+        // W = 3 (windows [a b a] and [b a c]): a-b from positions (0,1),
+        // in one window, and (1,2), in two; b-c from (1,3), in one; a-c
+        // from (2,3), in one ((0,3) is too far apart).
+        doc_position_pairs(&[0, 1, 0, 2], 3, &mut counts);
+        let mut got: Vec<_> = counts.drain().collect();
+        got.sort();
+        assert_eq!(got, vec![(pair_key(0, 1), 3), (pair_key(0, 2), 1), (pair_key(1, 2), 1)]);
+        // The paper's: a-b in both windows, a-c and b-c in the second.
+        doc_window_pairs(&[0, 1, 0, 2], 3, &mut Vec::new(), &mut counts);
+        let mut got: Vec<_> = counts.drain().collect();
+        got.sort();
+        assert_eq!(got, vec![(pair_key(0, 1), 2), (pair_key(0, 2), 1), (pair_key(1, 2), 1)]);
+    }
+}

@@ -3,7 +3,7 @@
 #   make                 build the default dataset's artifacts and train on them
 #   make pipeline [CONFIG=configs/X.toml]
 #   make train    [CONFIG=configs/X.toml]
-#   make test            all tests (installs what it needs)
+#   make test            all tests, the DataFusion engine included (installs what it needs)
 #   make bench           benchmark table (all four datasets)
 #   make bench-scale     synthetic corpora of growing size [SCALE_ARGS="--sizes 20000,100000,400000,1000000"]
 #   make wheel           the Python package's wheel into target/wheels
@@ -83,9 +83,13 @@ wheel: $(SETUP_STAMP)
 	rm -f $(WHEELS)/textgcn-*.whl
 	$(TORCH_ENV) $(VENV)/bin/maturin build --release --quiet -m python/Cargo.toml -i $(PY) --out $(WHEELS)
 
+# The tests build and test the optional engines too (`make` leaves them
+# out: DataFusion alone takes minutes to compile).
+TEST_FEATURES := --features textgcn-pipeline/datafusion
+
 test: $(SETUP_STAMP) check-data
-	$(TORCH_ENV) cargo build --release --workspace --bins
-	$(TORCH_ENV) TEXTGCN_PYTHON="$(PY)" TEXTGCN_BIN_DIR="$(BIN)" cargo test --release --workspace
+	$(TORCH_ENV) cargo build --release --workspace --bins $(TEST_FEATURES)
+	$(TORCH_ENV) TEXTGCN_PYTHON="$(PY)" TEXTGCN_BIN_DIR="$(BIN)" cargo test --release --workspace $(TEST_FEATURES)
 	$(MAKE) --no-print-directory wheel
 	$(PY) -m pip install --disable-pip-version-check -q --force-reinstall --no-deps $(WHEELS)/textgcn-*.whl
 	TEXTGCN_BIN_DIR="$(BIN)" $(PY) -m pytest python/tests -q -p no:cacheprovider

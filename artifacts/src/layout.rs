@@ -123,10 +123,15 @@ pub(crate) fn upgrade_layout_1(root: &Path) -> Result<()> {
     write_marker_file(root, true)
 }
 
+/// The name prefix of the scratch directories of [`crate::Store::scratch_dir`].
+pub(crate) const SCRATCH_PREFIX: &str = ".scratch-";
+
 /// Removes the temporary files of crashed publishes from `tmp/` (call only
-/// with the store lock held exclusively). Only the store's own names
-/// (`.obj-*`, `.meta-*`) are removed, never a directory, and `tmp` itself
-/// must be a real directory, not a link to somewhere else.
+/// with the store lock held exclusively). Only the store's own names are
+/// removed: files `.obj-*` and `.meta-*`, and scratch directories
+/// `.scratch-*` (a real directory, never a link, removed with what is in
+/// it); `tmp` itself must be a real directory, not a link to somewhere
+/// else.
 pub(crate) fn sweep_tmp(root: &Path) -> Result<()> {
     let dir = root.join("tmp");
     match fs::symlink_metadata(&dir) {
@@ -137,8 +142,13 @@ pub(crate) fn sweep_tmp(root: &Path) -> Result<()> {
     for e in fs::read_dir(&dir).ctx("listing", &dir)? {
         let e = e.ctx("listing", &dir)?;
         let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().ctx("examining", e.path())?.is_dir();
+        if is_dir && name.starts_with(SCRATCH_PREFIX) {
+            fs::remove_dir_all(e.path()).or_else(ignore_missing).ctx("removing leftover", e.path())?;
+            continue;
+        }
         let own = name.starts_with(".obj-") || name.starts_with(".meta-");
-        if !own || e.file_type().ctx("examining", e.path())?.is_dir() {
+        if !own || is_dir {
             continue;
         }
         fs::remove_file(e.path()).or_else(ignore_missing).ctx("removing leftover", e.path())?;

@@ -217,6 +217,14 @@ impl Store {
         self.root.join("tmp")
     }
 
+    /// A new directory for a stage's named scratch files (an engine's spill
+    /// files), `tmp/.scratch-*`: removed when the handle is dropped, and by
+    /// the store's sweep of `tmp/` after a crash or a kill.
+    pub fn scratch_dir(&self) -> Result<tempfile::TempDir> {
+        let tmp = self.tmp_dir();
+        tempfile::Builder::new().prefix(crate::layout::SCRATCH_PREFIX).tempdir_in(&tmp).map_err(|error| StoreError::Io { op: "creating a scratch directory in", path: tmp, error })
+    }
+
     /// Where the object `id` lies (it may not exist).
     pub fn object_path(&self, id: &ObjectId) -> PathBuf {
         self.root.join("objects").join(&id.as_str()[..2]).join(&id.as_str()[2..])

@@ -512,9 +512,25 @@ fn a_store_touches_nothing_that_is_not_its_own() {
     fs::write(root.join("tmp/.meta-leftover"), b"x").unwrap();
     fs::write(root.join("tmp/mine.txt"), b"keep").unwrap();
     fs::create_dir(root.join("tmp/.obj-dir")).unwrap();
+    // A killed build's scratch directory (an engine's spill files) goes
+    // with its files; a link named like one is removed, not followed.
+    fs::create_dir_all(root.join("tmp/.scratch-dead/datafusion-x")).unwrap();
+    fs::write(root.join("tmp/.scratch-dead/datafusion-x/.tmp1"), b"spill").unwrap();
+    let keep = d.path().join("keep");
+    fs::create_dir(&keep).unwrap();
+    fs::write(keep.join("file"), b"k").unwrap();
+    std::os::unix::fs::symlink(&keep, root.join("tmp/.scratch-link")).unwrap();
     let store = Store::open(&root, OpenMode::Write).unwrap();
     assert!(!root.join("tmp/.obj-leftover").exists() && !root.join("tmp/.meta-leftover").exists());
     assert!(root.join("tmp/mine.txt").exists() && root.join("tmp/.obj-dir").is_dir());
+    assert!(!root.join("tmp/.scratch-dead").exists());
+    assert_eq!(fs::read(keep.join("file")).unwrap(), b"k");
+    // A live scratch directory is the store's, gone when dropped.
+    let scratch = store.scratch_dir().unwrap();
+    assert!(scratch.path().starts_with(root.join("tmp")) && scratch.path().is_dir());
+    let path = scratch.path().to_path_buf();
+    drop(scratch);
+    assert!(!path.exists());
     drop(store);
 
     // tmp/ as a link to another directory: neither open nor gc follows it.

@@ -29,14 +29,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, LargeListArray, RecordBatch, StructArray, UInt32Array, UInt64Array};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, UInt32Type, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, Schema, UInt32Type, UInt64Type};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
-use datafusion::logical_expr::{ColumnarValue, JoinType, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{ColumnarValue, JoinType, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, binary_expr};
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext, cast, col, lit};
 use futures::StreamExt;
 use rustc_hash::FxHashMap;
@@ -44,26 +46,56 @@ use rustc_hash::FxHashMap;
 use crate::config::Cooccurrence;
 use crate::graph::{self, Assembler, Graph, RowMemory};
 
+/// Partial aggregations that keep more than this share of their rows as
+/// groups stop aggregating (DataFusion's default is 0.8).
+const PARTIAL_AGGREGATION_RATIO: f64 = 0.3;
+
+/// The smallest memory pool the plan is given, whatever the memory limit
+/// leaves. The spillable operators share the pool fairly and spill at
+/// their share, but what cannot spill (the final merge of the sorted
+/// partitions, a few batches each) needs room beside them: with 32 MiB,
+/// 20ng failed with "Resources exhausted" in that merge; 128 MiB built it,
+/// spilling 1.2 GB.
+pub(crate) const MIN_POOL: usize = 128 << 20;
+
+/// Spilled runs one merge pass reads at most.
+const MERGE_FAN_IN: usize = 64;
+
 /// Documents a batch of the `docs` table holds.
 const DOCS_PER_BATCH: usize = 4096;
 
 /// Builds the graph of the id-encoded documents (`offsets`, `ids`) over
 /// `num_words` words on DataFusion, with a memory pool of `pool_bytes`
-/// that spills to `spill_dir`, and the rows kept as `memory` says.
-pub(crate) fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, memory: RowMemory<'_>) -> io::Result<Graph> {
+/// that spills to files in `spill_dir`, and the rows kept as `memory`
+/// says.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, spill_dir: &Path, memory: RowMemory<'_>) -> io::Result<Graph> {
     let threads = rayon::current_num_threads().max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("textgcn-datafusion").build()?;
     let failed = |e: DataFusionError| io::Error::other(format!("DataFusion: {e}"));
-    runtime.block_on(run(offsets, ids, num_words, window, mode, pool_bytes, memory.spill_dir, threads, memory)).map_err(failed)?
+    runtime.block_on(run(offsets, ids, num_words, window, mode, pool_bytes, spill_dir, threads, memory)).map_err(failed)?
 }
 
 /// The plan, and the assembly of its sorted edges.
 #[allow(clippy::too_many_arguments)]
 async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, spill_dir: &Path, threads: usize, memory: RowMemory<'_>) -> DfResult<io::Result<Graph>> {
     let nd = offsets.len() - 1;
-    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(pool_bytes))).with_temp_file_path(spill_dir).build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(threads), runtime);
-    for udf in [DocWords::udf(), DocPairs::udf(), DocWindows::udf(), Tfidf::udf(), Pmi::udf()] {
+    // A merge of spilled sort runs reads each file on a blocking thread: an
+    // unlimited fan-in (DataFusion's default) over thousands of small runs
+    // outgrew tokio's blocking threads and hung the build; passes of at
+    // most `MERGE_FAN_IN` files do not.
+    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(pool_bytes))).with_temp_file_path(spill_dir).with_max_spill_merge_fan_in(MERGE_FAN_IN).build_arc()?;
+    let mut config = SessionConfig::new().with_target_partitions(threads);
+    // Each document's pairs come summed already: when a partial
+    // aggregation still leaves more than a third of its rows, it is a
+    // second hash table of the same pairs, and skipping it (rows go to the
+    // final aggregation as they are) halves the time of the pair counts.
+    config.options_mut().execution.skip_partial_aggregation_probe_ratio_threshold = PARTIAL_AGGREGATION_RATIO;
+    // What each sorting partition keeps back for merging its spilled runs
+    // (DataFusion's default, 10 MiB, is more than a small pool has).
+    config.options_mut().execution.sort_spill_reservation_bytes = (pool_bytes / (8 * threads)).min(10 << 20);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    for udf in [DocWords::udf(), DocPairs::udf(), DocWindows::udf(), Tfidf::udf(), Pmi::udf(), Mirror::udf()] {
         ctx.register_udf(udf);
     }
     let docs = ctx.read_table(Arc::new(docs_table(offsets, ids, threads)?))?;
@@ -79,44 +111,60 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let stats = doc_words.clone().aggregate(vec![col("word")], vec![count(lit(1u64)).alias("df"), sum(col("windows")).alias("wfreq")])?;
     let stats = ctx.read_table(Arc::new(MemTable::try_new(stats.schema().inner().clone(), vec![stats.collect().await?])?))?;
 
-    // TF-IDF edges, both directions: (doc, D + word) and (D + word, doc).
+    // TF-IDF edges (doc, D + word).
     let nd_lit = lit(nd as u64);
     let tfidf = doc_words
         .join(stats.clone().select(vec![col("word").alias("s_word"), col("df")])?, JoinType::Inner, &["word"], &["s_word"], None)?
-        .select(vec![u64(col("doc")).alias("d"), (u64(col("word")) + nd_lit.clone()).alias("t"), call(Tfidf::NAME, vec![u64(col("tf")), u64(col("df")), nd_lit.clone()]).alias("w")])?
+        .select(vec![u64(col("doc")).alias("a"), (u64(col("word")) + nd_lit.clone()).alias("b"), call(Tfidf::NAME, vec![u64(col("tf")), u64(col("df")), nd_lit.clone()]).alias("w")])?
         .filter(col("w").is_not_null())?;
-    let doc_rows = tfidf.clone().select(vec![col("d").alias("row"), col("t").alias("col"), col("w")])?;
-    let word_doc_rows = tfidf.select(vec![col("t").alias("row"), col("d").alias("col"), col("w")])?;
 
-    // PMI edges: each document's pairs (i < j), summed, with #W(i), #W(j).
-    let pairs = unnest_struct(docs.select(vec![call(DocPairs::NAME, vec![col("tokens"), w, lit(mode == Cooccurrence::Windows)]).alias("dp")])?, "dp", &[], &["i", "j", "n"])?
-        .aggregate(vec![col("i"), col("j")], vec![sum(col("n")).alias("cnt")])?;
-    let side = |word: &str, f: &str| stats.clone().select(vec![col("word").alias(word), col("wfreq").alias(f)]);
+    // PMI edges (D + i, D + j), i < j: each document's pairs as one 64-bit
+    // key `i << 32 | j` (a primitive group key), summed, with #W(i), #W(j).
+    let pairs = unnest_struct(docs.select(vec![call(DocPairs::NAME, vec![col("tokens"), w, lit(mode == Cooccurrence::Windows)]).alias("dp")])?, "dp", &[], &["key", "n"])?
+        .aggregate(vec![col("key")], vec![sum(col("n")).alias("cnt")])?
+        .select(vec![binary_expr(col("key"), Operator::BitwiseShiftRight, lit(32u64)).alias("i"), binary_expr(col("key"), Operator::BitwiseAnd, lit(u32::MAX as u64)).alias("j"), col("cnt")])?;
+    let side = |word: &str, f: &str| stats.clone().select(vec![u64(col("word")).alias(word), col("wfreq").alias(f)]);
     let pmi = pairs
         .join(side("wi", "fi")?, JoinType::Inner, &["i"], &["wi"], None)?
         .join(side("wj", "fj")?, JoinType::Inner, &["j"], &["wj"], None)?
-        .select(vec![(u64(col("i")) + nd_lit.clone()).alias("a"), (u64(col("j")) + nd_lit).alias("b"), call(Pmi::NAME, vec![u64(col("cnt")), u64(col("fi")), u64(col("fj")), lit(num_windows)]).alias("w")])?
+        .select(vec![(col("i") + nd_lit.clone()).alias("a"), (col("j") + nd_lit).alias("b"), call(Pmi::NAME, vec![u64(col("cnt")), u64(col("fi")), u64(col("fj")), lit(num_windows)]).alias("w")])?
         .filter(col("w").is_not_null())?;
-    let pmi_ab = pmi.clone().select(vec![col("a").alias("row"), col("b").alias("col"), col("w")])?;
-    let pmi_ba = pmi.select(vec![col("b").alias("row"), col("a").alias("col"), col("w")])?;
 
-    let edges = doc_rows.union(word_doc_rows)?.union(pmi_ab)?.union(pmi_ba)?.sort(vec![col("row").sort(true, false), col("col").sort(true, false)])?;
-    let mut stream = edges.execute_stream().await?;
+    // Every edge in both directions, as the key `row << 32 | col`, sorted.
+    let edges = unnest_list(tfidf.union(pmi)?.select(vec![call(Mirror::NAME, vec![col("a"), col("b")]).alias("key"), col("w")])?, "key")?.sort(vec![col("key").sort(true, false)])?;
+    let plan = edges.create_physical_plan().await?;
+    let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
     let mut asm = Assembler::new(nd, num_words, memory);
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let column = |k: usize| batch.column(k).as_primitive_opt::<UInt64Type>().map(|a| a.values().as_ref()).ok_or_else(|| DataFusionError::Internal(format!("edge column {k} is a {}", batch.column(k).data_type())));
-        let weights = batch.column(2).as_primitive_opt::<datafusion::arrow::datatypes::Float64Type>().ok_or_else(|| DataFusionError::Internal("edge weights are not Float64".into()))?;
-        if let Err(e) = asm.push(column(0)?, column(1)?, weights.values()) {
+        let keys = batch.column(0).as_primitive_opt::<UInt64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge keys are {}, not UInt64", batch.column(0).data_type())))?;
+        let weights = batch.column(1).as_primitive_opt::<Float64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge weights are {}, not Float64", batch.column(1).data_type())))?;
+        let (rows, cols): (Vec<u64>, Vec<u64>) = keys.values().iter().map(|&k| (k >> 32, k & u32::MAX as u64)).unzip();
+        if let Err(e) = asm.push(&rows, &cols, weights.values()) {
             return Ok(Err(e));
         }
     }
+    tracing::debug!("graph: the DataFusion plan of the edges, with its metrics:\n{}", DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true));
+    let spilled = spilled_bytes(plan.as_ref());
+    if spilled > 0 {
+        tracing::info!("graph: DataFusion spilled {:.1} MiB to {} (memory pool {:.1} MiB)", spilled as f64 / 1048576.0, spill_dir.display(), pool_bytes as f64 / 1048576.0);
+    }
     Ok(asm.finish(num_windows))
+}
+
+/// Bytes the operators of `plan` spilled to disk.
+fn spilled_bytes(plan: &dyn ExecutionPlan) -> usize {
+    plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) + plan.children().into_iter().map(|c| spilled_bytes(c.as_ref())).sum::<usize>()
 }
 
 /// `e` as a `UInt64` (counts and ids are summed and offset in 64 bits).
 fn u64(e: Expr) -> Expr {
     cast(e, DataType::UInt64)
+}
+
+/// `df` with its list column `list` unnested into one row per element.
+fn unnest_list(df: DataFrame, list: &str) -> DfResult<DataFrame> {
+    df.unnest_columns(&[list])
 }
 
 /// A call of the registered UDF `name`.
@@ -126,6 +174,7 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
         DocPairs::NAME => DocPairs::udf(),
         DocWindows::NAME => DocWindows::udf(),
         Tfidf::NAME => Tfidf::udf(),
+        Mirror::NAME => Mirror::udf(),
         _ => Pmi::udf(),
     };
     udf.call(args)
@@ -219,13 +268,14 @@ udf_type!(DocPairs, "textgcn_doc_pairs", 3);
 udf_type!(DocWindows, "textgcn_doc_windows", 2);
 udf_type!(Tfidf, "textgcn_tfidf", 3);
 udf_type!(Pmi, "textgcn_pmi", 4);
+udf_type!(Mirror, "textgcn_mirror", 2);
 
 fn doc_words_fields() -> Fields {
     Fields::from(vec![Field::new("word", DataType::UInt32, false), Field::new("tf", DataType::UInt64, false), Field::new("windows", DataType::UInt64, false)])
 }
 
 fn doc_pairs_fields() -> Fields {
-    Fields::from(vec![Field::new("i", DataType::UInt32, false), Field::new("j", DataType::UInt32, false), Field::new("n", DataType::UInt64, false)])
+    Fields::from(vec![Field::new("key", DataType::UInt64, false), Field::new("n", DataType::UInt64, false)])
 }
 
 /// `textgcn_doc_words(tokens, window)`: a document's distinct words,
@@ -290,7 +340,8 @@ fn doc_words(toks: &[u32], w: usize, scratch: &mut Vec<(u32, u32)>, mut out: imp
 }
 
 /// `textgcn_doc_pairs(tokens, window, windows_mode)`: a document's pairs of
-/// distinct words `i < j` with their co-occurrence count in it: the
+/// distinct words `i < j`, as the key `i << 32 | j`, with their
+/// co-occurrence count in it: the
 /// windows holding both positions summed over position pairs (the
 /// reference), or with `windows_mode` the windows holding both words.
 impl ScalarUDFImpl for DocPairs {
@@ -311,7 +362,7 @@ impl ScalarUDFImpl for DocPairs {
             ColumnarValue::Scalar(ScalarValue::Boolean(Some(b))) => *b,
             other => return Err(DataFusionError::Execution(format!("{}: expected a Boolean literal, got {other:?}", Self::NAME))),
         };
-        let (mut is, mut js, mut ns, mut out) = (Vec::new(), Vec::new(), Vec::new(), vec![0i64]);
+        let (mut keys, mut ns, mut out) = (Vec::new(), Vec::new(), vec![0i64]);
         let mut counts: FxHashMap<u64, u64> = FxHashMap::default();
         let mut window_words = Vec::new();
         for d in 0..offsets.len() - 1 {
@@ -323,13 +374,12 @@ impl ScalarUDFImpl for DocPairs {
             }
             // In the map's order: the sums downstream are of integers.
             for (key, n) in counts.drain() {
-                is.push((key >> 32) as u32);
-                js.push(key as u32);
+                keys.push(key);
                 ns.push(n);
             }
-            out.push(is.len() as i64);
+            out.push(keys.len() as i64);
         }
-        struct_list(&doc_pairs_fields(), out, vec![Arc::new(UInt32Array::from(is)), Arc::new(UInt32Array::from(js)), Arc::new(UInt64Array::from(ns))])
+        struct_list(&doc_pairs_fields(), out, vec![Arc::new(UInt64Array::from(keys)), Arc::new(UInt64Array::from(ns))])
     }
 }
 
@@ -430,6 +480,28 @@ impl ScalarUDFImpl for Pmi {
         let nw = literal_u64(Self::NAME, &args.args[3])?;
         let w: Float64Array = (0..rows).map(|k| graph::positive_pmi(cnt.value(k), fi.value(k), fj.value(k), nw)).collect();
         Ok(ColumnarValue::Array(Arc::new(w)))
+    }
+}
+
+/// `textgcn_mirror(a, b)`: the edge between nodes `a` and `b` in both
+/// directions, as the keys `[a << 32 | b, b << 32 | a]`.
+impl ScalarUDFImpl for Mirror {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::LargeList(Arc::new(Field::new("item", DataType::UInt64, false))))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let (a, b) = (u64_values(Self::NAME, &args.args[0], rows)?, u64_values(Self::NAME, &args.args[1], rows)?);
+        let keys: UInt64Array = a.values().iter().zip(b.values()).flat_map(|(&a, &b)| [(a << 32) | b, (b << 32) | a]).collect();
+        let offsets = OffsetBuffer::new(ScalarBuffer::from((0..=rows as i64).map(|k| 2 * k).collect::<Vec<i64>>()));
+        let item = Arc::new(Field::new("item", DataType::UInt64, false));
+        Ok(ColumnarValue::Array(Arc::new(LargeListArray::try_new(item, offsets, Arc::new(keys), None)?)))
     }
 }
 

@@ -38,16 +38,16 @@ impl Graph {
 /// sort of the edges) and the assembled rows share what is `free` of the
 /// memory limit, less the table copy of the token ids.
 #[cfg(feature = "datafusion")]
-fn on_datafusion(dt: &crate::vocab::DocTokens, num_words: usize, p: &GraphParams, free: usize, spill_dir: &std::path::Path, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
+fn on_datafusion(dt: &crate::vocab::DocTokens, num_words: usize, p: &GraphParams, free: usize, scratch: &std::path::Path, spill_dir: &std::path::Path, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
     let free = free.saturating_sub(dt.ids.len() * 4 + dt.offsets.len() * 8);
     let memory = graph::RowMemory { budget: free / 2, index_budget: 0, spill_dir, progress };
-    crate::engine::df::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, (free / 2).max(16 << 20), memory)
+    crate::engine::df::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, (free / 2).max(crate::engine::df::MIN_POOL), scratch, memory)
 }
 
 /// Without the `datafusion` feature the config check refuses the engine
 /// before any stage runs; this is the same refusal, should a caller skip it.
 #[cfg(not(feature = "datafusion"))]
-fn on_datafusion(_: &crate::vocab::DocTokens, _: usize, _: &GraphParams, _: usize, _: &std::path::Path, _: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
+fn on_datafusion(_: &crate::vocab::DocTokens, _: usize, _: &GraphParams, _: usize, _: &std::path::Path, _: &std::path::Path, _: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
     Err(std::io::Error::other(crate::config::ENGINE_MISSING))
 }
 
@@ -111,7 +111,12 @@ impl Stage for Graph {
                 let memory = graph::RowMemory { budget, index_budget, spill_dir: &spill_dir, progress: &progress };
                 graph::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, memory)
             }
-            Engine::Datafusion => on_datafusion(&dt, num_words, &p, free, &spill_dir, &progress),
+            Engine::Datafusion => {
+                // DataFusion names its spill files: they go in a scratch
+                // directory of the store's, which a crash leaves to the sweep.
+                let scratch = store.scratch_dir()?;
+                on_datafusion(&dt, num_words, &p, free, scratch.path(), &spill_dir, &progress)
+            }
         }
         .map_err(|e| PipelineError::Other(format!("building the graph ({} engine): {e}", cx.cfg.config.build.engine.name())))?;
         drop((dt, s));

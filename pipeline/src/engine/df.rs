@@ -245,9 +245,11 @@ fn struct_list(fields: &Fields, offsets: Vec<i64>, columns: Vec<ArrayRef>) -> Df
     Ok(ColumnarValue::Array(Arc::new(LargeListArray::try_new(item, OffsetBuffer::new(ScalarBuffer::from(offsets)), Arc::new(values), None)?)))
 }
 
-/// Declares a UDF type: its SQL name, signature and constructor.
-macro_rules! udf_type {
-    ($t:ident, $name:literal, $args:literal) => {
+/// Declares a UDF: its type, SQL name, number of arguments, return type,
+/// and the function that evaluates it (called with the UDF's name, for
+/// messages).
+macro_rules! udf {
+    ($t:ident, $name:literal, $args:literal, $returns:expr, $invoke:ident) => {
         #[derive(Debug, PartialEq, Eq, Hash)]
         struct $t {
             signature: Signature,
@@ -260,15 +262,30 @@ macro_rules! udf_type {
                 ScalarUDF::new_from_impl($t { signature: Signature::any($args, Volatility::Immutable) })
             }
         }
+
+        impl ScalarUDFImpl for $t {
+            fn name(&self) -> &str {
+                Self::NAME
+            }
+            fn signature(&self) -> &Signature {
+                &self.signature
+            }
+            fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+                Ok($returns)
+            }
+            fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+                $invoke(Self::NAME, args)
+            }
+        }
     };
 }
 
-udf_type!(DocWords, "textgcn_doc_words", 2);
-udf_type!(DocPairs, "textgcn_doc_pairs", 3);
-udf_type!(DocWindows, "textgcn_doc_windows", 2);
-udf_type!(Tfidf, "textgcn_tfidf", 3);
-udf_type!(Pmi, "textgcn_pmi", 4);
-udf_type!(Mirror, "textgcn_mirror", 2);
+udf!(DocWords, "textgcn_doc_words", 2, struct_list_type(&doc_words_fields()), doc_words_udf);
+udf!(DocPairs, "textgcn_doc_pairs", 3, struct_list_type(&doc_pairs_fields()), doc_pairs_udf);
+udf!(DocWindows, "textgcn_doc_windows", 2, DataType::UInt64, doc_windows_udf);
+udf!(Tfidf, "textgcn_tfidf", 3, DataType::Float64, tfidf_udf);
+udf!(Pmi, "textgcn_pmi", 4, DataType::Float64, pmi_udf);
+udf!(Mirror, "textgcn_mirror", 2, DataType::LargeList(Arc::new(Field::new("item", DataType::UInt64, false))), mirror_udf);
 
 fn doc_words_fields() -> Fields {
     Fields::from(vec![Field::new("word", DataType::UInt32, false), Field::new("tf", DataType::UInt64, false), Field::new("windows", DataType::UInt64, false)])
@@ -281,32 +298,21 @@ fn doc_pairs_fields() -> Fields {
 /// `textgcn_doc_words(tokens, window)`: a document's distinct words,
 /// ascending, each with its count and the number of the document's
 /// windows holding it (`#W(i)`'s share of this document).
-impl ScalarUDFImpl for DocWords {
-    fn name(&self) -> &str {
-        Self::NAME
+fn doc_words_udf(name: &str, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    let tokens = args.args[0].to_array(args.number_rows)?;
+    let (offsets, ids) = token_lists(name, &tokens)?;
+    let w = literal_u64(name, &args.args[1])? as usize;
+    let (mut word, mut tf, mut windows, mut out) = (Vec::new(), Vec::new(), Vec::new(), vec![0i64]);
+    let mut scratch = Vec::new();
+    for d in 0..offsets.len() - 1 {
+        doc_words(&ids[offsets[d] as usize..offsets[d + 1] as usize], w, &mut scratch, |t, n, k| {
+            word.push(t);
+            tf.push(n);
+            windows.push(k);
+        });
+        out.push(word.len() as i64);
     }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(struct_list_type(&doc_words_fields()))
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let tokens = args.args[0].to_array(args.number_rows)?;
-        let (offsets, ids) = token_lists(Self::NAME, &tokens)?;
-        let w = literal_u64(Self::NAME, &args.args[1])? as usize;
-        let (mut word, mut tf, mut windows, mut out) = (Vec::new(), Vec::new(), Vec::new(), vec![0i64]);
-        let mut scratch = Vec::new();
-        for d in 0..offsets.len() - 1 {
-            doc_words(&ids[offsets[d] as usize..offsets[d + 1] as usize], w, &mut scratch, |t, n, k| {
-                word.push(t);
-                tf.push(n);
-                windows.push(k);
-            });
-            out.push(word.len() as i64);
-        }
-        struct_list(&doc_words_fields(), out, vec![Arc::new(UInt32Array::from(word)), Arc::new(UInt64Array::from(tf)), Arc::new(UInt64Array::from(windows))])
-    }
+    struct_list(&doc_words_fields(), out, vec![Arc::new(UInt32Array::from(word)), Arc::new(UInt64Array::from(tf)), Arc::new(UInt64Array::from(windows))])
 }
 
 /// Calls `out(word, count, windows)` for each distinct word of the
@@ -344,43 +350,32 @@ fn doc_words(toks: &[u32], w: usize, scratch: &mut Vec<(u32, u32)>, mut out: imp
 /// co-occurrence count in it: the
 /// windows holding both positions summed over position pairs (the
 /// reference), or with `windows_mode` the windows holding both words.
-impl ScalarUDFImpl for DocPairs {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(struct_list_type(&doc_pairs_fields()))
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let tokens = args.args[0].to_array(args.number_rows)?;
-        let (offsets, ids) = token_lists(Self::NAME, &tokens)?;
-        let w = literal_u64(Self::NAME, &args.args[1])? as usize;
-        let windows_mode = match &args.args[2] {
-            ColumnarValue::Scalar(ScalarValue::Boolean(Some(b))) => *b,
-            other => return Err(DataFusionError::Execution(format!("{}: expected a Boolean literal, got {other:?}", Self::NAME))),
-        };
-        let (mut keys, mut ns, mut out) = (Vec::new(), Vec::new(), vec![0i64]);
-        let mut counts: FxHashMap<u64, u64> = FxHashMap::default();
-        let mut window_words = Vec::new();
-        for d in 0..offsets.len() - 1 {
-            let toks = &ids[offsets[d] as usize..offsets[d + 1] as usize];
-            if windows_mode {
-                doc_window_pairs(toks, w, &mut window_words, &mut counts);
-            } else {
-                doc_position_pairs(toks, w, &mut counts);
-            }
-            // In the map's order: the sums downstream are of integers.
-            for (key, n) in counts.drain() {
-                keys.push(key);
-                ns.push(n);
-            }
-            out.push(keys.len() as i64);
+fn doc_pairs_udf(name: &str, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    let tokens = args.args[0].to_array(args.number_rows)?;
+    let (offsets, ids) = token_lists(name, &tokens)?;
+    let w = literal_u64(name, &args.args[1])? as usize;
+    let windows_mode = match &args.args[2] {
+        ColumnarValue::Scalar(ScalarValue::Boolean(Some(b))) => *b,
+        other => return Err(DataFusionError::Execution(format!("{}: expected a Boolean literal, got {other:?}", name))),
+    };
+    let (mut keys, mut ns, mut out) = (Vec::new(), Vec::new(), vec![0i64]);
+    let mut counts: FxHashMap<u64, u64> = FxHashMap::default();
+    let mut window_words = Vec::new();
+    for d in 0..offsets.len() - 1 {
+        let toks = &ids[offsets[d] as usize..offsets[d + 1] as usize];
+        if windows_mode {
+            doc_window_pairs(toks, w, &mut window_words, &mut counts);
+        } else {
+            doc_position_pairs(toks, w, &mut counts);
         }
-        struct_list(&doc_pairs_fields(), out, vec![Arc::new(UInt64Array::from(keys)), Arc::new(UInt64Array::from(ns))])
+        // In the map's order: the sums downstream are of integers.
+        for (key, n) in counts.drain() {
+            keys.push(key);
+            ns.push(n);
+        }
+        out.push(keys.len() as i64);
     }
+    struct_list(&doc_pairs_fields(), out, vec![Arc::new(UInt64Array::from(keys)), Arc::new(UInt64Array::from(ns))])
 }
 
 /// The pair `(min, max)` of two word ids as one key.
@@ -421,88 +416,44 @@ fn doc_window_pairs(toks: &[u32], w: usize, words: &mut Vec<u32>, counts: &mut F
 }
 
 /// `textgcn_doc_windows(tokens, window)`: a document's windows.
-impl ScalarUDFImpl for DocWindows {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::UInt64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let tokens = args.args[0].to_array(args.number_rows)?;
-        let (offsets, _) = token_lists(Self::NAME, &tokens)?;
-        let w = literal_u64(Self::NAME, &args.args[1])? as usize;
-        let windows: UInt64Array = offsets.windows(2).map(|o| graph::windows_of((o[1] - o[0]) as usize, w) as u64).collect();
-        Ok(ColumnarValue::Array(Arc::new(windows)))
-    }
+fn doc_windows_udf(name: &str, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    let tokens = args.args[0].to_array(args.number_rows)?;
+    let (offsets, _) = token_lists(name, &tokens)?;
+    let w = literal_u64(name, &args.args[1])? as usize;
+    let windows: UInt64Array = offsets.windows(2).map(|o| graph::windows_of((o[1] - o[0]) as usize, w) as u64).collect();
+    Ok(ColumnarValue::Array(Arc::new(windows)))
 }
 
 /// `textgcn_tfidf(tf, df, documents)`: the document-word weight, or null
 /// where it is 0 (no edge).
-impl ScalarUDFImpl for Tfidf {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Float64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let (tf, df) = (u64_values(Self::NAME, &args.args[0], rows)?, u64_values(Self::NAME, &args.args[1], rows)?);
-        let nd = literal_u64(Self::NAME, &args.args[2])? as usize;
-        let w: Float64Array = tf.values().iter().zip(df.values()).map(|(&n, &df)| Some(graph::tfidf(n, graph::idf(nd, df))).filter(|&x| x != 0.0)).collect();
-        Ok(ColumnarValue::Array(Arc::new(w)))
-    }
+fn tfidf_udf(name: &str, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    let rows = args.number_rows;
+    let (tf, df) = (u64_values(name, &args.args[0], rows)?, u64_values(name, &args.args[1], rows)?);
+    let nd = literal_u64(name, &args.args[2])? as usize;
+    let w: Float64Array = tf.values().iter().zip(df.values()).map(|(&n, &df)| Some(graph::tfidf(n, graph::idf(nd, df))).filter(|&x| x != 0.0)).collect();
+    Ok(ColumnarValue::Array(Arc::new(w)))
 }
 
 /// `textgcn_pmi(count, wfreq_i, wfreq_j, windows)`: the pair's PMI, or
 /// null where it is not positive (no edge).
-impl ScalarUDFImpl for Pmi {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Float64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let cnt = u64_values(Self::NAME, &args.args[0], rows)?;
-        let (fi, fj) = (u64_values(Self::NAME, &args.args[1], rows)?, u64_values(Self::NAME, &args.args[2], rows)?);
-        let nw = literal_u64(Self::NAME, &args.args[3])?;
-        let w: Float64Array = (0..rows).map(|k| graph::positive_pmi(cnt.value(k), fi.value(k), fj.value(k), nw)).collect();
-        Ok(ColumnarValue::Array(Arc::new(w)))
-    }
+fn pmi_udf(name: &str, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    let rows = args.number_rows;
+    let cnt = u64_values(name, &args.args[0], rows)?;
+    let (fi, fj) = (u64_values(name, &args.args[1], rows)?, u64_values(name, &args.args[2], rows)?);
+    let nw = literal_u64(name, &args.args[3])?;
+    let w: Float64Array = (0..rows).map(|k| graph::positive_pmi(cnt.value(k), fi.value(k), fj.value(k), nw)).collect();
+    Ok(ColumnarValue::Array(Arc::new(w)))
 }
 
 /// `textgcn_mirror(a, b)`: the edge between nodes `a` and `b` in both
 /// directions, as the keys `[a << 32 | b, b << 32 | a]`.
-impl ScalarUDFImpl for Mirror {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::LargeList(Arc::new(Field::new("item", DataType::UInt64, false))))
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let (a, b) = (u64_values(Self::NAME, &args.args[0], rows)?, u64_values(Self::NAME, &args.args[1], rows)?);
-        let keys: UInt64Array = a.values().iter().zip(b.values()).flat_map(|(&a, &b)| [(a << 32) | b, (b << 32) | a]).collect();
-        let offsets = OffsetBuffer::new(ScalarBuffer::from((0..=rows as i64).map(|k| 2 * k).collect::<Vec<i64>>()));
-        let item = Arc::new(Field::new("item", DataType::UInt64, false));
-        Ok(ColumnarValue::Array(Arc::new(LargeListArray::try_new(item, offsets, Arc::new(keys), None)?)))
-    }
+fn mirror_udf(name: &str, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    let rows = args.number_rows;
+    let (a, b) = (u64_values(name, &args.args[0], rows)?, u64_values(name, &args.args[1], rows)?);
+    let keys: UInt64Array = a.values().iter().zip(b.values()).flat_map(|(&a, &b)| [(a << 32) | b, (b << 32) | a]).collect();
+    let offsets = OffsetBuffer::new(ScalarBuffer::from((0..=rows as i64).map(|k| 2 * k).collect::<Vec<i64>>()));
+    let item = Arc::new(Field::new("item", DataType::UInt64, false));
+    Ok(ColumnarValue::Array(Arc::new(LargeListArray::try_new(item, offsets, Arc::new(keys), None)?)))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 #   make test            all tests, the DataFusion engine included (installs what it needs)
 #   make bench           benchmark table (all four datasets)
 #   make bench-scale     synthetic corpora of growing size [SCALE_ARGS="--sizes 20000,100000,400000,1000000"]
+#   make bench-engines   the native and DataFusion builds of the same corpora [SCALE_ARGS=...]
 #   make wheel           the Python package's wheel into target/wheels
 #   make setup           project-local venv with torch (idempotent)
 #   make fuzz            each fuzz target for a minute (nightly + cargo-fuzz)
@@ -32,7 +33,7 @@ TORCH_ENV = PATH="$(VENV)/bin:$$PATH" LIBTORCH_USE_PYTORCH=1 PYTHON_SYS_EXECUTAB
 
 WHEELS := $(TARGET_DIR)/wheels
 
-.PHONY: all setup build build-pipeline fetch-default fetch-default-built pipeline train test wheel bench bench-scale fuzz clean-store check-data
+.PHONY: all setup build build-pipeline fetch-default fetch-default-built pipeline train test wheel bench bench-scale bench-engines fuzz clean-store check-data
 
 # `make` builds every binary in one cargo invocation (after the venv, which
 # the trainer's build needs): building the pipeline alone first would
@@ -100,6 +101,13 @@ bench: build check-data
 # Generated corpora of 20k and 100k documents by default (no data needed).
 bench-scale: build
 	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench_scale.py $(SCALE_ARGS)
+
+# The native and DataFusion engines on the same generated corpora (20k and
+# 100k documents by default), each build checked to give the same graph;
+# the table goes to docs/benchmarks-engines.md.
+bench-engines: $(SETUP_STAMP)
+	$(TORCH_ENV) cargo build --release --workspace --bins $(TEST_FEATURES)
+	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench_scale.py --engines native,datafusion --epochs 0 --doc benchmarks-engines.md $(SCALE_ARGS)
 
 # Each cargo-fuzz target for FUZZ_SECONDS (default 60); needs nightly and cargo-fuzz.
 fuzz: build-pipeline check-data

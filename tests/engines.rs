@@ -79,6 +79,9 @@ fn datafusion_spilling_publishes_the_native_graph() {
         let log = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "{log}");
         assert!(log.contains("graph: DataFusion spilled") && log.contains("of rows spilled to"), "the 1 MiB DataFusion build did not spill: {log}");
+        // Progress: the documents paired, all of them before the rows.
+        let (paired, rows) = (log.find("graph: documents paired 12000/12000"), log.find("graph: rows "));
+        assert!(paired.is_some() && paired < rows, "{log}");
         let df: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(df["stages"][3]["outputs"], native["stages"][3]["outputs"], "{}", config.display());
         assert_eq!(df["stages"][3]["summary"], native["stages"][3]["summary"]);

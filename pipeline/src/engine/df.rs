@@ -26,6 +26,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, LargeListArray, RecordBatch, StructArray, UInt32Array, UInt64Array};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
@@ -58,6 +59,9 @@ const PARTIAL_AGGREGATION_RATIO: f64 = 0.3;
 /// spilling 1.2 GB.
 pub(crate) const MIN_POOL: usize = 128 << 20;
 
+/// How often the pairing of the documents reports how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Spilled runs one merge pass reads at most.
 const MERGE_FAN_IN: usize = 64;
 
@@ -71,7 +75,7 @@ const DOCS_PER_BATCH: usize = 4096;
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, spill_dir: &Path, memory: RowMemory<'_>) -> io::Result<Graph> {
     let threads = rayon::current_num_threads().max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("textgcn-datafusion").build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("textgcn-datafusion").enable_time().build()?;
     let failed = |e: DataFusionError| io::Error::other(format!("DataFusion: {e}"));
     runtime.block_on(run(offsets, ids, num_words, window, mode, pool_bytes, spill_dir, threads, memory)).map_err(failed)?
 }
@@ -120,7 +124,9 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
 
     // PMI edges (D + i, D + j), i < j: each document's pairs as one 64-bit
     // key `i << 32 | j` (a primitive group key), summed, with #W(i), #W(j).
-    let pairs = unnest_struct(docs.select(vec![call(DocPairs::NAME, vec![col("tokens"), w, lit(mode == Cooccurrence::Windows)]).alias("dp")])?, "dp", &[], &["key", "n"])?
+    let paired = Arc::new(AtomicU64::new(0));
+    let doc_pairs = DocPairs::counting(paired.clone()).call(vec![col("tokens"), w, lit(mode == Cooccurrence::Windows)]);
+    let pairs = unnest_struct(docs.select(vec![doc_pairs.alias("dp")])?, "dp", &[], &["key", "n"])?
         .aggregate(vec![col("key")], vec![sum(col("n")).alias("cnt")])?
         .select(vec![binary_expr(col("key"), Operator::BitwiseShiftRight, lit(32u64)).alias("i"), binary_expr(col("key"), Operator::BitwiseAnd, lit(u32::MAX as u64)).alias("j"), col("cnt")])?;
     let side = |word: &str, f: &str| stats.clone().select(vec![u64(col("word")).alias(word), col("wfreq").alias(f)]);
@@ -134,8 +140,28 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let edges = unnest_list(tfidf.union(pmi)?.select(vec![call(Mirror::NAME, vec![col("a"), col("b")]).alias("key"), col("w")])?, "key")?.sort(vec![col("key").sort(true, false)])?;
     let plan = edges.create_physical_plan().await?;
     let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
+    let progress = memory.progress;
     let mut asm = Assembler::new(nd, num_words, memory);
-    while let Some(batch) = stream.next().await {
+    // Until the sort gives its first edge, which it does when every
+    // document is paired, say how many are.
+    let mut first = true;
+    loop {
+        let next = if first {
+            match tokio::time::timeout(PROGRESS_EVERY, stream.next()).await {
+                Err(_) => {
+                    progress("documents paired", paired.load(Ordering::Relaxed), nd as u64);
+                    continue;
+                }
+                Ok(next) => {
+                    progress("documents paired", paired.load(Ordering::Relaxed), nd as u64);
+                    first = false;
+                    next
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        let Some(batch) = next else { break };
         let batch = batch?;
         let keys = batch.column(0).as_primitive_opt::<UInt64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge keys are {}, not UInt64", batch.column(0).data_type())))?;
         let weights = batch.column(1).as_primitive_opt::<Float64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge weights are {}, not Float64", batch.column(1).data_type())))?;
@@ -247,19 +273,40 @@ fn struct_list(fields: &Fields, offsets: Vec<i64>, columns: Vec<ArrayRef>) -> Df
 
 /// Declares a UDF: its type, SQL name, number of arguments, return type,
 /// and the function that evaluates it (called with the UDF's name, for
-/// messages).
+/// messages, and its counter of the rows it evaluated, for progress).
 macro_rules! udf {
     ($t:ident, $name:literal, $args:literal, $returns:expr, $invoke:ident) => {
-        #[derive(Debug, PartialEq, Eq, Hash)]
+        #[derive(Debug)]
         struct $t {
             signature: Signature,
+            /// Rows evaluated so far (not part of the UDF's identity).
+            done: Arc<AtomicU64>,
         }
 
         impl $t {
             const NAME: &'static str = $name;
 
             fn udf() -> ScalarUDF {
-                ScalarUDF::new_from_impl($t { signature: Signature::any($args, Volatility::Immutable) })
+                Self::counting(Arc::default())
+            }
+
+            /// The UDF, adding the rows it evaluates to `done`.
+            fn counting(done: Arc<AtomicU64>) -> ScalarUDF {
+                ScalarUDF::new_from_impl($t { signature: Signature::any($args, Volatility::Immutable), done })
+            }
+        }
+
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.signature == other.signature
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+                self.signature.hash(h)
             }
         }
 
@@ -274,7 +321,10 @@ macro_rules! udf {
                 Ok($returns)
             }
             fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-                $invoke(Self::NAME, args)
+                let rows = args.number_rows as u64;
+                let out = $invoke(Self::NAME, args);
+                self.done.fetch_add(rows, Ordering::Relaxed);
+                out
             }
         }
     };

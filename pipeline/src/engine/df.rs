@@ -98,6 +98,14 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     // What each sorting partition keeps back for merging its spilled runs
     // (DataFusion's default, 10 MiB, is more than a small pool has).
     config.options_mut().execution.sort_spill_reservation_bytes = (pool_bytes / (8 * threads)).min(10 << 20);
+    // The word statistics (a row a word) are every join's left side: the
+    // side a hash join builds and holds, and cannot spill. Collected whole
+    // into one table, whatever the vocabulary (by default only tables
+    // under 128 Ki rows are; the 100k-document corpus's 226 Ki words were
+    // hashed by partition with the pairs as the held side, and the join
+    // ran out of memory).
+    config.options_mut().optimizer.hash_join_single_partition_threshold_rows = usize::MAX;
+    config.options_mut().optimizer.hash_join_single_partition_threshold = usize::MAX;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     for udf in [DocWords::udf(), DocPairs::udf(), DocWindows::udf(), Tfidf::udf(), Pmi::udf(), Mirror::udf()] {
         ctx.register_udf(udf);
@@ -117,8 +125,10 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
 
     // TF-IDF edges (doc, D + word).
     let nd_lit = lit(nd as u64);
-    let tfidf = doc_words
-        .join(stats.clone().select(vec![col("word").alias("s_word"), col("df")])?, JoinType::Inner, &["word"], &["s_word"], None)?
+    let tfidf = stats
+        .clone()
+        .select(vec![col("word").alias("s_word"), col("df")])?
+        .join(doc_words, JoinType::Inner, &["s_word"], &["word"], None)?
         .select(vec![u64(col("doc")).alias("a"), (u64(col("word")) + nd_lit.clone()).alias("b"), call(Tfidf::NAME, vec![u64(col("tf")), u64(col("df")), nd_lit.clone()]).alias("w")])?
         .filter(col("w").is_not_null())?;
 
@@ -130,9 +140,8 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
         .aggregate(vec![col("key")], vec![sum(col("n")).alias("cnt")])?
         .select(vec![binary_expr(col("key"), Operator::BitwiseShiftRight, lit(32u64)).alias("i"), binary_expr(col("key"), Operator::BitwiseAnd, lit(u32::MAX as u64)).alias("j"), col("cnt")])?;
     let side = |word: &str, f: &str| stats.clone().select(vec![u64(col("word")).alias(word), col("wfreq").alias(f)]);
-    let pmi = pairs
-        .join(side("wi", "fi")?, JoinType::Inner, &["i"], &["wi"], None)?
-        .join(side("wj", "fj")?, JoinType::Inner, &["j"], &["wj"], None)?
+    let pmi = side("wj", "fj")?
+        .join(side("wi", "fi")?.join(pairs, JoinType::Inner, &["wi"], &["i"], None)?, JoinType::Inner, &["wj"], &["j"], None)?
         .select(vec![(col("i") + nd_lit.clone()).alias("a"), (col("j") + nd_lit).alias("b"), call(Pmi::NAME, vec![u64(col("cnt")), u64(col("fi")), u64(col("fj")), lit(num_windows)]).alias("w")])?
         .filter(col("w").is_not_null())?;
 

@@ -114,11 +114,11 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let w = lit(window as u64);
 
     // #W: the windows of every document.
-    let windows = docs.clone().aggregate(vec![], vec![sum(call(DocWindows::NAME, vec![col("tokens"), w.clone()])).alias("windows")])?.collect().await?;
+    let windows = docs.clone().aggregate(vec![], vec![sum(DocWindows::udf().call(vec![col("tokens"), w.clone()])).alias("windows")])?.collect().await?;
     let num_windows = windows.first().and_then(|b| b.column(0).as_primitive_opt::<UInt64Type>()).filter(|a| a.len() == 1 && a.is_valid(0)).map(|a| a.value(0)).unwrap_or(0);
 
     // Each document's distinct words: (doc, word, tf, windows holding it).
-    let doc_words = unnest_struct(docs.clone().select(vec![col("doc"), call(DocWords::NAME, vec![col("tokens"), w.clone()]).alias("dw")])?, "dw", &["doc"], &["word", "tf", "windows"])?;
+    let doc_words = unnest_struct(docs.clone().select(vec![col("doc"), DocWords::udf().call(vec![col("tokens"), w.clone()]).alias("dw")])?, "dw", &["doc"], &["word", "tf", "windows"])?;
     // Per word: #W(i) and the document frequency, one row a word.
     let stats = doc_words.clone().aggregate(vec![col("word")], vec![count(lit(1u64)).alias("df"), sum(col("windows")).alias("wfreq")])?;
     let stats = ctx.read_table(Arc::new(MemTable::try_new(stats.schema().inner().clone(), vec![stats.collect().await?])?))?;
@@ -129,7 +129,7 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
         .clone()
         .select(vec![col("word").alias("s_word"), col("df")])?
         .join(doc_words, JoinType::Inner, &["s_word"], &["word"], None)?
-        .select(vec![u64(col("doc")).alias("a"), (u64(col("word")) + nd_lit.clone()).alias("b"), call(Tfidf::NAME, vec![u64(col("tf")), u64(col("df")), nd_lit.clone()]).alias("w")])?
+        .select(vec![u64(col("doc")).alias("a"), (u64(col("word")) + nd_lit.clone()).alias("b"), Tfidf::udf().call(vec![u64(col("tf")), u64(col("df")), nd_lit.clone()]).alias("w")])?
         .filter(col("w").is_not_null())?;
 
     // PMI edges (D + i, D + j), i < j: each document's pairs as one 64-bit
@@ -142,11 +142,11 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let side = |word: &str, f: &str| stats.clone().select(vec![u64(col("word")).alias(word), col("wfreq").alias(f)]);
     let pmi = side("wj", "fj")?
         .join(side("wi", "fi")?.join(pairs, JoinType::Inner, &["wi"], &["i"], None)?, JoinType::Inner, &["wj"], &["j"], None)?
-        .select(vec![(col("i") + nd_lit.clone()).alias("a"), (col("j") + nd_lit).alias("b"), call(Pmi::NAME, vec![u64(col("cnt")), u64(col("fi")), u64(col("fj")), lit(num_windows)]).alias("w")])?
+        .select(vec![(col("i") + nd_lit.clone()).alias("a"), (col("j") + nd_lit).alias("b"), Pmi::udf().call(vec![u64(col("cnt")), u64(col("fi")), u64(col("fj")), lit(num_windows)]).alias("w")])?
         .filter(col("w").is_not_null())?;
 
     // Every edge in both directions, as the key `row << 32 | col`, sorted.
-    let edges = unnest_list(tfidf.union(pmi)?.select(vec![call(Mirror::NAME, vec![col("a"), col("b")]).alias("key"), col("w")])?, "key")?.sort(vec![col("key").sort(true, false)])?;
+    let edges = unnest_list(tfidf.union(pmi)?.select(vec![Mirror::udf().call(vec![col("a"), col("b")]).alias("key"), col("w")])?, "key")?.sort(vec![col("key").sort(true, false)])?;
     let plan = edges.create_physical_plan().await?;
     let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
     let progress = memory.progress;
@@ -200,19 +200,6 @@ fn u64(e: Expr) -> Expr {
 /// `df` with its list column `list` unnested into one row per element.
 fn unnest_list(df: DataFrame, list: &str) -> DfResult<DataFrame> {
     df.unnest_columns(&[list])
-}
-
-/// A call of the registered UDF `name`.
-fn call(name: &str, args: Vec<Expr>) -> Expr {
-    let udf = match name {
-        DocWords::NAME => DocWords::udf(),
-        DocPairs::NAME => DocPairs::udf(),
-        DocWindows::NAME => DocWindows::udf(),
-        Tfidf::NAME => Tfidf::udf(),
-        Mirror::NAME => Mirror::udf(),
-        _ => Pmi::udf(),
-    };
-    udf.call(args)
 }
 
 /// `df` with its list-of-struct column `list` unnested into one row per

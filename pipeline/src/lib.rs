@@ -19,9 +19,11 @@
 //! - [`tables`]: Parquet tables of the pipeline.
 //! - [`alloc`]: glibc allocator tuning for the graph build and training.
 //!
+//! - [`prefetch`]: the software prefetch hint (the graph's word rows and
+//!   normalisation, the trainer's sparse kernel).
+//!
 //! Where the `unsafe` is, each module with its invariant: [`alloc`]
-//! (`mallopt`, `malloc_trim`) and `graph::prefetch` (the prefetch hint of
-//! the word rows and the normalisation).
+//! (`mallopt`, `malloc_trim`) and [`prefetch`] (the prefetch hint).
 //! - `terminal` (feature `cli`): a build with the CLI's progress, for the
 //!   `textgcn` binary and the Python package.
 
@@ -30,6 +32,7 @@ pub mod clean;
 pub mod config;
 mod engine;
 pub mod graph;
+pub mod prefetch;
 pub mod ingest;
 pub mod splits;
 pub mod stages;

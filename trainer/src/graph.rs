@@ -71,6 +71,29 @@ impl Adj {
         }
     }
 
+    /// `Â[:, ..cols] · x` for `x` of `cols` rows: the product `Â · x'` where
+    /// `x'` is `x` followed by zero rows (up to `Â`'s column count). On the
+    /// CPU the non-zeros of the left-out columns are skipped, with the
+    /// same bits as the whole product (columns are sorted within rows).
+    pub fn mm_columns_below(&self, x: &Tensor, cols: usize) -> Tensor {
+        assert_eq!(x.size()[0], cols as i64, "x has one row per kept column");
+        let native = |csr: crate::spmm::Csr| {
+            let x = x.contiguous();
+            let k = x.size()[1];
+            let mut out = Tensor::empty([csr.rows() as i64, k], (Kind::Float, Device::Cpu));
+            csr.mul_dense_columns_below(cols, crate::mapping::f32_slice(&x), k as usize, crate::mapping::f32_slice_mut(&mut out));
+            out
+        };
+        match self {
+            Adj::Torch(t) => {
+                let ncols = t.size()[1];
+                let pad = Tensor::zeros([ncols - cols as i64, x.size()[1]], (x.kind(), x.device()));
+                t.mm(&Tensor::cat(&[x, &pad], 0))
+            }
+            Adj::Native { .. } | Adj::Host { .. } => native(self.host().expect("a host matrix")),
+        }
+    }
+
     /// The CSR arrays when they are on the host (the CPU variants).
     pub fn host(&self) -> Option<crate::spmm::Csr<'_>> {
         match self {

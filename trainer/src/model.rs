@@ -184,6 +184,7 @@ pub fn loss_acc(logits: &Tensor, idx: &Tensor, targets: &Targets) -> (f64, f64) 
 /// current weights (it is consumed); otherwise it is computed.
 pub fn train_step(model: &mut Model, opt: &mut Adam, adj: &Adj, z1: Option<Tensor>, train: &Tensor, targets: &Targets, h: &Hyper) -> (f64, f64) {
     let (loss, acc, grads) = gradients(model, adj, z1, train, targets, h);
+    let _step = tracing::debug_span!("train_step", op = "adam").entered();
     tch::no_grad(|| opt.step(model, grads));
     (loss, acc)
 }
@@ -224,19 +225,21 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, t
         let step = tracing::debug_span!("train_step", op = "loss+dlogits").entered();
 
         // Loss over the training documents, and dL/dlogits on their rows
-        // (0 elsewhere).
+        // (0 elsewhere: on the other documents, and on every word).
         let lt = logits.index_select(0, train);
-        let classes = logits.size()[1];
+        let [docs, classes] = logits.size()[..] else { unreachable!("logits are a matrix") };
         drop(logits);
         let (loss, acc, g_lt) = targets.loss_grad(&lt, train);
-        let mut g = Tensor::zeros([model.w0.size()[0], classes], (Kind::Float, model.w0.device()));
+        let mut g = Tensor::zeros([docs, classes], (Kind::Float, model.w0.device()));
         let _ = g.index_copy_(0, train, &g_lt);
         drop((g_lt, lt));
 
-        // Second layer: logits = Â·(Hd·W1).
+        // Second layer: logits = Â·(Hd·W1). The rows of G past the
+        // documents are zero, so the word columns of Â are skipped (most
+        // of its non-zeros: 22.4 of 27 M on 20ng).
         drop(step);
         let step = tracing::debug_span!("train_step", op = "A.G").entered();
-        let dp = adj.mm(&g); // Âᵀ·G = Â·G
+        let dp = adj.mm_columns_below(&g, docs as usize); // Âᵀ·G = Â·G
         drop(g);
         drop(step);
         let step = tracing::debug_span!("train_step", op = "dW1,dHd").entered();

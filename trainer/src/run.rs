@@ -129,8 +129,12 @@ fn train_gcn(data: &GraphData, h: &Hyper, mut on_epoch: impl FnMut(&EpochLog)) -
     for epoch in 1..=h.epochs {
         let t = Instant::now();
         let (train_loss, train_acc) = model::train_step(&mut model, &mut opt, &data.adj, z1.take(), &data.train, &data.targets, h);
+        let step = tracing::debug_span!("evaluate", op = "A.W0").entered();
         let z = tch::no_grad(|| model.first_layer(&data.adj));
+        drop(step);
+        let step = tracing::debug_span!("evaluate", op = "logits+loss").entered();
         let (val_loss, val_acc) = tch::no_grad(|| model::loss_acc(&model.logits_from(&z, &data.adj, data.num_docs), &data.val, &data.targets));
+        drop(step);
         z1 = Some(z);
         if device != Device::Cpu {
             tch::Cuda::synchronize(0);

@@ -32,7 +32,6 @@ use rayon::prelude::*;
 
 use crate::config::Cooccurrence;
 
-mod prefetch;
 mod spool;
 
 use spool::{RowSpool, Rows};
@@ -164,7 +163,7 @@ impl Graph {
                     // The degrees of a large graph do not fit in cache,
                     // and a row's columns are known ahead.
                     if let Some(&ahead) = b.cols.get(at + PREFETCH_AHEAD_COLUMNS) {
-                        prefetch::prefetch(dinv, ahead as usize);
+                        crate::prefetch::prefetch(dinv, ahead as usize);
                     }
                     *wo = ((b.w[at] * dinv[row + r]) * dinv[c as usize]) as f32;
                     *co = c as i64;
@@ -898,10 +897,10 @@ fn count_position_pairs<A: Accumulator>(occs: &[u32], docs: &[u32], ids: &[u32],
     for (k, (&g, &d)) in occs.iter().zip(docs).enumerate() {
         if let (Some(&ga), Some(&da)) = (occs.get(k + PREFETCH_AHEAD), docs.get(k + PREFETCH_AHEAD)) {
             let ga = ga as usize;
-            prefetch::prefetch(ids, ga.saturating_sub(w - 1));
-            prefetch::prefetch(ids, ga);
-            prefetch::prefetch(ids, ga + w - 1);
-            prefetch::prefetch(offsets, da as usize);
+            crate::prefetch::prefetch(ids, ga.saturating_sub(w - 1));
+            crate::prefetch::prefetch(ids, ga);
+            crate::prefetch::prefetch(ids, ga + w - 1);
+            crate::prefetch::prefetch(offsets, da as usize);
         }
         let d = d as usize;
         let base = offsets[d];

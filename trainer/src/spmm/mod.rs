@@ -6,18 +6,78 @@
 //! column half of `edge_index` and `edge_attr` directly, allocates nothing
 //! but its output, parallelises over rows (each output row is computed by
 //! one thread in a fixed order, so results do not depend on the thread
-//! count), and uses AVX2+FMA when the CPU has them.
+//! count), and uses AVX-512 or AVX2 with FMA when the CPU has them.
 //!
-//! The SIMD builds come from `pulp`: [`pulp::x86::V3`] is a token that
-//! only run-time detection makes (AVX2, FMA and the rest of x86-64-v3), and
-//! `V3::vectorize` compiles the inlined loop under those features and runs
-//! it. So this module has no `unsafe`: the token is the proof, and the
-//! loops are plain Rust that the compiler vectorises.
+//! # The loop
+//! The product gathers a row of `X` for every non-zero (27 M rows of 800
+//! bytes per product on 20ng): memory, not arithmetic, bounds it. Each
+//! output row is computed in as few passes over its non-zeros as the
+//! registers allow: a pass keeps a tile of `T` output floats in registers
+//! (up to 208 with AVX-512's 32 registers of 16 floats, 104 with AVX2's
+//! 16 of 8), so with AVX-512 a hidden width of 200 is one pass that reads
+//! each gathered row of `X` once, front to back. The rows of `X` that the
+//! next non-zeros will read are prefetched ([`PREFETCH_AHEAD`] non-zeros
+//! ahead), since no hardware prefetcher predicts a gather. Measured on
+//! 20ng (k = 200, 2 threads; docs/benchmarks.md): 0.69-0.73 s for the
+//! former 64-float tiles, 0.56 s for AVX2 tiles of 100 with prefetch,
+//! 0.49 s for AVX-512 tiles of 200 with prefetch.
+//!
+//! A pass whose width `w` is not a multiple of 8 runs the tile `T` =
+//! `w` rounded up to 8 and ignores the lanes past `w`: they read the next
+//! floats of `X` (the next row's first ones), which only the last rows of
+//! `X` cannot, so the non-zeros whose tile would run past the end of `X`
+//! (the largest columns, at a row's end) take an exact-width loop. Every
+//! output float is the same fused multiply-add chain, in column order,
+//! whichever tile computes it: the AVX-512, AVX2 and fused axpy kernels
+//! give the same bits (tested); the portable one rounds each product
+//! before adding it.
+//!
+//! The SIMD builds come from `pulp`: [`pulp::x86::V4`] and
+//! [`pulp::x86::V3`] are tokens that only run-time detection makes
+//! (x86-64-v4: AVX-512; x86-64-v3: AVX2, FMA), and `vectorize` compiles
+//! the inlined loop under those features and runs it. So this module has
+//! no `unsafe`: the token is the proof, and the loops are plain Rust that
+//! the compiler vectorises. The prefetch hint is
+//! [`textgcn_pipeline::prefetch`].
 
 use rayon::prelude::*;
+use textgcn_pipeline::prefetch::prefetch;
 
 #[cfg(target_arch = "x86_64")]
-use pulp::x86::V3;
+use pulp::x86::{V3, V4};
+
+/// How many non-zeros ahead a row of `X` is prefetched (8 and 12 measured
+/// alike on 20ng, 4 slower).
+pub const PREFETCH_AHEAD: usize = 8;
+
+/// The passes over a row of `k` output floats with tiles of at most
+/// `max`: as few as that allows, of equal widths but the last, as
+/// `(first float, width)`.
+fn passes(k: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let width = k.div_ceil(k.div_ceil(max));
+    (0..k).step_by(width).map(move |t| (t, width.min(k - t)))
+}
+
+/// Runs one pass (`t`, `w`) of a block's rows under `simd`'s features
+/// with the tile `T` = `w` rounded up to a multiple of 8 (every multiple
+/// of 8 up to the largest tile is listed). Each tile is its own
+/// vectorised closure: with all of them inside one closure, the compiler
+/// left that closure out of line, without the target features, and its
+/// FMAs became calls to `fmaf` (15× slower).
+macro_rules! tiled {
+    ($simd:expr, $block:expr, $x:expr, $k:expr, $out:expr, $t:expr, $w:expr, [$($T:literal),*]) => {
+        match $w.next_multiple_of(8) {
+            $($T => {
+                let out = &mut *$out;
+                $simd.vectorize(
+                    #[inline(always)]
+                    move || $block.tile_rows::<$T>($x, $k, out, $t, $w),
+                )
+            })*
+            _ => unreachable!("a pass is at most the largest tile"),
+        }
+    };
+}
 
 /// A CSR matrix as borrowed slices (the mapped artifacts).
 #[derive(Clone, Copy)]
@@ -49,8 +109,21 @@ impl Csr<'_> {
         self.mul_dense_with(Kernel::pick(), x, k, out);
     }
 
+    /// `out = self[:, ..cols] · x[..cols]`: the product with the columns
+    /// from `cols` on left out (columns are sorted within each row, so each
+    /// row stops at its first larger column). When the rows of `x` from
+    /// `cols` on are zero this is [`Csr::mul_dense`] with the same bits, the
+    /// skipped terms adding nothing; `x` needs only its first `cols` rows.
+    pub fn mul_dense_columns_below(&self, cols: usize, x: &[f32], k: usize, out: &mut [f32]) {
+        self.product(Kernel::pick(), Some(cols), x, k, out);
+    }
+
     /// [`Csr::mul_dense`] with a chosen kernel (tests compare them all).
     pub fn mul_dense_with(&self, kernel: Kernel, x: &[f32], k: usize, out: &mut [f32]) {
+        self.product(kernel, None, x, k, out);
+    }
+
+    fn product(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, out: &mut [f32]) {
         let n = self.rows();
         assert_eq!(out.len(), n * k, "output size");
         assert!(self.row_ptr[n] as usize == self.cols.len() && self.cols.len() == self.vals.len(), "CSR arrays disagree");
@@ -62,13 +135,20 @@ impl Csr<'_> {
             let first = ci * ROWS;
             let rows = chunk.len() / k;
             let (a, b) = (self.row_ptr[first] as usize, self.row_ptr[first + rows] as usize);
-            let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b] };
+            let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b], col_end };
             match kernel {
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2(simd) => simd.vectorize(
-                    #[inline(always)]
-                    move || block.run_tiled::<64>(x, k, chunk),
-                ),
+                Kernel::Avx512(simd) => {
+                    for (t, w) in passes(k, 208) {
+                        tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128, 136, 144, 152, 160, 168, 176, 184, 192, 200, 208]);
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2(simd) => {
+                    for (t, w) in passes(k, 104) {
+                        tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104]);
+                    }
+                }
                 #[cfg(target_arch = "x86_64")]
                 Kernel::AxpyAvx2(simd) => simd.vectorize(
                     #[inline(always)]
@@ -80,16 +160,19 @@ impl Csr<'_> {
     }
 }
 
-/// Which inner loop runs: register-tiled with AVX2+FMA where the CPU has
-/// them, else an axpy per non-zero (with AVX2+FMA when the CPU has them).
-/// `TEXTGCN_SPMM_KERNEL=axpy` overrides the choice, for measurements. (An
-/// AVX-512 variant with 128-float tiles measured no better on 20ng: memory
-/// bandwidth bounds it.) The AVX2 variants carry the proof that the CPU
-/// has the features (pulp's [`V3`] token), so they cannot be chosen
+
+/// Which inner loop runs: register tiles with AVX-512 or AVX2 (and FMA)
+/// where the CPU has them, else an axpy per non-zero (with AVX2+FMA when
+/// the CPU has them). `TEXTGCN_SPMM_KERNEL` = `avx2` or `axpy` overrides
+/// the choice, for measurements. The SIMD variants carry the proof that
+/// the CPU has the features (pulp's tokens), so they cannot be chosen
 /// wrongly.
 #[derive(Clone, Copy, Debug)]
 pub enum Kernel {
-    /// 8-wide, output tiles of 64 floats.
+    /// 16-wide, tiles of up to 208 floats.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(V4),
+    /// 8-wide, tiles of up to 104 floats.
     #[cfg(target_arch = "x86_64")]
     Avx2(V3),
     /// One axpy per non-zero, compiled for AVX2+FMA.
@@ -113,69 +196,111 @@ impl Kernel {
     pub fn pick() -> Kernel {
         static K: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *K.get_or_init(|| {
-            let axpy = std::env::var("TEXTGCN_SPMM_KERNEL").as_deref() == Ok("axpy");
-            #[cfg(target_arch = "x86_64")]
-            if let Some(simd) = V3::try_new() {
-                return if axpy { Kernel::AxpyAvx2(simd) } else { Kernel::Avx2(simd) };
-            }
-            let _ = axpy;
-            Kernel::Axpy
+            let asked = std::env::var("TEXTGCN_SPMM_KERNEL").unwrap_or_default();
+            let available = Kernel::available();
+            let by_name = |name: &str| available.iter().copied().find(|k| k.name() == name);
+            by_name(&asked).unwrap_or(available[0])
         })
     }
 
-    /// Every kernel this CPU can run (the portable one last).
+    /// Every kernel this CPU can run, best first (the portable one last).
     pub fn available() -> Vec<Kernel> {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        if let Some(simd) = V3::try_new() {
-            all.extend([Kernel::Avx2(simd), Kernel::AxpyAvx2(simd)]);
+        {
+            if let Some(simd) = V4::try_new() {
+                all.push(Kernel::Avx512(simd));
+            }
+            if let Some(simd) = V3::try_new() {
+                all.extend([Kernel::Avx2(simd), Kernel::AxpyAvx2(simd)]);
+            }
         }
         all.push(Kernel::Axpy);
         all
     }
+
+    /// The kernel's name (`avx512`, `avx2`, `axpy-avx2`, `axpy`), as
+    /// `TEXTGCN_SPMM_KERNEL` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AxpyAvx2(_) => "axpy-avx2",
+            Kernel::Axpy => "axpy",
+        }
+    }
 }
 
 /// A run of consecutive rows, processed by one thread.
+#[derive(Clone, Copy)]
 pub(crate) struct Block<'a> {
     row_ptr: &'a [i64],
     base: usize,
     cols: &'a [i64],
     vals: &'a [f32],
+    /// Columns from this one on are left out (see
+    /// [`Csr::mul_dense_columns_below`]).
+    col_end: Option<usize>,
 }
 
 impl Block<'_> {
-    /// Computes the block's rows with the output tiled into fixed-size
-    /// accumulators (`T` floats) that the compiler keeps in registers, so a
-    /// non-zero costs loads of `x` and FMAs only. `#[inline(always)]`: it is
-    /// compiled into each kernel, under its target features.
+    /// Row `r`'s columns and values (without the left-out columns).
     #[inline(always)]
-    pub(crate) fn run_tiled<const T: usize>(&self, x: &[f32], k: usize, out: &mut [f32]) {
+    fn row(&self, r: usize) -> (&[i64], &[f32]) {
+        let (a, b) = (self.row_ptr[r] as usize - self.base, self.row_ptr[r + 1] as usize - self.base);
+        let (cols, vals) = (&self.cols[a..b], &self.vals[a..b]);
+        match self.col_end {
+            Some(end) => {
+                let n = cols.partition_point(|&c| (c as usize) < end);
+                (&cols[..n], &vals[..n])
+            }
+            None => (cols, vals),
+        }
+    }
+
+    /// Floats `t..t + w` of each of the block's rows, by
+    /// [`Block::tile`].
+    #[inline(always)]
+    pub(crate) fn tile_rows<const T: usize>(&self, x: &[f32], k: usize, out: &mut [f32], t: usize, w: usize) {
         for (r, orow) in out.chunks_exact_mut(k).enumerate() {
-            let (a, b) = (self.row_ptr[r] as usize - self.base, self.row_ptr[r + 1] as usize - self.base);
-            let (cols, vals) = (&self.cols[a..b], &self.vals[a..b]);
-            let mut t = 0;
-            while t < k {
-                let w = T.min(k - t);
-                let mut acc = [0f32; T];
-                if w == T {
-                    for (&c, &v) in cols.iter().zip(vals) {
-                        let xs: &[f32; T] = x[c as usize * k + t..][..T].try_into().expect("tile");
-                        for j in 0..T {
-                            acc[j] = v.mul_add(xs[j], acc[j]);
-                        }
-                    }
-                } else {
-                    for (&c, &v) in cols.iter().zip(vals) {
-                        let xs = &x[c as usize * k + t..][..w];
-                        for (o, xv) in acc[..w].iter_mut().zip(xs) {
-                            *o = v.mul_add(*xv, *o);
-                        }
-                    }
+            self.tile::<T>(r, x, k, orow, t, w);
+        }
+    }
+
+    /// Floats `t..t + w` of the block's row `r` (`orow`) with a tile of
+    /// `T >= w` accumulators that the compiler keeps in registers, so a
+    /// non-zero costs loads of `x` and FMAs only; the lanes past `w` are
+    /// computed and dropped (see the module's documentation).
+    #[inline(always)]
+    pub(crate) fn tile<const T: usize>(&self, r: usize, x: &[f32], k: usize, orow: &mut [f32], t: usize, w: usize) {
+        debug_assert!(w <= T && T - w < 8);
+        let (cols, vals) = self.row(r);
+        // The non-zeros whose whole tile lies inside `x`: all of them when
+        // the tile is the pass's width, else all but the last columns.
+        let whole = if T == w { cols.len() } else { cols.partition_point(|&c| c as usize * k + t + T <= x.len()) };
+        let mut acc = [0f32; T];
+        for (e, (&c, &v)) in cols[..whole].iter().zip(&vals[..whole]).enumerate() {
+            if let Some(&ahead) = cols.get(e + PREFETCH_AHEAD) {
+                let at = ahead as usize * k + t;
+                for line in (0..T).step_by(16) {
+                    prefetch(x, at + line);
                 }
-                orow[t..t + w].copy_from_slice(&acc[..w]);
-                t += w;
+                prefetch(x, at + T - 1);
+            }
+            let xs: &[f32; T] = x[c as usize * k + t..][..T].try_into().expect("a whole tile");
+            for j in 0..T {
+                acc[j] = v.mul_add(xs[j], acc[j]);
             }
         }
+        for (&c, &v) in cols[whole..].iter().zip(&vals[whole..]) {
+            for (a, xv) in acc[..w].iter_mut().zip(&x[c as usize * k + t..][..w]) {
+                *a = v.mul_add(*xv, *a);
+            }
+        }
+        orow[t..t + w].copy_from_slice(&acc[..w]);
     }
 
     /// Computes the block's rows of `Â · x` into `out` with `axpy`
@@ -184,8 +309,8 @@ impl Block<'_> {
     pub(crate) fn run(&self, x: &[f32], k: usize, out: &mut [f32], axpy: impl Fn(f32, &[f32], &mut [f32])) {
         for (r, orow) in out.chunks_exact_mut(k).enumerate() {
             orow.fill(0.0);
-            let (a, b) = (self.row_ptr[r] as usize - self.base, self.row_ptr[r + 1] as usize - self.base);
-            for (&c, &v) in self.cols[a..b].iter().zip(&self.vals[a..b]) {
+            let (cols, vals) = self.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
                 axpy(v, &x[c as usize * k..][..k], orow);
             }
         }
@@ -193,7 +318,7 @@ impl Block<'_> {
 }
 
 /// `y += a · x` with fused multiply-adds (only fast where the build has
-/// FMA: under [`V3::vectorize`]).
+/// FMA: under pulp's `vectorize`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn axpy_fused(a: f32, x: &[f32], y: &mut [f32]) {
@@ -213,30 +338,38 @@ fn axpy_portable(a: f32, x: &[f32], y: &mut [f32]) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn matches_a_dense_product() {
-        let n = 37;
-        let k = 23;
+    /// A pseudo-random sparse `n × n` matrix whose last row and column are
+    /// filled (the tiles' exact-width tail runs on them).
+    fn matrix(n: usize) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
         let mut row_ptr = vec![0i64];
         let mut cols = Vec::new();
         let mut vals = Vec::new();
         for r in 0..n {
             for c in 0..n {
-                if (r * 7 + c * 3) % 5 == 0 {
+                if (r * 7 + c * 3) % 5 == 0 || r == n - 1 || c == n - 1 {
                     cols.push(c as i64);
                     vals.push(((r + 2 * c) % 11) as f32 * 0.25 - 1.0);
                 }
             }
             row_ptr.push(cols.len() as i64);
         }
+        (row_ptr, cols, vals)
+    }
+
+    #[test]
+    fn matches_a_dense_product() {
+        let n = 37;
+        let (row_ptr, cols, vals) = matrix(n);
         let csr = Csr { row_ptr: &row_ptr, cols: &cols, vals: &vals };
         let kernels = Kernel::available();
         assert!(kernels.contains(&Kernel::pick()));
-        for kernel in kernels {
-            // Widths below, at and above the 64-float tile.
-            for k in [k, 64, 67] {
-                let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
-                let mut out = vec![0f32; n * k];
+        // Widths below, at and above the tiles (8, 104, 208), ragged ones,
+        // and several passes.
+        for k in [1, 7, 8, 20, 23, 64, 67, 100, 104, 105, 200, 208, 209, 300, 417] {
+            let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
+            let mut fused: Option<Vec<f32>> = None;
+            for &kernel in &kernels {
+                let mut out = vec![f32::NAN; n * k];
                 csr.mul_dense_with(kernel, &x, k, &mut out);
                 for r in 0..n {
                     for j in 0..k {
@@ -247,6 +380,34 @@ mod tests {
                         assert!((out[r * k + j] as f64 - want).abs() < 1e-4, "{kernel:?} k={k} ({r},{j})");
                     }
                 }
+                // Every FMA kernel gives the same bits.
+                if kernel != Kernel::Axpy {
+                    let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    match &fused {
+                        None => fused = Some(out),
+                        Some(first) => assert_eq!(bits, first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{kernel:?} k={k}: other bits than {:?}", kernels[0]),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leaving out the columns whose rows of `x` are zero gives the same
+    /// bits as the whole product, from a shorter `x`.
+    #[test]
+    fn columns_below_a_bound() {
+        let n = 29;
+        let (row_ptr, cols, vals) = matrix(n);
+        let csr = Csr { row_ptr: &row_ptr, cols: &cols, vals: &vals };
+        for kernel in Kernel::available() {
+            for (k, bound) in [(20, 11), (200, 11), (3, 0), (20, n)] {
+                let mut x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
+                x[bound * k..].fill(0.0);
+                let mut whole = vec![0f32; n * k];
+                csr.mul_dense_with(kernel, &x, k, &mut whole);
+                let mut part = vec![f32::NAN; n * k];
+                csr.product(kernel, Some(bound), &x[..bound * k], k, &mut part);
+                assert_eq!(part.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), whole.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{kernel:?} k={k} below {bound}");
             }
         }
     }

@@ -18,6 +18,7 @@
 //! them.
 
 pub use textgcn_pipeline::alloc;
+pub mod fused;
 pub mod graph;
 pub mod lbfgs;
 pub mod linear;

@@ -12,6 +12,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::fused;
 use crate::graph::Adj;
 use crate::targets::Targets;
 
@@ -154,6 +155,15 @@ impl Adam {
         self.t += 1;
         let lr_t = self.lr * (1.0 - BETA2.powi(self.t)).sqrt() / (1.0 - BETA1.powi(self.t));
         for (k, g) in grads.into_iter().enumerate() {
+            let w = if k == 0 { &mut model.w0 } else { &mut model.w1 };
+            if w.device() == Device::Cpu {
+                // One pass, no temporaries (fused::adam: the same formula).
+                let c = fused::AdamStep { w1: (1.0 - BETA1) as f32, w2: (1.0 - BETA2) as f32, lr_t: lr_t as f32, eps: EPS as f32 };
+                let g = g.contiguous();
+                use crate::mapping::{f32_slice, f32_slice_mut};
+                fused::adam(f32_slice_mut(w), f32_slice(&g), f32_slice_mut(&mut self.m[k]), f32_slice_mut(&mut self.v[k]), c);
+                continue;
+            }
             let _ = self.m[k].lerp_(&g, 1.0 - BETA1);
             let g2 = g.square();
             drop(g);
@@ -164,7 +174,6 @@ impl Adam {
             let mut upd = &self.m[k] / &denom;
             drop(denom);
             let _ = upd.g_mul_scalar_(lr_t);
-            let w = if k == 0 { &mut model.w0 } else { &mut model.w1 };
             let _ = w.g_sub_(&upd);
         }
     }
@@ -199,19 +208,8 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, t
         let mut hd = z1.unwrap_or_else(|| model.first_layer(adj));
         drop(step);
         let step = tracing::debug_span!("train_step", op = "relu+dropout").entered();
-        let _ = hd.relu_();
-        let scale = if h.dropout > 0.0 {
-            let mut mask = hd.empty_like();
-            let _ = mask.bernoulli_float_(1.0 - h.dropout);
-            let _ = hd.g_mul_(&mask);
-            drop(mask);
-            1.0 / (1.0 - h.dropout)
-        } else {
-            1.0
-        };
-        if scale != 1.0 {
-            let _ = hd.g_mul_scalar_(scale);
-        }
+        let keep = 1.0 - h.dropout;
+        let mask = relu_dropout(&mut hd, keep);
         drop(step);
         let step = tracing::debug_span!("train_step", op = "Hd.W1").entered();
         let p = hd.mm(&model.w1);
@@ -247,11 +245,16 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, t
         let mut dhd = dp.mm(&model.w1.tr());
         drop(dp);
         // Through dropout and ReLU: kept, positive units pass, scaled.
-        let _ = dhd.masked_fill_(&hd.le(0.0), 0.0);
-        drop(hd);
-        if scale != 1.0 {
-            let _ = dhd.g_mul_scalar_(scale);
+        match mask {
+            Some(mask) => fused::relu_dropout_backward(crate::mapping::f32_slice_mut(&mut dhd), &mask, keep),
+            None => {
+                let _ = dhd.masked_fill_(&hd.le(0.0), 0.0);
+                if keep != 1.0 {
+                    let _ = dhd.g_mul_scalar_(1.0 / keep);
+                }
+            }
         }
+        drop(hd);
         // First layer: Z1 = Â·W0.
         drop(step);
         let step = tracing::debug_span!("train_step", op = "A.dZ1").entered();
@@ -263,6 +266,28 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, t
         }
         (loss, acc, [dw0, dw1])
     })
+}
+
+/// In place, `h ← dropout(ReLU(h))` keeping each unit with probability
+/// `keep` and scaling the kept ones by `1 / keep`. On the CPU one fused
+/// pass whose mask comes from a seed drawn from libtorch's generator
+/// ([`fused::relu_dropout`]); it returns the mask of units that passed,
+/// for the backward pass. Elsewhere libtorch's operations (`None`: the
+/// backward pass reads `h` itself).
+fn relu_dropout(h: &mut Tensor, keep: f64) -> Option<fused::Mask> {
+    if h.device() == Device::Cpu {
+        let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
+        return Some(fused::relu_dropout(crate::mapping::f32_slice_mut(h), keep, seed));
+    }
+    let _ = h.relu_();
+    if keep < 1.0 {
+        let mut mask = h.empty_like();
+        let _ = mask.bernoulli_float_(keep);
+        let _ = h.g_mul_(&mask);
+        drop(mask);
+        let _ = h.g_mul_scalar_(1.0 / keep);
+    }
+    None
 }
 
 /// The reference early stopping: after epoch `window` (0-based index

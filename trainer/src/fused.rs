@@ -198,6 +198,7 @@ mod tests {
     /// the same mask, and the mask keeps about `keep` of the elements.
     #[test]
     fn relu_dropout_matches_libtorch_ops() {
+        let _rng = crate::torch_rng_lock();
         tch::manual_seed(1);
         let (n, h) = (1000i64, 67i64); // not a multiple of 64 or of a chunk
         for keep in [0.5, 0.3, 1.0] {
@@ -254,6 +255,7 @@ mod tests {
     /// it replaces (those of `model::Adam::step`).
     #[test]
     fn adam_matches_libtorch_ops() {
+        let _rng = crate::torch_rng_lock();
         tch::manual_seed(2);
         let shape = [513i64, 37];
         let w = Tensor::randn(shape, (Kind::Float, Device::Cpu));

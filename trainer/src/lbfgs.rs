@@ -143,6 +143,7 @@ mod tests {
     /// precision float32 allows.
     #[test]
     fn minimises_a_quadratic() {
+        let _rng = crate::torch_rng_lock();
         tch::manual_seed(1);
         let m = Tensor::randn([8, 8], (Kind::Float, Device::Cpu));
         let a = m.mm(&m.tr()) + Tensor::eye(8, (Kind::Float, Device::Cpu));

@@ -35,3 +35,13 @@ pub use graph::{Adj, GraphData};
 pub use model::{Hyper, Model};
 pub use predict::{Prediction, Predictor};
 pub use run::{RunResult, Trained, train_run};
+
+/// Serialises the unit tests that draw from libtorch's global generator
+/// (`manual_seed` and random tensors): run in parallel, they would draw
+/// from each other's streams, and a test comparing two seeded runs would
+/// see different numbers.
+#[cfg(test)]
+pub(crate) fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

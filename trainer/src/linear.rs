@@ -686,6 +686,7 @@ mod tests {
     /// (K = 3, α = 0.1, unscaled; K = 2 min-max) and TF-IDF + LR (bias).
     #[test]
     fn objective_matches_autograd_on_dense_features() {
+        let _rng = crate::torch_rng_lock();
         let (docs, words, classes) = (7, 9, 3);
         let (a, parts, dw) = graph(docs, words, 11);
         let n = docs + words;
@@ -776,6 +777,7 @@ mod tests {
     /// L2-normalised, and the transpose holds the same entries.
     #[test]
     fn tfidf_rows_undo_the_normalisation() {
+        let _rng = crate::torch_rng_lock();
         let (docs, words) = (5, 6);
         let (a, parts, dw) = graph(docs, words, 4);
         let self_loops: Vec<f32> = Vec::try_from(a.diagonal(0, 0, 1)).unwrap();

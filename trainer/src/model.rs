@@ -151,31 +151,43 @@ impl Adam {
         Adam { m: [model.w0.zeros_like(), model.w1.zeros_like()], v: [model.w0.zeros_like(), model.w1.zeros_like()], t: 0, lr }
     }
 
-    fn step(&mut self, model: &mut Model, grads: [Tensor; 2]) {
+    /// Starts step `t + 1`: its step size (bias correction folded in).
+    fn next_step(&mut self) -> f64 {
         self.t += 1;
-        let lr_t = self.lr * (1.0 - BETA2.powi(self.t)).sqrt() / (1.0 - BETA1.powi(self.t));
-        for (k, g) in grads.into_iter().enumerate() {
-            let w = if k == 0 { &mut model.w0 } else { &mut model.w1 };
-            if w.device() == Device::Cpu {
-                // One pass, no temporaries (fused::adam: the same formula).
-                let c = fused::AdamStep { w1: (1.0 - BETA1) as f32, w2: (1.0 - BETA2) as f32, lr_t: lr_t as f32, eps: EPS as f32 };
-                let g = g.contiguous();
-                use crate::mapping::{f32_slice, f32_slice_mut};
-                fused::adam(f32_slice_mut(w), f32_slice(&g), f32_slice_mut(&mut self.m[k]), f32_slice_mut(&mut self.v[k]), c);
-                continue;
-            }
-            let _ = self.m[k].lerp_(&g, 1.0 - BETA1);
-            let g2 = g.square();
-            drop(g);
-            let _ = self.v[k].lerp_(&g2, 1.0 - BETA2);
-            drop(g2);
-            let mut denom = self.v[k].sqrt();
-            let _ = denom.g_add_scalar_(EPS);
-            let mut upd = &self.m[k] / &denom;
-            drop(denom);
-            let _ = upd.g_mul_scalar_(lr_t);
-            let _ = w.g_sub_(&upd);
+        self.lr * (1.0 - BETA2.powi(self.t)).sqrt() / (1.0 - BETA1.powi(self.t))
+    }
+
+    /// The fused CPU update's constants for step size `lr_t`.
+    fn fused_step(lr_t: f64) -> fused::AdamStep {
+        fused::AdamStep { w1: (1.0 - BETA1) as f32, w2: (1.0 - BETA2) as f32, lr_t: lr_t as f32, eps: EPS as f32 }
+    }
+
+    /// Updates parameter `k` (`w`: `W0` or `W1`) from its gradient `g`.
+    fn update(&mut self, k: usize, w: &mut Tensor, g: Tensor, lr_t: f64) {
+        if w.device() == Device::Cpu {
+            // One pass, no temporaries (fused::adam: the same formula).
+            let g = g.contiguous();
+            use crate::mapping::{f32_slice, f32_slice_mut};
+            fused::adam(f32_slice_mut(w), f32_slice(&g), f32_slice_mut(&mut self.m[k]), f32_slice_mut(&mut self.v[k]), Self::fused_step(lr_t));
+            return;
         }
+        let _ = self.m[k].lerp_(&g, 1.0 - BETA1);
+        let g2 = g.square();
+        drop(g);
+        let _ = self.v[k].lerp_(&g2, 1.0 - BETA2);
+        drop(g2);
+        let mut denom = self.v[k].sqrt();
+        let _ = denom.g_add_scalar_(EPS);
+        let mut upd = &self.m[k] / &denom;
+        drop(denom);
+        let _ = upd.g_mul_scalar_(lr_t);
+        let _ = w.g_sub_(&upd);
+    }
+
+    fn step(&mut self, model: &mut Model, [g0, g1]: [Tensor; 2]) {
+        let lr_t = self.next_step();
+        self.update(0, &mut model.w0, g0, lr_t);
+        self.update(1, &mut model.w1, g1, lr_t);
     }
 }
 
@@ -191,17 +203,64 @@ pub fn loss_acc(logits: &Tensor, idx: &Tensor, targets: &Targets) -> (f64, f64) 
 ///
 /// `z1`, when given, must be `model.first_layer(adj)` for the model's
 /// current weights (it is consumed); otherwise it is computed.
+///
+/// On the CPU, `dW0 = Â·dZ1` is never formed whole: each block of its rows
+/// is computed, given its weight decay and applied to `W0` by Adam while
+/// it is in cache ([`crate::spmm::Csr::mul_dense_then`]), the same floats
+/// as forming it first (tested).
 pub fn train_step(model: &mut Model, opt: &mut Adam, adj: &Adj, z1: Option<Tensor>, train: &Tensor, targets: &Targets, h: &Hyper) -> (f64, f64) {
-    let (loss, acc, grads) = gradients(model, adj, z1, train, targets, h);
-    let _step = tracing::debug_span!("train_step", op = "adam").entered();
-    tch::no_grad(|| opt.step(model, grads));
-    (loss, acc)
+    let Some(csr) = adj.host().filter(|_| model.w0.device() == Device::Cpu) else {
+        let (loss, acc, grads) = gradients(model, adj, z1, train, targets, h);
+        let _step = tracing::debug_span!("train_step", op = "adam").entered();
+        tch::no_grad(|| opt.step(model, grads));
+        return (loss, acc);
+    };
+    tch::no_grad(|| {
+        let (loss, acc, dz1, dw1) = backward_to_first_layer(model, adj, z1, train, targets, h);
+        let lr_t = opt.next_step();
+        let step = tracing::debug_span!("train_step", op = "A.dZ1+adam").entered();
+        use crate::mapping::{f32_slice, f32_slice_mut};
+        let hidden = dz1.size()[1] as usize;
+        let (wd, c) = (h.weight_decay as f32, Adam::fused_step(lr_t));
+        let [m0, _] = &mut opt.m;
+        let [v0, _] = &mut opt.v;
+        csr.mul_dense_then(f32_slice(&dz1), hidden, [f32_slice_mut(&mut model.w0), f32_slice_mut(m0), f32_slice_mut(v0)], |g, [w, m, v]| {
+            if wd > 0.0 {
+                // libtorch's dW0 += W0 · wd, the same floats.
+                for (g, w) in g.iter_mut().zip(w.iter()) {
+                    *g += *w * wd;
+                }
+            }
+            fused::adam(w, g, m, v, c);
+        });
+        drop((dz1, step));
+        let _step = tracing::debug_span!("train_step", op = "adam").entered();
+        opt.update(1, &mut model.w1, dw1, lr_t);
+        (loss, acc)
+    })
 }
 
 /// Forward with dropout and the explicit backward pass: training loss,
 /// accuracy, and the gradients of `W0` and `W1`. `z1` as in [`train_step`].
 pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, targets: &Targets, h: &Hyper) -> (f64, f64, [Tensor; 2]) {
     tch::no_grad(|| {
+        let (loss, acc, dz1, dw1) = backward_to_first_layer(model, adj, z1, train, targets, h);
+        // First layer: Z1 = Â·W0.
+        let step = tracing::debug_span!("train_step", op = "A.dZ1").entered();
+        let mut dw0 = adj.mm(&dz1);
+        drop(dz1);
+        drop(step);
+        if h.weight_decay > 0.0 {
+            let _ = dw0.g_add_(&(&model.w0 * h.weight_decay));
+        }
+        (loss, acc, [dw0, dw1])
+    })
+}
+
+/// Forward with dropout and the backward pass down to the first layer's
+/// output: training loss, accuracy, `dL/dZ1` and the gradient of `W1`.
+fn backward_to_first_layer(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, targets: &Targets, h: &Hyper) -> (f64, f64, Tensor, Tensor) {
+    {
         // Each operation is a debug span: `-vv` logs its time when it ends.
         let step = tracing::debug_span!("train_step", op = "A.W0").entered();
         // Forward. `hd` is, in place, Â·W0 -> ReLU -> dropout.
@@ -242,30 +301,28 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, t
         drop(step);
         let step = tracing::debug_span!("train_step", op = "dW1,dHd").entered();
         let dw1 = hd.tr().mm(&dp);
-        let mut dhd = dp.mm(&model.w1.tr());
-        drop(dp);
         // Through dropout and ReLU: kept, positive units pass, scaled.
-        match mask {
-            Some(mask) => fused::relu_dropout_backward(crate::mapping::f32_slice_mut(&mut dhd), &mask, keep),
+        let dhd = match mask {
+            Some(mask) => {
+                // `hd` is no longer needed (the mask is its bits): freed
+                // first, its memory holds `dhd`.
+                drop(hd);
+                let mut dhd = dp.mm(&model.w1.tr());
+                fused::relu_dropout_backward(crate::mapping::f32_slice_mut(&mut dhd), &mask, keep);
+                dhd
+            }
             None => {
+                let mut dhd = dp.mm(&model.w1.tr());
                 let _ = dhd.masked_fill_(&hd.le(0.0), 0.0);
                 if keep != 1.0 {
                     let _ = dhd.g_mul_scalar_(1.0 / keep);
                 }
+                dhd
             }
-        }
-        drop(hd);
-        // First layer: Z1 = Â·W0.
-        drop(step);
-        let step = tracing::debug_span!("train_step", op = "A.dZ1").entered();
-        let mut dw0 = adj.mm(&dhd);
-        drop(dhd);
-        drop(step);
-        if h.weight_decay > 0.0 {
-            let _ = dw0.g_add_(&(&model.w0 * h.weight_decay));
-        }
-        (loss, acc, [dw0, dw1])
-    })
+        };
+        drop((dp, step));
+        (loss, acc, dhd, dw1)
+    }
 }
 
 /// In place, `h ← dropout(ReLU(h))` keeping each unit with probability
@@ -318,9 +375,53 @@ mod tests {
         assert!(!should_stop(&v, 0));
     }
 
+    /// The CPU step that applies `dW0` block by block (train_step on a host
+    /// matrix) gives the floats of forming `dW0` first and then updating.
+    #[test]
+    fn fused_first_layer_update_equals_the_whole_gradient() {
+        let _rng = crate::torch_rng_lock();
+        let n = 300usize;
+        // A symmetric sparse matrix with a self loop on every row.
+        let (mut row_ptr, mut cols, mut vals) = (vec![0i64], Vec::new(), Vec::new());
+        for r in 0..n {
+            for c in 0..n {
+                if r == c || (r * c + r + c) % 7 == 0 {
+                    cols.push(c as i64);
+                    vals.push(1.0 / (1.0 + ((r + c) % 5) as f32));
+                }
+            }
+            row_ptr.push(cols.len() as i64);
+        }
+        let adj = Adj::Host { row_ptr, cols, vals };
+        let labels = Tensor::from_slice(&(0..100).map(|i| i % 3).collect::<Vec<i64>>());
+        let targets = Targets::Single(labels);
+        let train = Tensor::from_slice(&(0..60).collect::<Vec<i64>>());
+        for wd in [0.0, 5e-4] {
+            let h = Hyper { hidden: 67, dropout: 0.5, learning_rate: 0.02, weight_decay: wd, ..Hyper::default() };
+            let run = |fused: bool| {
+                tch::manual_seed(5);
+                let mut model = Model::new(n, 67, 3, Device::Cpu);
+                let mut opt = Adam::new(&model, h.learning_rate);
+                for _ in 0..3 {
+                    if fused {
+                        train_step(&mut model, &mut opt, &adj, None, &train, &targets, &h);
+                    } else {
+                        let (_, _, grads) = gradients(&model, &adj, None, &train, &targets, &h);
+                        tch::no_grad(|| opt.step(&mut model, grads));
+                    }
+                }
+                (Vec::<f32>::try_from(model.w0.flatten(0, -1)).unwrap(), Vec::<f32>::try_from(model.w1.flatten(0, -1)).unwrap())
+            };
+            let (a, b) = (run(true), run(false));
+            assert!(a.0.iter().zip(&b.0).all(|(x, y)| x.to_bits() == y.to_bits()), "W0 differs (weight decay {wd})");
+            assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "W1 differs (weight decay {wd})");
+        }
+    }
+
     /// The explicit backward pass equals autograd on a small dense graph.
     #[test]
     fn manual_gradients_match_autograd() {
+        let _rng = crate::torch_rng_lock();
         tch::manual_seed(3);
         let n = 12;
         let a = Tensor::rand([n, n], (Kind::Float, Device::Cpu));

@@ -130,36 +130,62 @@ impl Csr<'_> {
         if k == 0 {
             return;
         }
-        const ROWS: usize = 64;
-        out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| {
-            let first = ci * ROWS;
-            let rows = chunk.len() / k;
-            let (a, b) = (self.row_ptr[first] as usize, self.row_ptr[first + rows] as usize);
-            let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b], col_end };
-            match kernel {
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Avx512(simd) => {
-                    for (t, w) in passes(k, 208) {
-                        tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128, 136, 144, 152, 160, 168, 176, 184, 192, 200, 208]);
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2(simd) => {
-                    for (t, w) in passes(k, 104) {
-                        tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104]);
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Kernel::AxpyAvx2(simd) => simd.vectorize(
-                    #[inline(always)]
-                    move || block.run(x, k, chunk, axpy_fused),
-                ),
-                Kernel::Axpy => block.run(x, k, chunk, axpy_portable),
-            }
+        out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, col_end, x, k, ci * ROWS, chunk));
+    }
+
+    /// `self · x` a block of rows at a time, each block handed, while in
+    /// cache, to `then(block, rows)` with the same rows of three
+    /// row-aligned arrays of `[rows, k]` (the training step applies the
+    /// gradient of `W0` to `W0` and Adam's moments this way, so the
+    /// gradient is never formed whole). Blocks run in parallel, each row
+    /// once; the product's floats are [`Csr::mul_dense`]'s.
+    pub fn mul_dense_then(&self, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync) {
+        let n = self.rows();
+        assert!(rows.iter().all(|r| r.len() == n * k), "row-aligned arrays of the output's size");
+        assert!(self.row_ptr[n] as usize == self.cols.len() && self.cols.len() == self.vals.len(), "CSR arrays disagree");
+        if k == 0 {
+            return;
+        }
+        let kernel = Kernel::pick();
+        let [a, b, c] = rows;
+        a.par_chunks_mut(ROWS * k).zip(b.par_chunks_mut(ROWS * k)).zip(c.par_chunks_mut(ROWS * k)).enumerate().for_each(|(ci, ((a, b), c))| {
+            let mut block = vec![0f32; a.len()];
+            self.block(kernel, None, x, k, ci * ROWS, &mut block);
+            then(&mut block, [a, b, c]);
         });
+    }
+
+    /// Rows `first..` of the product (as many as `chunk` holds) into
+    /// `chunk`, by `kernel`.
+    fn block(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, first: usize, chunk: &mut [f32]) {
+        let rows = chunk.len() / k;
+        let (a, b) = (self.row_ptr[first] as usize, self.row_ptr[first + rows] as usize);
+        let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b], col_end };
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(simd) => {
+                for (t, w) in passes(k, 208) {
+                    tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128, 136, 144, 152, 160, 168, 176, 184, 192, 200, 208]);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(simd) => {
+                for (t, w) in passes(k, 104) {
+                    tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104]);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AxpyAvx2(simd) => simd.vectorize(
+                #[inline(always)]
+                move || block.run(x, k, chunk, axpy_fused),
+            ),
+            Kernel::Axpy => block.run(x, k, chunk, axpy_portable),
+        }
     }
 }
 
+/// Rows of a block, the unit of parallel work.
+const ROWS: usize = 64;
 
 /// Which inner loop runs: register tiles with AVX-512 or AVX2 (and FMA)
 /// where the CPU has them, else an axpy per non-zero (with AVX2+FMA when

@@ -218,8 +218,8 @@ mod tests {
                 let _ = want.g_mul_scalar_(1.0 / keep);
             }
             assert_eq!(fused.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), floats(&want).iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "keep {keep}");
-            for i in 0..(n * h) as usize {
-                assert_eq!(mask.get(i), fused[i] > 0.0, "mask bit {i}");
+            for (i, v) in fused.iter().enumerate() {
+                assert_eq!(mask.get(i), *v > 0.0, "mask bit {i}");
             }
             let rate = kept.iter().sum::<f32>() as f64 / (n * h) as f64;
             assert!((rate - keep).abs() < 0.01, "keep {keep}: kept {rate}");

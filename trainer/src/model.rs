@@ -260,69 +260,67 @@ pub fn gradients(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, t
 /// Forward with dropout and the backward pass down to the first layer's
 /// output: training loss, accuracy, `dL/dZ1` and the gradient of `W1`.
 fn backward_to_first_layer(model: &Model, adj: &Adj, z1: Option<Tensor>, train: &Tensor, targets: &Targets, h: &Hyper) -> (f64, f64, Tensor, Tensor) {
-    {
-        // Each operation is a debug span: `-vv` logs its time when it ends.
-        let step = tracing::debug_span!("train_step", op = "A.W0").entered();
-        // Forward. `hd` is, in place, Â·W0 -> ReLU -> dropout.
-        let mut hd = z1.unwrap_or_else(|| model.first_layer(adj));
-        drop(step);
-        let step = tracing::debug_span!("train_step", op = "relu+dropout").entered();
-        let keep = 1.0 - h.dropout;
-        let mask = relu_dropout(&mut hd, keep);
-        drop(step);
-        let step = tracing::debug_span!("train_step", op = "Hd.W1").entered();
-        let p = hd.mm(&model.w1);
-        drop(step);
-        // Only the documents' rows (nodes 0..D) of the logits are read:
-        // the word rows of the product are not computed.
-        let step = tracing::debug_span!("train_step", op = "A.P").entered();
-        let logits = adj.mm_rows(&p, targets.documents());
-        drop(p);
-        drop(step);
-        let step = tracing::debug_span!("train_step", op = "loss+dlogits").entered();
+    // Each operation is a debug span: `-vv` logs its time when it ends.
+    let step = tracing::debug_span!("train_step", op = "A.W0").entered();
+    // Forward. `hd` is, in place, Â·W0 -> ReLU -> dropout.
+    let mut hd = z1.unwrap_or_else(|| model.first_layer(adj));
+    drop(step);
+    let step = tracing::debug_span!("train_step", op = "relu+dropout").entered();
+    let keep = 1.0 - h.dropout;
+    let mask = relu_dropout(&mut hd, keep);
+    drop(step);
+    let step = tracing::debug_span!("train_step", op = "Hd.W1").entered();
+    let p = hd.mm(&model.w1);
+    drop(step);
+    // Only the documents' rows (nodes 0..D) of the logits are read:
+    // the word rows of the product are not computed.
+    let step = tracing::debug_span!("train_step", op = "A.P").entered();
+    let logits = adj.mm_rows(&p, targets.documents());
+    drop(p);
+    drop(step);
+    let step = tracing::debug_span!("train_step", op = "loss+dlogits").entered();
 
-        // Loss over the training documents, and dL/dlogits on their rows
-        // (0 elsewhere: on the other documents, and on every word).
-        let lt = logits.index_select(0, train);
-        let [docs, classes] = logits.size()[..] else { unreachable!("logits are a matrix") };
-        drop(logits);
-        let (loss, acc, g_lt) = targets.loss_grad(&lt, train);
-        let mut g = Tensor::zeros([docs, classes], (Kind::Float, model.w0.device()));
-        let _ = g.index_copy_(0, train, &g_lt);
-        drop((g_lt, lt));
+    // Loss over the training documents, and dL/dlogits on their rows
+    // (0 elsewhere: on the other documents, and on every word).
+    let lt = logits.index_select(0, train);
+    let [docs, classes] = logits.size()[..] else { unreachable!("logits are a matrix") };
+    drop(logits);
+    let (loss, acc, g_lt) = targets.loss_grad(&lt, train);
+    let mut g = Tensor::zeros([docs, classes], (Kind::Float, model.w0.device()));
+    let _ = g.index_copy_(0, train, &g_lt);
+    drop((g_lt, lt));
 
-        // Second layer: logits = Â·(Hd·W1). The rows of G past the
-        // documents are zero, so the word columns of Â are skipped (most
-        // of its non-zeros: 22.4 of 27 M on 20ng).
-        drop(step);
-        let step = tracing::debug_span!("train_step", op = "A.G").entered();
-        let dp = adj.mm_columns_below(&g, docs as usize); // Âᵀ·G = Â·G
-        drop(g);
-        drop(step);
-        let step = tracing::debug_span!("train_step", op = "dW1,dHd").entered();
-        let dw1 = hd.tr().mm(&dp);
-        // Through dropout and ReLU: kept, positive units pass, scaled.
-        let dhd = match mask {
-            Some(mask) => {
-                // `hd` is no longer needed (the mask is its bits): freed
-                // first, its memory holds `dhd`.
-                drop(hd);
-                let mut dhd = dp.mm(&model.w1.tr());
-                fused::relu_dropout_backward(crate::mapping::f32_slice_mut(&mut dhd), &mask, keep);
-                dhd
+    // Second layer: logits = Â·(Hd·W1). The rows of G past the
+    // documents are zero, so the word columns of Â are skipped (most
+    // of its non-zeros: 22.4 of 27 M on 20ng).
+    drop(step);
+    let step = tracing::debug_span!("train_step", op = "A.G").entered();
+    let dp = adj.mm_columns_below(&g, docs as usize); // Âᵀ·G = Â·G
+    drop(g);
+    drop(step);
+    let step = tracing::debug_span!("train_step", op = "dW1,dHd").entered();
+    let dw1 = hd.tr().mm(&dp);
+    // Through dropout and ReLU: kept, positive units pass, scaled.
+    let dhd = match mask {
+        Some(mask) => {
+            // `hd` is no longer needed (the mask is its bits): freed
+            // first, its memory holds `dhd`.
+            drop(hd);
+            let mut dhd = dp.mm(&model.w1.tr());
+            fused::relu_dropout_backward(crate::mapping::f32_slice_mut(&mut dhd), &mask, keep);
+            dhd
+        }
+        None => {
+            let mut dhd = dp.mm(&model.w1.tr());
+            let _ = dhd.masked_fill_(&hd.le(0.0), 0.0);
+            if keep != 1.0 {
+                let _ = dhd.g_mul_scalar_(1.0 / keep);
             }
-            None => {
-                let mut dhd = dp.mm(&model.w1.tr());
-                let _ = dhd.masked_fill_(&hd.le(0.0), 0.0);
-                if keep != 1.0 {
-                    let _ = dhd.g_mul_scalar_(1.0 / keep);
-                }
-                dhd
-            }
-        };
-        drop((dp, step));
-        (loss, acc, dhd, dw1)
-    }
+            dhd
+        }
+    };
+    drop((dp, step));
+    (loss, acc, dhd, dw1)
 }
 
 /// In place, `h ← dropout(ReLU(h))` keeping each unit with probability

@@ -189,8 +189,9 @@ const ROWS: usize = 64;
 
 /// Which inner loop runs: register tiles with AVX-512 or AVX2 (and FMA)
 /// where the CPU has them, else an axpy per non-zero (with AVX2+FMA when
-/// the CPU has them). `TEXTGCN_SPMM_KERNEL` = `avx2` or `axpy` overrides
-/// the choice, for measurements. The SIMD variants carry the proof that
+/// the CPU has them). `TEXTGCN_SPMM_KERNEL` (`avx512`, `avx2`,
+/// `axpy-avx2`, `axpy`) overrides the choice, for measurements; a kernel
+/// this CPU cannot run, or another name, leaves the best one. The SIMD variants carry the proof that
 /// the CPU has the features (pulp's tokens), so they cannot be chosen
 /// wrongly.
 #[derive(Clone, Copy, Debug)]

@@ -6,7 +6,7 @@
 #   make test            all tests, the DataFusion engine included (installs what it needs)
 #   make bench           benchmark table (all four datasets)
 #   make bench-scale     synthetic corpora of growing size [SCALE_ARGS="--sizes 20000,100000,400000,1000000"]
-#   make bench-engines   the native and DataFusion builds of the same corpora [SCALE_ARGS=...]
+#   make bench-engines   the native, DataFusion and Ballista builds of the same corpora [SCALE_ARGS=...]
 #   make wheel           the Python package's wheel into target/wheels
 #   make setup           project-local venv with torch (idempotent)
 #   make fuzz            each fuzz target for a minute (nightly + cargo-fuzz)
@@ -85,8 +85,9 @@ wheel: $(SETUP_STAMP)
 	$(TORCH_ENV) $(VENV)/bin/maturin build --release --quiet -m python/Cargo.toml -i $(PY) --out $(WHEELS)
 
 # The tests build and test the optional engines too (`make` leaves them
-# out: DataFusion alone takes minutes to compile).
-TEST_FEATURES := --features textgcn-pipeline/datafusion
+# out: DataFusion and Ballista take many minutes to compile). `ballista`
+# includes `datafusion`.
+TEST_FEATURES := --features textgcn-pipeline/ballista
 
 test: $(SETUP_STAMP) check-data
 	$(TORCH_ENV) cargo build --release --workspace --bins $(TEST_FEATURES)
@@ -102,12 +103,14 @@ bench: build check-data
 bench-scale: build
 	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench_scale.py $(SCALE_ARGS)
 
-# The native and DataFusion engines on the same generated corpora (20k and
-# 100k documents by default), each build checked to give the same graph;
-# the table goes to docs/benchmarks-engines.md.
-bench-engines: $(SETUP_STAMP)
+# The native, DataFusion and Ballista engines on the same generated corpora
+# and 20ng (20k and 100k documents by default; Ballista on a cluster of
+# two executors started on this machine; SCALE_ARGS="--executor-memory
+# 1GiB" puts each in a cgroup of that size), each build checked to give
+# the same graph; the table goes to docs/benchmarks-engines.md.
+bench-engines: $(SETUP_STAMP) check-data
 	$(TORCH_ENV) cargo build --release --workspace --bins $(TEST_FEATURES)
-	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench_scale.py --engines native,datafusion --epochs 0 --doc benchmarks-engines.md $(SCALE_ARGS)
+	TEXTGCN_BIN_DIR="$(BIN)" $(PY) scripts/bench_scale.py --engines native,datafusion,ballista --datasets 20ng --epochs 0 --doc benchmarks-engines.md $(SCALE_ARGS)
 
 # Each cargo-fuzz target for FUZZ_SECONDS (default 60); needs nightly and cargo-fuzz.
 fuzz: build-pipeline check-data

@@ -57,6 +57,12 @@ pub struct BuildConfig {
     /// fingerprinted: a stage built by one engine is fresh for the others.
     #[serde(default)]
     pub engine: Engine,
+    /// The Ballista scheduler the `ballista` engine submits to, e.g.
+    /// `"df://10.0.0.5:50050"` (`textgcn build --cluster` overrides it).
+    /// Its executors must see the store at the same path. Other engines
+    /// ignore it.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// `build.engine`: what counts the graph's words, documents and pairs.
@@ -71,6 +77,10 @@ pub enum Engine {
     /// bounded memory pool that spills to the store's `tmp/` (needs the
     /// crate feature `datafusion`).
     Datafusion,
+    /// The same plan on an Apache Ballista cluster (`build.cluster`): the
+    /// executors of `textgcn-ballista` count, this process assembles (needs
+    /// the crate feature `ballista`).
+    Ballista,
 }
 
 impl Engine {
@@ -79,21 +89,38 @@ impl Engine {
         match self {
             Engine::Native => "native",
             Engine::Datafusion => "datafusion",
+            Engine::Ballista => "ballista",
         }
     }
 
-    /// Whether this binary can run the engine (DataFusion is a crate
-    /// feature).
+    /// Whether this binary can run the engine (DataFusion and Ballista are
+    /// crate features).
     pub fn available(self) -> bool {
         match self {
             Engine::Native => true,
             Engine::Datafusion => cfg!(feature = "datafusion"),
+            Engine::Ballista => cfg!(feature = "ballista"),
         }
+    }
+
+    /// Why a binary built without the engine's feature refuses it.
+    pub fn missing(self) -> String {
+        let name = self.name();
+        format!("\"{name}\" needs a textgcn built with the crate feature `{name}` (cargo build --release --features textgcn-pipeline/{name}, as `make test` does)")
     }
 }
 
-/// Why `build.engine = "datafusion"` is refused by a binary built without it.
-pub const ENGINE_MISSING: &str = "\"datafusion\" needs a textgcn built with the crate feature `datafusion` (cargo build --release --features textgcn-pipeline/datafusion, as `make test` does)";
+/// Checks a Ballista scheduler address (`df://host:port`); the message says
+/// what is wrong, the caller says where.
+pub fn check_cluster(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("df://").ok_or_else(|| format!("{url:?} is no Ballista scheduler address: give df://HOST:PORT, e.g. df://127.0.0.1:50050"))?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("{url:?} names no port: give df://HOST:PORT"))?;
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("{url:?} names no host: give df://HOST:PORT"));
+    }
+    port.parse::<u16>().map_err(|_| format!("{url:?}: the port {port:?} is not a number from 1 to 65535"))?;
+    Ok(())
+}
 
 /// The smallest memory limit accepted (config key or flag).
 pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
@@ -805,7 +832,13 @@ impl Config {
             return err("build.memory_limit", m);
         }
         if !self.build.engine.available() {
-            return err("build.engine", ENGINE_MISSING.into());
+            return err("build.engine", self.build.engine.missing());
+        }
+        if let Some(Err(m)) = self.build.cluster.as_deref().map(check_cluster) {
+            return err("build.cluster", m);
+        }
+        if self.build.engine == Engine::Ballista && self.build.cluster.is_none() {
+            return err("build.cluster", "the ballista engine needs its scheduler's address, e.g. cluster = \"df://127.0.0.1:50050\" (or textgcn build --cluster)".into());
         }
         if self.vocab.min_freq == 0 {
             return err("vocab.min_freq", "must be at least 1 (1 keeps every word)".into());

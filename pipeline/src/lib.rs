@@ -30,7 +30,7 @@
 pub mod alloc;
 pub mod clean;
 pub mod config;
-mod engine;
+pub mod engine;
 pub mod graph;
 pub mod prefetch;
 pub mod ingest;

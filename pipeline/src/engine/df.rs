@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, LargeListArray, RecordBatch, StructArray, UInt32Array, UInt64Array};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, Schema, UInt32Type, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, Schema, SchemaRef, UInt32Type, UInt64Type};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -68,36 +68,43 @@ const MERGE_FAN_IN: usize = 64;
 /// Documents a batch of the `docs` table holds.
 const DOCS_PER_BATCH: usize = 4096;
 
-/// Builds the graph of the id-encoded documents (`offsets`, `ids`) over
-/// `num_words` words on DataFusion, with a memory pool of `pool_bytes`
-/// that spills to files in `spill_dir`, and the rows kept as `memory`
-/// says.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, spill_dir: &Path, memory: RowMemory<'_>) -> io::Result<Graph> {
-    let threads = rayon::current_num_threads().max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("textgcn-datafusion").enable_time().build()?;
-    let failed = |e: DataFusionError| io::Error::other(format!("DataFusion: {e}"));
-    runtime.block_on(run(offsets, ids, num_words, window, mode, pool_bytes, spill_dir, threads, memory)).map_err(failed)?
+/// Where the plan runs.
+pub(crate) enum Site<'a> {
+    /// This process: a memory pool of `pool_bytes`, spilling to files in
+    /// `spill_dir`.
+    Local { pool_bytes: usize, spill_dir: &'a Path },
+    /// The Ballista cluster whose scheduler is at `url` (`df://host:port`).
+    /// Its executors read the tables this process writes as Parquet into
+    /// `scratch`, which they must see at the same path.
+    #[cfg(feature = "ballista")]
+    Cluster { url: &'a str, scratch: &'a Path },
 }
 
-/// The plan, and the assembly of its sorted edges.
-#[allow(clippy::too_many_arguments)]
-async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, pool_bytes: usize, spill_dir: &Path, threads: usize, memory: RowMemory<'_>) -> DfResult<io::Result<Graph>> {
-    let nd = offsets.len() - 1;
-    // A merge of spilled sort runs reads each file on a blocking thread: an
-    // unlimited fan-in (DataFusion's default) over thousands of small runs
-    // outgrew tokio's blocking threads and hung the build; passes of at
-    // most `MERGE_FAN_IN` files do not.
-    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(pool_bytes))).with_temp_file_path(spill_dir).with_max_spill_merge_fan_in(MERGE_FAN_IN).build_arc()?;
-    let mut config = SessionConfig::new().with_target_partitions(threads);
+/// Builds the graph of the id-encoded documents (`offsets`, `ids`) over
+/// `num_words` words on DataFusion, in this process or on a cluster as
+/// `site` says, with the rows kept as `memory` says.
+pub(crate) fn build(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, site: Site<'_>, memory: RowMemory<'_>) -> io::Result<Graph> {
+    let threads = rayon::current_num_threads().max(1);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.worker_threads(threads).thread_name("textgcn-datafusion").enable_time();
+    // The cluster's client talks gRPC.
+    #[cfg(feature = "ballista")]
+    runtime.enable_io();
+    let runtime = runtime.build()?;
+    let failed = |e: DataFusionError| io::Error::other(format!("DataFusion: {e}"));
+    runtime.block_on(run(offsets, ids, num_words, window, mode, site, threads, memory)).map_err(failed)?
+}
+
+/// The session's settings for the plan, wherever it runs; each sort keeps
+/// `merge_reserve` bytes back for merging its spilled runs.
+fn session_config(partitions: usize, merge_reserve: usize) -> SessionConfig {
+    let mut config = SessionConfig::new().with_target_partitions(partitions);
     // Each document's pairs come summed already: when a partial
     // aggregation still leaves more than a third of its rows, it is a
     // second hash table of the same pairs, and skipping it (rows go to the
     // final aggregation as they are) halves the time of the pair counts.
     config.options_mut().execution.skip_partial_aggregation_probe_ratio_threshold = PARTIAL_AGGREGATION_RATIO;
-    // What each sorting partition keeps back for merging its spilled runs
-    // (DataFusion's default, 10 MiB, is more than a small pool has).
-    config.options_mut().execution.sort_spill_reservation_bytes = (pool_bytes / (8 * threads)).min(10 << 20);
+    config.options_mut().execution.sort_spill_reservation_bytes = merge_reserve;
     // The word statistics (a row a word) are every join's left side: the
     // side a hash join builds and holds, and cannot spill. Collected whole
     // into one table, whatever the vocabulary (by default only tables
@@ -106,11 +113,41 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     // ran out of memory).
     config.options_mut().optimizer.hash_join_single_partition_threshold_rows = usize::MAX;
     config.options_mut().optimizer.hash_join_single_partition_threshold = usize::MAX;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    for udf in [DocWords::udf(), DocPairs::udf(), DocWindows::udf(), Tfidf::udf(), Pmi::udf(), Mirror::udf()] {
+    config
+}
+
+/// The UDFs of the plan, for a session or an executor's registry.
+pub fn udfs() -> Vec<ScalarUDF> {
+    vec![DocWords::udf(), DocPairs::udf(), DocWindows::udf(), Tfidf::udf(), Pmi::udf(), Mirror::udf()]
+}
+
+/// The plan, and the assembly of its sorted edges.
+#[allow(clippy::too_many_arguments)]
+async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mode: Cooccurrence, site: Site<'_>, threads: usize, memory: RowMemory<'_>) -> DfResult<io::Result<Graph>> {
+    let nd = offsets.len() - 1;
+    let (ctx, partitions) = match &site {
+        Site::Local { pool_bytes, spill_dir } => {
+            // A merge of spilled sort runs reads each file on a blocking
+            // thread: an unlimited fan-in (DataFusion's default) over
+            // thousands of small runs outgrew tokio's blocking threads and
+            // hung the build; passes of at most `MERGE_FAN_IN` files do not.
+            let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(*pool_bytes))).with_temp_file_path(*spill_dir).with_max_spill_merge_fan_in(MERGE_FAN_IN).build_arc()?;
+            // What each sorting partition keeps back for merging its
+            // spilled runs (DataFusion's default, 10 MiB, is more than a
+            // small pool has).
+            let merge_reserve = (*pool_bytes / (8 * threads)).min(10 << 20);
+            (SessionContext::new_with_config_rt(session_config(threads, merge_reserve), runtime), threads)
+        }
+        #[cfg(feature = "ballista")]
+        Site::Cluster { url, .. } => {
+            let partitions = super::cluster::partitions(ids.len());
+            (super::cluster::session(url, session_config(partitions, super::cluster::MERGE_RESERVE)).await?, partitions)
+        }
+    };
+    for udf in udfs() {
         ctx.register_udf(udf);
     }
-    let docs = ctx.read_table(Arc::new(docs_table(offsets, ids, threads)?))?;
+    let docs = table(&ctx, &site, "docs", docs_table(offsets, ids, partitions)?).await?;
     let w = lit(window as u64);
 
     // #W: the windows of every document.
@@ -121,7 +158,7 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let doc_words = unnest_struct(docs.clone().select(vec![col("doc"), DocWords::udf().call(vec![col("tokens"), w.clone()]).alias("dw")])?, "dw", &["doc"], &["word", "tf", "windows"])?;
     // Per word: #W(i) and the document frequency, one row a word.
     let stats = doc_words.clone().aggregate(vec![col("word")], vec![count(lit(1u64)).alias("df"), sum(col("windows")).alias("wfreq")])?;
-    let stats = ctx.read_table(Arc::new(MemTable::try_new(stats.schema().inner().clone(), vec![stats.collect().await?])?))?;
+    let stats = table(&ctx, &site, "stats", (stats.schema().inner().clone(), vec![stats.collect().await?])).await?;
 
     // TF-IDF edges (doc, D + word).
     let nd_lit = lit(nd as u64);
@@ -153,7 +190,8 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     let mut asm = Assembler::new(nd, num_words, memory);
     // Until the sort gives its first edge, which it does when every
     // document is paired, say how many are.
-    let mut first = true;
+    // (On a cluster the count stays in the executors: nothing to say.)
+    let mut first = matches!(site, Site::Local { .. });
     loop {
         let next = if first {
             match tokio::time::timeout(PROGRESS_EVERY, stream.next()).await {
@@ -181,8 +219,8 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     }
     tracing::debug!("graph: the DataFusion plan of the edges, with its metrics:\n{}", DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true));
     let spilled = spilled_bytes(plan.as_ref());
-    if spilled > 0 {
-        tracing::info!("graph: DataFusion spilled {:.1} MiB to {} (memory pool {:.1} MiB)", spilled as f64 / 1048576.0, spill_dir.display(), pool_bytes as f64 / 1048576.0);
+    if let (Site::Local { pool_bytes, spill_dir }, true) = (&site, spilled > 0) {
+        tracing::info!("graph: DataFusion spilled {:.1} MiB to {} (memory pool {:.1} MiB)", spilled as f64 / 1048576.0, spill_dir.display(), *pool_bytes as f64 / 1048576.0);
     }
     Ok(asm.finish(num_windows))
 }
@@ -211,9 +249,23 @@ fn unnest_struct(df: DataFrame, list: &str, keep: &[&str], fields: &[&str]) -> D
     df.select(cols)
 }
 
+/// A table's schema and its batches, by partition.
+type Partitions = (SchemaRef, Vec<Vec<RecordBatch>>);
+
+/// The table `name` of these partitions, where the plan can read it: in
+/// this process's memory, or as Parquet files in the scratch directory
+/// the cluster's executors read.
+async fn table(ctx: &SessionContext, site: &Site<'_>, name: &str, (schema, parts): Partitions) -> DfResult<DataFrame> {
+    match site {
+        Site::Local { .. } => ctx.read_table(Arc::new(MemTable::try_new(schema, parts)?)),
+        #[cfg(feature = "ballista")]
+        Site::Cluster { scratch, .. } => super::cluster::parquet_table(ctx, &scratch.join(name), schema, parts).await,
+    }
+}
+
 /// The table `docs(doc: UInt32, tokens: LargeList<UInt32>)`: the documents
 /// in order, in `partitions` runs of about equal tokens.
-fn docs_table(offsets: &[usize], ids: &[u32], partitions: usize) -> DfResult<MemTable> {
+fn docs_table(offsets: &[usize], ids: &[u32], partitions: usize) -> DfResult<Partitions> {
     let item = Arc::new(Field::new("item", DataType::UInt32, false));
     let schema = Arc::new(Schema::new(vec![Field::new("doc", DataType::UInt32, false), Field::new("tokens", DataType::LargeList(item.clone()), false)]));
     let nd = offsets.len() - 1;
@@ -231,7 +283,7 @@ fn docs_table(offsets: &[usize], ids: &[u32], partitions: usize) -> DfResult<Mem
         }
         parts.push(batches);
     }
-    MemTable::try_new(schema, parts)
+    Ok((schema, parts))
 }
 
 /// The token ids of each row of a `LargeList<UInt32>` argument.

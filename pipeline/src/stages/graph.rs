@@ -41,14 +41,33 @@ impl Graph {
 fn on_datafusion(dt: &crate::vocab::DocTokens, num_words: usize, p: &GraphParams, free: usize, scratch: &std::path::Path, spill_dir: &std::path::Path, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
     let free = free.saturating_sub(dt.ids.len() * 4 + dt.offsets.len() * 8);
     let memory = graph::RowMemory { budget: free / 2, index_budget: 0, spill_dir, progress };
-    crate::engine::df::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, (free / 2).max(crate::engine::df::MIN_POOL), scratch, memory)
+    let site = crate::engine::df::Site::Local { pool_bytes: (free / 2).max(crate::engine::df::MIN_POOL), spill_dir: scratch };
+    crate::engine::df::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, site, memory)
 }
 
-/// Without the `datafusion` feature the config check refuses the engine
+/// The graph's counts on the Ballista cluster at `url`: the executors
+/// read the token ids from `scratch` (in the store: they must see it at
+/// the same path); this process holds only the assembled rows, in what is
+/// `free` of the memory limit.
+#[cfg(feature = "ballista")]
+#[allow(clippy::too_many_arguments)]
+fn on_ballista(dt: &crate::vocab::DocTokens, num_words: usize, p: &GraphParams, url: &str, free: usize, scratch: &std::path::Path, spill_dir: &std::path::Path, progress: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
+    let memory = graph::RowMemory { budget: free, index_budget: 0, spill_dir, progress };
+    crate::engine::df::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, crate::engine::df::Site::Cluster { url, scratch }, memory)
+}
+
+/// Without the engine's feature the config check refuses the engine
 /// before any stage runs; this is the same refusal, should a caller skip it.
 #[cfg(not(feature = "datafusion"))]
 fn on_datafusion(_: &crate::vocab::DocTokens, _: usize, _: &GraphParams, _: usize, _: &std::path::Path, _: &std::path::Path, _: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
-    Err(std::io::Error::other(crate::config::ENGINE_MISSING))
+    Err(std::io::Error::other(Engine::Datafusion.missing()))
+}
+
+/// See the `datafusion` one above.
+#[cfg(not(feature = "ballista"))]
+#[allow(clippy::too_many_arguments)]
+fn on_ballista(_: &crate::vocab::DocTokens, _: usize, _: &GraphParams, _: &str, _: usize, _: &std::path::Path, _: &std::path::Path, _: &(dyn Fn(&str, u64, u64) + Sync)) -> std::io::Result<graph::Graph> {
+    Err(std::io::Error::other(Engine::Ballista.missing()))
 }
 
 impl Stage for Graph {
@@ -116,6 +135,14 @@ impl Stage for Graph {
                 // directory of the store's, which a crash leaves to the sweep.
                 let scratch = store.scratch_dir()?;
                 on_datafusion(&dt, num_words, &p, free, scratch.path(), &spill_dir, &progress)
+            }
+            Engine::Ballista => {
+                // The executors read the token ids from Parquet files in a
+                // scratch directory of the store's, removed when the stage
+                // ends (and by the sweep after a crash).
+                let scratch = store.scratch_dir()?;
+                let url = cx.cfg.config.build.cluster.as_deref().ok_or_else(|| PipelineError::Other("the ballista engine needs build.cluster (or textgcn build --cluster)".into()))?;
+                on_ballista(&dt, num_words, &p, url, free, scratch.path(), &spill_dir, &progress)
             }
         }
         .map_err(|e| PipelineError::Other(format!("building the graph ({} engine): {e}", cx.cfg.config.build.engine.name())))?;

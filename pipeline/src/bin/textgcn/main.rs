@@ -69,6 +69,11 @@ enum Cmd {
         /// bytes either way.
         #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
         engine: Option<config::Engine>,
+        /// The Ballista scheduler for `--engine ballista`, as df://HOST:PORT
+        /// (overrides `build.cluster`); its executors must see the store at
+        /// the same path.
+        #[arg(long, value_name = "URL", value_parser = parse_cluster)]
+        cluster: Option<String>,
     },
     /// Say what a build would rerun and why, without running.
     #[command(after_help = "Examples:\n  textgcn status --config configs/R8.toml\n  textgcn status --config configs/R8.toml --json")]
@@ -157,9 +162,15 @@ fn main() -> ExitCode {
 fn parse_engine(s: &str) -> std::result::Result<config::Engine, String> {
     let engine = <config::Engine as clap::ValueEnum>::from_str(s, false)?;
     if !engine.available() {
-        return Err(config::ENGINE_MISSING.into());
+        return Err(engine.missing());
     }
     Ok(engine)
+}
+
+/// `--cluster`: a scheduler address, under the config key's rule.
+fn parse_cluster(s: &str) -> std::result::Result<String, String> {
+    config::check_cluster(s)?;
+    Ok(s.to_owned())
 }
 
 /// `--memory-limit`: a size, under the config key's rule.
@@ -177,13 +188,20 @@ fn run(cli: Cli) -> Result<()> {
     }
     let store_path = store_dir(cli.store.as_deref());
     match cli.cmd {
-        Cmd::Build { config, json, repair, memory_limit, engine } => {
+        Cmd::Build { config, json, repair, memory_limit, engine, cluster } => {
             let mut cfg = config::load(&config)?;
             if memory_limit.is_some() {
                 cfg.config.build.memory_limit = memory_limit;
             }
             if let Some(engine) = engine {
                 cfg.config.build.engine = engine;
+            }
+            if cluster.is_some() {
+                cfg.config.build.cluster = cluster;
+            }
+            if cfg.config.build.engine == config::Engine::Ballista && cfg.config.build.cluster.is_none() {
+                // A usage error (exit 2), as clap's own.
+                <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--engine ballista needs --cluster df://HOST:PORT (or build.cluster in the config): the Ballista scheduler to submit to").exit();
             }
             if repair {
                 // A directory that is no store (yet), or an older layout that

@@ -115,12 +115,6 @@ fn report(c: Command, cluster: &Cluster) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// The ref of `name` as `tests/expected/benchmark-builds.txt` spells it.
-fn ref_lines(store: &Path, name: &str) -> Vec<String> {
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join(format!("refs/{name}.json"))).unwrap()).unwrap();
-    r["stages"].as_array().unwrap().iter().map(|s| format!("{name} {} {} {}", s["stage"].as_str().unwrap(), s["fingerprint"].as_str().unwrap(), s["record"].as_str().unwrap())).collect()
-}
-
 /// A generated corpus (12,000 documents of ~60 tokens: several
 /// partitions of the `docs` table) and its config.
 fn generated(dir: &Path) -> PathBuf {

@@ -18,12 +18,6 @@ fn build_with(store: &std::path::Path, config: &std::path::Path, engine: &str, e
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// The ref of `name` as `tests/expected/benchmark-builds.txt` spells it.
-fn ref_lines(store: &std::path::Path, name: &str) -> Vec<String> {
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join(format!("refs/{name}.json"))).unwrap()).unwrap();
-    r["stages"].as_array().unwrap().iter().map(|s| format!("{name} {} {} {}", s["stage"].as_str().unwrap(), s["fingerprint"].as_str().unwrap(), s["record"].as_str().unwrap())).collect()
-}
-
 /// R8 and mr on DataFusion: every stage's fingerprint and record digest
 /// (so every object id) is the one main recorded for the native build;
 /// the graph stage says it was built by DataFusion, in the report, the

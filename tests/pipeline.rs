@@ -139,8 +139,7 @@ fn benchmark_builds_are_unchanged() {
         let mut c = textgcn(&store);
         c.env("TEXTGCN_DATA_DIR", data_dir()).args(["-q", "build", "--memory-limit", limit, "--config"]).arg(repo().join(format!("configs/{ds}.toml")));
         ok(c);
-        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join(format!("refs/{ds}.json"))).unwrap()).unwrap();
-        let ours: Vec<String> = r["stages"].as_array().unwrap().iter().map(|s| format!("{ds} {} {} {}", s["stage"].as_str().unwrap(), s["fingerprint"].as_str().unwrap(), s["record"].as_str().unwrap())).collect();
+        let ours = ref_lines(&store, ds);
         let theirs: Vec<&str> = expected.lines().filter(|l| l.starts_with(&format!("{ds} "))).collect();
         assert_eq!(theirs.len(), 5, "{ds}: tests/expected/benchmark-builds.txt has no five lines for it");
         assert_eq!(ours, theirs, "{ds} (memory limit {limit}): the build differs from the recorded one");

@@ -156,3 +156,10 @@ pub fn json_of(o: &Output) -> serde_json::Value {
 pub fn losses(run: &Path) -> Vec<String> {
     std::fs::read_to_string(run.join("epochs.csv")).expect("epochs.csv").lines().map(|l| l.rsplitn(2, ',').nth(1).expect("a csv line").to_owned()).collect()
 }
+
+/// The ref of `name` in `store` as `tests/expected/benchmark-builds.txt`
+/// spells it: a line `name stage fingerprint record` a stage.
+pub fn ref_lines(store: &Path, name: &str) -> Vec<String> {
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join(format!("refs/{name}.json"))).unwrap()).unwrap();
+    r["stages"].as_array().unwrap().iter().map(|s| format!("{name} {} {} {}", s["stage"].as_str().unwrap(), s["fingerprint"].as_str().unwrap(), s["record"].as_str().unwrap())).collect()
+}

@@ -1181,7 +1181,8 @@ mod tests {
         #[cfg(feature = "datafusion")]
         for budget in [0, usize::MAX] {
             let memory = RowMemory { budget, index_budget: 0, spill_dir: spill_dir.path(), progress: &|_, _, _| {} };
-            let on_df = crate::engine::df::build(&offsets, &ids, nv, w, mode, 64 << 20, spill_dir.path(), memory).unwrap();
+            let site = crate::engine::df::Site::Local { pool_bytes: 64 << 20, spill_dir: spill_dir.path() };
+            let on_df = crate::engine::df::build(&offsets, &ids, nv, w, mode, site, memory).unwrap();
             assert_eq!(outputs(&on_df), (row_ptr.clone(), attr.clone(), idx.clone()), "DataFusion, window {w}, {mode:?}, row budget {budget}");
             assert_eq!(on_df.stats, g0_stats);
         }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::config::{BALLISTA_ADAPTIVE_PLANNER_ENABLED, BALLISTA_SHUFFLE_SORT_BASED_MEMORY_LIMIT_PER_TASK_BYTES};
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
@@ -34,7 +35,13 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion_proto::protobuf::PhysicalPlanNode;
 
 /// Tokens a partition of the `docs` table holds about (the plan's
 /// parallelism on a cluster: a task a partition, each over ~8 MB of ids).
@@ -86,6 +93,38 @@ pub(crate) async fn session(url: &str, config: SessionConfig) -> DfResult<Sessio
     config.options_mut().set(BALLISTA_ADAPTIVE_PLANNER_ENABLED, "false")?;
     let state = SessionStateBuilder::new().with_default_features().with_config(config).build();
     SessionContext::remote_with_state(url, state).await
+}
+
+/// Runs the sort `edges` on the cluster without its final merge: the
+/// stream gives every sorted partition in turn, for this process to merge
+/// (`super::runs`).
+///
+/// The plan is made here and submitted as a physical plan, the
+/// sort-preserving merge at its root taken off: submitted as a logical
+/// plan, the scheduler would make that merge a stage of one task that
+/// reads all the sorted partitions at once, and Ballista 55.0 buffers
+/// each partition it fetches from another executor whole.
+pub(crate) async fn sorted_partitions(ctx: &SessionContext, url: &str, edges: DataFrame) -> DfResult<SendableRecordBatchStream> {
+    let state = ctx.state();
+    let logical = state.optimize(edges.logical_plan())?;
+    let plan = DefaultPhysicalPlanner::default().create_physical_plan(&logical, &state).await?;
+    let plan = match plan.downcast_ref::<SortPreservingMergeExec>() {
+        Some(merge) => merge.input().clone(),
+        None => plan,
+    };
+    if plan.output_ordering().is_none() {
+        return Err(DataFusionError::Internal(format!("the edges' plan does not sort its partitions:\n{}", DisplayableExecutionPlan::new(plan.as_ref()).indent(true))));
+    }
+    let config = state.config().clone();
+    let codec = config.ballista_physical_extension_codec();
+    let scheduler = scheduler_url(url)?;
+    execute_physical_plan::<PhysicalPlanNode>(scheduler, &config.ballista_config(), plan, codec.as_ref(), state.session_id().to_owned(), config).await
+}
+
+/// The scheduler's gRPC address for `url` (`df://host:port`).
+fn scheduler_url(url: &str) -> DfResult<String> {
+    let (host, port) = url.strip_prefix("df://").and_then(|a| a.rsplit_once(':')).ok_or_else(|| DataFusionError::Configuration(format!("{url} is not df://HOST:PORT")))?;
+    Ok(format!("http://{host}:{port}"))
 }
 
 /// Writes `parts` as one Parquet file a partition into `dir` (created)

@@ -184,45 +184,79 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
 
     // Every edge in both directions, as the key `row << 32 | col`, sorted.
     let edges = unnest_list(tfidf.union(pmi)?.select(vec![Mirror::udf().call(vec![col("a"), col("b")]).alias("key"), col("w")])?, "key")?.sort(vec![col("key").sort(true, false)])?;
-    let plan = edges.create_physical_plan().await?;
-    let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
     let progress = memory.progress;
     let mut asm = Assembler::new(nd, num_words, memory);
-    // Until the sort gives its first edge, which it does when every
-    // document is paired, say how many are.
-    // (On a cluster the count stays in the executors: nothing to say.)
-    let mut first = matches!(site, Site::Local { .. });
-    loop {
-        let next = if first {
-            match tokio::time::timeout(PROGRESS_EVERY, stream.next()).await {
-                Err(_) => {
-                    progress("documents paired", paired.load(Ordering::Relaxed), nd as u64);
-                    continue;
-                }
-                Ok(next) => {
-                    progress("documents paired", paired.load(Ordering::Relaxed), nd as u64);
-                    first = false;
-                    next
+    let push = |asm: &mut Assembler<'_>, keys: &[u64], weights: &[f64]| {
+        let (rows, cols): (Vec<u64>, Vec<u64>) = keys.iter().map(|&k| (k >> 32, k & u32::MAX as u64)).unzip();
+        asm.push(&rows, &cols, weights)
+    };
+    match site {
+        Site::Local { pool_bytes, spill_dir } => {
+            let plan = edges.create_physical_plan().await?;
+            let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
+            // Until the sort gives its first edge, which it does when every
+            // document is paired, say how many are.
+            let mut first = true;
+            loop {
+                let next = if first {
+                    match tokio::time::timeout(PROGRESS_EVERY, stream.next()).await {
+                        Err(_) => {
+                            progress("documents paired", paired.load(Ordering::Relaxed), nd as u64);
+                            continue;
+                        }
+                        Ok(next) => {
+                            progress("documents paired", paired.load(Ordering::Relaxed), nd as u64);
+                            first = false;
+                            next
+                        }
+                    }
+                } else {
+                    stream.next().await
+                };
+                let Some(batch) = next else { break };
+                let batch = batch?;
+                let (keys, weights) = edge_columns(&batch)?;
+                if let Err(e) = push(&mut asm, keys, weights) {
+                    return Ok(Err(e));
                 }
             }
-        } else {
-            stream.next().await
-        };
-        let Some(batch) = next else { break };
-        let batch = batch?;
-        let keys = batch.column(0).as_primitive_opt::<UInt64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge keys are {}, not UInt64", batch.column(0).data_type())))?;
-        let weights = batch.column(1).as_primitive_opt::<Float64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge weights are {}, not Float64", batch.column(1).data_type())))?;
-        let (rows, cols): (Vec<u64>, Vec<u64>) = keys.values().iter().map(|&k| (k >> 32, k & u32::MAX as u64)).unzip();
-        if let Err(e) = asm.push(&rows, &cols, weights.values()) {
-            return Ok(Err(e));
+            tracing::debug!("graph: the DataFusion plan of the edges, with its metrics:\n{}", DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true));
+            let spilled = spilled_bytes(plan.as_ref());
+            if spilled > 0 {
+                tracing::info!("graph: DataFusion spilled {:.1} MiB to {} (memory pool {:.1} MiB)", spilled as f64 / 1048576.0, spill_dir.display(), pool_bytes as f64 / 1048576.0);
+            }
+        }
+        #[cfg(feature = "ballista")]
+        Site::Cluster { url, .. } => {
+            // The cluster sorts each partition; this process merges them
+            // (see `super::runs` for why), from a file in the spill
+            // directory, as they arrive.
+            let mut stream = super::cluster::sorted_partitions(&ctx, url, edges).await?;
+            let mut runs = match super::runs::Runs::new(memory.spill_dir) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let (keys, weights) = edge_columns(&batch)?;
+                if let Err(e) = runs.push(keys, weights) {
+                    return Ok(Err(e));
+                }
+            }
+            tracing::info!("graph: the cluster's sorted edges: {} in {} runs, merged here", runs.edges(), runs.runs());
+            if let Err(e) = runs.merge(|keys, weights| push(&mut asm, keys, weights)) {
+                return Ok(Err(e));
+            }
         }
     }
-    tracing::debug!("graph: the DataFusion plan of the edges, with its metrics:\n{}", DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true));
-    let spilled = spilled_bytes(plan.as_ref());
-    if let (Site::Local { pool_bytes, spill_dir }, true) = (&site, spilled > 0) {
-        tracing::info!("graph: DataFusion spilled {:.1} MiB to {} (memory pool {:.1} MiB)", spilled as f64 / 1048576.0, spill_dir.display(), *pool_bytes as f64 / 1048576.0);
-    }
     Ok(asm.finish(num_windows))
+}
+
+/// The keys and weights of a batch of the sorted edges.
+fn edge_columns(batch: &RecordBatch) -> DfResult<(&[u64], &[f64])> {
+    let keys = batch.column(0).as_primitive_opt::<UInt64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge keys are {}, not UInt64", batch.column(0).data_type())))?;
+    let weights = batch.column(1).as_primitive_opt::<Float64Type>().ok_or_else(|| DataFusionError::Internal(format!("edge weights are {}, not Float64", batch.column(1).data_type())))?;
+    Ok((keys.values(), weights.values()))
 }
 
 /// Bytes the operators of `plan` spilled to disk.

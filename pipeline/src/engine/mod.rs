@@ -15,3 +15,6 @@ pub(crate) mod df;
 
 #[cfg(feature = "ballista")]
 pub mod cluster;
+
+#[cfg(feature = "ballista")]
+pub(crate) mod runs;

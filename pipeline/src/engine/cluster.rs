@@ -13,9 +13,10 @@
 //! the word statistics are written as Parquet into a scratch directory
 //! of the store ([`parquet_table`]), which the scheduler (it lists the
 //! files) and the executors (they read them) must see at the same path,
-//! as on one machine or a shared file system. The sorted edges come back
-//! to this process, which assembles the published files as the native
-//! build does.
+//! as on one machine or a shared file system. The cluster sorts the
+//! edges partition by partition ([`sorted_partitions`]); they come back
+//! to this process, which merges them (`super::runs`) into the assembly
+//! of the published files, as the native build writes them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -10,8 +10,8 @@
 #
 # Needs an NVIDIA GPU with its driver (nvidia-smi) and R8/ and 20ng/ in the
 # data directory. Builds with `make build` (the torch wheel from PyPI carries
-# the CUDA libraries; textgcn-train links libtorch_cuda without --as-needed
-# so that libtorch sees CUDA), unless TEXTGCN_BIN_DIR names a folder that
+# the CUDA libraries; textgcn-train loads libtorch_cuda at run time for
+# --device cuda, or auto where an NVIDIA driver is), unless TEXTGCN_BIN_DIR names a folder that
 # holds prebuilt `textgcn` and `textgcn-train` (for a machine without Rust
 # or network; libtorch must then be on the library path).
 # DEVICE (default cuda) is the device to check.

@@ -1,6 +1,9 @@
 //! Makes `textgcn-train` find libtorch by itself: an rpath to the torch
-//! library directory, and `libtorch_cuda` linked without `--as-needed` so
-//! that CUDA is visible when the torch build has it.
+//! library directory, also given to the crate as `TEXTGCN_TORCH_LIB_DIR`
+//! for loading `libtorch_cuda` at run time (`src/cuda_library.rs`). That
+//! library is not linked: the linker's `--as-needed` drops it (nothing
+//! names its symbols), so a CPU run does not load it and the CUDA
+//! libraries it pulls in (~400 MB of RSS).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,9 +26,6 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PATH");
     if let Some(dir) = torch_lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
-        if dir.join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-search=native={}", dir.display());
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-        }
+        println!("cargo:rustc-env=TEXTGCN_TORCH_LIB_DIR={}", dir.display());
     }
 }

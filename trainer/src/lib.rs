@@ -12,12 +12,14 @@
 //! This is the only crate of the workspace that links libtorch.
 //!
 //! Where the `unsafe` is, each module with its invariant: [`mapping`]
-//! (tensors viewing mapped files) and [`alloc`] (glibc allocator tuning,
-//! the pipeline crate's module, shared).
+//! (tensors viewing mapped files), [`cuda_library`] (loading libtorch's
+//! CUDA library when a run may use a GPU) and [`alloc`] (glibc allocator
+//! tuning, the pipeline crate's module, shared).
 //! The SIMD kernels ([`spmm`]) have none: `pulp`'s feature tokens dispatch
 //! them.
 
 pub use textgcn_pipeline::alloc;
+pub mod cuda_library;
 pub mod fused;
 pub mod graph;
 pub mod lbfgs;

@@ -9,7 +9,7 @@ use tch::Device;
 use textgcn_cli::ui::{self, Verbosity};
 use textgcn_cli::store_dir;
 use textgcn_pipeline::config::{self, DeviceChoice, ModelKind};
-use textgcn_trainer::{Hyper, graph, run};
+use textgcn_trainer::{Hyper, cuda_library, graph, run};
 
 mod predict_cmd;
 
@@ -191,13 +191,16 @@ fn real_main(cli: Cli) -> Result<()> {
     let device = match hyper.device {
         DeviceChoice::Cpu => Device::Cpu,
         DeviceChoice::Cuda => {
+            cuda_library::load().map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
             if !tch::Cuda::is_available() {
                 bail!("--device cuda: no CUDA device is visible to libtorch");
             }
             Device::Cuda(0)
         }
         DeviceChoice::Auto => {
-            if tch::Cuda::is_available() {
+            // Without an NVIDIA driver there is no device to find, and the
+            // CUDA library (~400 MB resident) stays unloaded.
+            if cuda_library::driver_present() && cuda_library::load().is_ok() && tch::Cuda::is_available() {
                 Device::Cuda(0)
             } else {
                 if v.shows_results() {

@@ -231,9 +231,9 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), String> {
         executor_heartbeat_interval_seconds: o.heartbeat_seconds.max(1),
         memory_pool_size: o.memory_pool,
         override_function_registry: Some(Arc::new(registry())),
-        // Spills go to the work directory, merged 64 runs at a time (an
-        // unbounded fan-in hung the in-process build).
-        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(RuntimeEnvBuilder::new().with_temp_file_path(spill.clone()).with_max_spill_merge_fan_in(MERGE_FAN_IN).build_arc()?))),
+        // Spills go to the work directory, merged `MERGE_FAN_IN` runs at a
+        // time (an unbounded fan-in hung the in-process build).
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| RuntimeEnvBuilder::new().with_temp_file_path(spill.clone()).with_max_spill_merge_fan_in(MERGE_FAN_IN).build_arc())),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config)).await.map_err(|e| format!("executor on {}:{}: {e}", o.bind, o.grpc_port))

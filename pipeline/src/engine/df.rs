@@ -80,6 +80,17 @@ pub(crate) enum Site<'a> {
     Cluster { url: &'a str, scratch: &'a Path },
 }
 
+impl Site<'_> {
+    /// Whether the plan runs on a cluster.
+    fn is_cluster(&self) -> bool {
+        match self {
+            Site::Local { .. } => false,
+            #[cfg(feature = "ballista")]
+            Site::Cluster { .. } => true,
+        }
+    }
+}
+
 /// Builds the graph of the id-encoded documents (`offsets`, `ids`) over
 /// `num_words` words on DataFusion, in this process or on a cluster as
 /// `site` says, with the rows kept as `memory` says.
@@ -147,11 +158,20 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     for udf in udfs() {
         ctx.register_udf(udf);
     }
+    // On a cluster the build waits for three jobs (each job's stages and
+    // tasks are the scheduler's): say which one it is at.
+    let jobs_done = |k: u64| {
+        if site.is_cluster() {
+            (memory.progress)("cluster jobs done", k, 3);
+        }
+    };
     let docs = table(&ctx, &site, "docs", docs_table(offsets, ids, partitions)?).await?;
+    jobs_done(0);
     let w = lit(window as u64);
 
     // #W: the windows of every document.
     let windows = docs.clone().aggregate(vec![], vec![sum(DocWindows::udf().call(vec![col("tokens"), w.clone()])).alias("windows")])?.collect().await?;
+    jobs_done(1);
     let num_windows = windows.first().and_then(|b| b.column(0).as_primitive_opt::<UInt64Type>()).filter(|a| a.len() == 1 && a.is_valid(0)).map(|a| a.value(0)).unwrap_or(0);
 
     // Each document's distinct words: (doc, word, tf, windows holding it).
@@ -159,6 +179,7 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
     // Per word: #W(i) and the document frequency, one row a word.
     let stats = doc_words.clone().aggregate(vec![col("word")], vec![count(lit(1u64)).alias("df"), sum(col("windows")).alias("wfreq")])?;
     let stats = table(&ctx, &site, "stats", (stats.schema().inner().clone(), vec![stats.collect().await?])).await?;
+    jobs_done(2);
 
     // TF-IDF edges (doc, D + word).
     let nd_lit = lit(nd as u64);
@@ -190,7 +211,7 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
         let (rows, cols): (Vec<u64>, Vec<u64>) = keys.iter().map(|&k| (k >> 32, k & u32::MAX as u64)).unzip();
         asm.push(&rows, &cols, weights)
     };
-    match site {
+    match &site {
         Site::Local { pool_bytes, spill_dir } => {
             let plan = edges.create_physical_plan().await?;
             let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
@@ -223,7 +244,7 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
             tracing::debug!("graph: the DataFusion plan of the edges, with its metrics:\n{}", DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true));
             let spilled = spilled_bytes(plan.as_ref());
             if spilled > 0 {
-                tracing::info!("graph: DataFusion spilled {:.1} MiB to {} (memory pool {:.1} MiB)", spilled as f64 / 1048576.0, spill_dir.display(), pool_bytes as f64 / 1048576.0);
+                tracing::info!("graph: DataFusion spilled {:.1} MiB to {} (memory pool {:.1} MiB)", spilled as f64 / 1048576.0, spill_dir.display(), *pool_bytes as f64 / 1048576.0);
             }
         }
         #[cfg(feature = "ballista")]
@@ -232,6 +253,7 @@ async fn run(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, mo
             // (see `super::runs` for why), from a file in the spill
             // directory, as they arrive.
             let mut stream = super::cluster::sorted_partitions(&ctx, url, edges).await?;
+            jobs_done(3);
             let mut runs = match super::runs::Runs::new(memory.spill_dir) {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),

@@ -85,11 +85,26 @@ def machine_line(extra=""):
             f"Load average at start: {load():.2f}.{extra}")
 
 
+# The line in a benchmark doc after which its notes (written by hand) begin:
+# rewriting the tables keeps everything from it on.
+NOTES_MARK = "<!-- Notes by hand below: scripts/bench.py rewrites only what is above this line. -->"
+
+
 def write_doc(name, title, intro, lines):
-    """Writes docs/<name>: a title, an intro paragraph, then the printed lines."""
-    with open(os.path.join(ROOT, "docs", name), "w") as f:
+    """Writes docs/<name>: a title, an intro paragraph, the printed lines,
+    then the doc's notes (from NOTES_MARK on) as they were."""
+    path = os.path.join(ROOT, "docs", name)
+    notes = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if NOTES_MARK in old:
+            notes = old[old.index(NOTES_MARK):]
+    with open(path + ".tmp", "w") as f:
         f.write(f"# {title}\n\n{intro}\n\n")
         f.write("\n".join(lines) + "\n")
+        if notes:
+            f.write("\n" + notes)
+    os.replace(path + ".tmp", path)
 
 
 def timed(cmd, env=None, sample=False):

@@ -34,22 +34,27 @@ struct Background {
 }
 
 impl Background {
-    fn start(direct: File) -> Self {
+    /// The thread writing with `direct`, or `direct` back when no thread
+    /// could be started (the chunks are then written in the caller).
+    fn start(direct: File) -> Result<Self, File> {
         let (chunks, todo) = sync_channel::<Chunk>(1);
         let (give_back, done) = sync_channel(2);
-        let thread = std::thread::Builder::new()
-            .name("textgcn-direct-write".into())
-            .spawn(move || {
-                for (buf, len, offset) in todo {
-                    let r = direct.write_all_at(&buf.bytes()[..len], offset).map(|()| buf);
-                    let failed = r.is_err();
-                    if give_back.send(r).is_err() || failed {
-                        return;
-                    }
+        // The file goes to the thread through a handle of its own, so that
+        // it stays the caller's if the thread cannot start.
+        let Ok(theirs) = direct.try_clone() else { return Err(direct) };
+        let thread = std::thread::Builder::new().name("textgcn-direct-write".into()).spawn(move || {
+            for (buf, len, offset) in todo {
+                let r = theirs.write_all_at(&buf.bytes()[..len], offset).map(|()| buf);
+                let failed = r.is_err();
+                if give_back.send(r).is_err() || failed {
+                    return;
                 }
-            })
-            .ok();
-        Background { chunks: Some(chunks), done, thread, in_flight: 0 }
+            }
+        });
+        match thread {
+            Ok(t) => Ok(Background { chunks: Some(chunks), done, thread: Some(t), in_flight: 0 }),
+            Err(_) => Err(direct),
+        }
     }
 
     /// Waits for a buffer to come back.
@@ -137,9 +142,15 @@ impl<'a> DirectWriter<'a> {
                 self.direct = None;
                 self.file.write_all_at(chunk, self.offset)?;
             } else if let Some(d) = self.direct.take() {
-                // O_DIRECT works here: the next chunks go to the thread.
-                self.background = Some(Background::start(d));
-                self.spare = Some(AlignedBuf::new(CHUNK_BLOCKS));
+                // O_DIRECT works here: the next chunks go to the thread
+                // (or are written here as this one was, without a thread).
+                match Background::start(d) {
+                    Ok(bg) => {
+                        self.background = Some(bg);
+                        self.spare = Some(AlignedBuf::new(CHUNK_BLOCKS));
+                    }
+                    Err(d) => self.direct = Some(d),
+                }
             }
         }
         self.offset += len as u64;

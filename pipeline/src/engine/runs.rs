@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -86,14 +87,20 @@ impl Runs {
             }
         }
         let (mut keys, mut w) = (Vec::with_capacity(OUT_BATCH), Vec::with_capacity(OUT_BATCH));
-        while let Some(Reverse((k, r))) = heap.pop() {
+        while let Some(mut top) = heap.peek_mut() {
+            let Reverse((k, r)) = *top;
             let c = &mut cursors[r];
             let (_, x) = c.peek(&file)?.expect("a run in the heap has an edge");
             keys.push(k);
             w.push(x);
             c.advance();
-            if let Some((k, _)) = c.peek(&file)? {
-                heap.push(Reverse((k, r)));
+            // The run's next key takes its place at the top (one sift
+            // down), or the run leaves the heap.
+            match c.peek(&file)? {
+                Some((next, _)) => *top = Reverse((next, r)),
+                None => {
+                    PeekMut::pop(top);
+                }
             }
             if keys.len() == OUT_BATCH {
                 f(&keys, &w)?;

@@ -200,7 +200,15 @@ fn real_main(cli: Cli) -> Result<()> {
         DeviceChoice::Auto => {
             // Without an NVIDIA driver there is no device to find, and the
             // CUDA library (~400 MB resident) stays unloaded.
-            if cuda_library::driver_present() && cuda_library::load().is_ok() && tch::Cuda::is_available() {
+            let loaded = cuda_library::driver_present()
+                && cuda_library::load()
+                    .map_err(|e| {
+                        if v.shows_results() {
+                            eprintln!("note: an NVIDIA driver is loaded, but {e}");
+                        }
+                    })
+                    .is_ok();
+            if loaded && tch::Cuda::is_available() {
                 Device::Cuda(0)
             } else {
                 if v.shows_results() {

@@ -236,12 +236,8 @@ fn ballista_needs_a_well_formed_cluster_address() {
     let o = run(c);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("df://HOST:PORT"), "{}", text(&o));
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, std::fs::read_to_string(&r8).unwrap() + "\n[build]\nengine = \"ballista\"\ncluster = \"df://nohost\"\n").unwrap();
-    let mut c = textgcn(&store);
-    c.env("TEXTGCN_DATA_DIR", data_dir()).args(["build", "--config"]).arg(&cfg);
-    let o = run(c);
+    let o = build_r8_with(&store, "\n[build]\nengine = \"ballista\"\ncluster = \"df://nohost\"\n");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("build.cluster") && text(&o).contains("port"), "{}", text(&o));
-    assert!(!store.join("refs").exists() || std::fs::read_dir(store.join("refs")).unwrap().count() == 0);
+    assert!(has_no_ref(&store));
 }

@@ -95,12 +95,8 @@ fn an_unknown_engine_is_refused_before_anything_is_built() {
     let o = run(c);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--engine"), "{}", text(&o));
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, std::fs::read_to_string(repo().join("configs/R8.toml")).unwrap() + "\n[build]\nengine = \"spark\"\n").unwrap();
-    let mut c = textgcn(&store);
-    c.env("TEXTGCN_DATA_DIR", data_dir()).args(["build", "--config"]).arg(&cfg);
-    let o = run(c);
+    let o = build_r8_with(&store, "\n[build]\nengine = \"spark\"\n");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("build.engine") && text(&o).contains("spark"), "{}", text(&o));
-    assert!(!store.join("refs").exists() || std::fs::read_dir(store.join("refs")).unwrap().count() == 0);
+    assert!(has_no_ref(&store));
 }

@@ -53,6 +53,21 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// `textgcn build` into `store` of R8's config with `toml` appended (a
+/// config refusal to provoke), and its output.
+pub fn build_r8_with(store: &Path, toml: &str) -> Output {
+    let cfg = store.with_extension("bad.toml");
+    std::fs::write(&cfg, std::fs::read_to_string(repo().join("configs/R8.toml")).unwrap() + toml).unwrap();
+    let mut c = textgcn(store);
+    c.env("TEXTGCN_DATA_DIR", data_dir()).args(["build", "--config"]).arg(&cfg);
+    run(c)
+}
+
+/// Whether `store` has no ref (nothing was published under a name).
+pub fn has_no_ref(store: &Path) -> bool {
+    !store.join("refs").exists() || std::fs::read_dir(store.join("refs")).unwrap().count() == 0
+}
+
 /// Runs and asserts success, returning stdout.
 pub fn ok(c: Command) -> String {
     let o = run(c);

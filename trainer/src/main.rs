@@ -79,8 +79,9 @@ struct Cli {
     /// Run directory (default: runs/<name>/seed-<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// CPU threads for libtorch (default: all cores).
-    #[arg(long)]
+    /// CPU threads, for libtorch and for the trainer's own kernels
+    /// (default: all cores). The results do not depend on it.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
     /// Print final metrics as one JSON object on stdout.
     #[arg(long)]
@@ -150,6 +151,7 @@ fn real_main(cli: Cli) -> Result<()> {
     }
     if let Some(n) = cli.threads {
         tch::set_num_threads(n);
+        rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global().context("--threads: the thread pool was already started")?;
     }
     // The flags override the config's [train] values, and are checked by
     // the same rules.

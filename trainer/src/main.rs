@@ -80,7 +80,8 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// CPU threads, for libtorch and for the trainer's own kernels
-    /// (default: all cores). The results do not depend on it.
+    /// (default: all cores). A gcn run's results do not depend on it (the
+    /// linear models' do, in the last digits: libtorch's sums).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
     /// Print final metrics as one JSON object on stdout.

@@ -32,6 +32,31 @@ fn topics_corpus(dir: &Path) -> PathBuf {
     data
 }
 
+/// The linear models' floats do not depend on the thread count: R8 (large
+/// enough that libtorch split its sums between threads, which changed
+/// every model's per-iteration losses and SSGC's accuracy between one
+/// thread and three).
+#[test]
+fn linear_models_do_not_depend_on_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cfg = repo().join("configs/R8.toml");
+    build(&store, &cfg);
+    for model in ["sgc", "ssgc", "tfidf-lr"] {
+        let run = |threads: &str| {
+            let out = dir.path().join(format!("{model}-{threads}"));
+            let m = json_of(&train_cpu(&store, &cfg, &out, &["--model", model, "--seed", "3", "--iterations", "30", "--threads", threads]));
+            (m, losses(&out))
+        };
+        let (a, la) = run("1");
+        let (b, lb) = run("3");
+        for k in ["test_accuracy", "macro_f1", "epochs_run"] {
+            assert_eq!(a[k], b[k], "{model}: {k} differs between 1 and 3 threads");
+        }
+        assert_eq!(la, lb, "{model}: per-iteration losses differ between 1 and 3 threads");
+    }
+}
+
 #[test]
 fn every_model_learns_the_topics_and_repeats_itself() {
     let dir = tempfile::tempdir().unwrap();

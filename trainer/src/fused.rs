@@ -143,7 +143,9 @@ pub fn transposed_product(a: &[f32], b: &[f32], n: usize, h: usize, c: usize) ->
         return vec![0.0; h * c];
     }
     let cp = c.next_multiple_of(LANES);
-    let partials: Vec<Vec<f32>> = a.par_chunks(PRODUCT_ROWS * h).zip(b.par_chunks(PRODUCT_ROWS * c)).map(|(a, b)| transposed_product_block(a, b, h, c)).collect();
+    let block = |(a, b): (&[f32], &[f32])| transposed_product_block(a, b, h, c);
+    // Two blocks or fewer are summed here: waking the pool costs more.
+    let partials: Vec<Vec<f32>> = if n <= 2 * PRODUCT_ROWS { a.chunks(PRODUCT_ROWS * h).zip(b.chunks(PRODUCT_ROWS * c)).map(block).collect() } else { a.par_chunks(PRODUCT_ROWS * h).zip(b.par_chunks(PRODUCT_ROWS * c)).map(block).collect() };
     let mut out = vec![0f32; h * c];
     for p in &partials {
         for (o, x) in out.chunks_exact_mut(c).zip(p.chunks_exact(cp)) {
@@ -332,6 +334,12 @@ mod tests {
         let a: Vec<f32> = (0..n * h).map(|_| next()).collect();
         let b: Vec<f32> = (0..n * c).map(|_| next()).collect();
         let got = transposed_product(&a, &b, n, h, c);
+        // Two blocks or fewer are summed without the pool: the same floats.
+        let m = 2 * PRODUCT_ROWS;
+        let head = transposed_product(&a[..m * h], &b[..m * c], m, h, c);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let halves: Vec<Vec<f32>> = pool.install(|| [0, PRODUCT_ROWS].par_iter().map(|&r| transposed_product(&a[r * h..(r + PRODUCT_ROWS) * h], &b[r * c..(r + PRODUCT_ROWS) * c], PRODUCT_ROWS, h, c)).collect());
+        assert_eq!(head, halves[0].iter().zip(&halves[1]).map(|(x, y)| x + y).collect::<Vec<_>>(), "two blocks");
         for k in 0..h {
             for j in 0..c {
                 let want: f64 = (0..n).map(|r| a[r * h + k] as f64 * b[r * c + j] as f64).sum();

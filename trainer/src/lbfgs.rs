@@ -87,7 +87,7 @@ pub fn minimize(x: &mut Tensor, iterations: usize, mut f: impl FnMut(&Tensor) ->
             }
             prev_grad = Some(grad.copy());
             let prev_loss = loss;
-            t = if iter == 1 { (1.0 / grad.abs().sum(tch::Kind::Double).double_value(&[])).min(1.0) } else { 1.0 };
+            t = if iter == 1 { (1.0 / crate::ordered::sum_abs(&grad)).min(1.0) } else { 1.0 };
             let gtd = dot(&grad, &d);
             if gtd > -TOLERANCE_CHANGE {
                 return Stop::NotDescent;
@@ -111,9 +111,10 @@ pub fn minimize(x: &mut Tensor, iterations: usize, mut f: impl FnMut(&Tensor) ->
     })
 }
 
-/// `aᵀb` (float32, as PyTorch's L-BFGS computes it).
+/// `aᵀb` rounded to float32, as PyTorch's L-BFGS computes it, but summed
+/// in a fixed order ([`crate::ordered::dot`]).
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
-    a.dot(b).double_value(&[])
+    crate::ordered::dot(a, b)
 }
 
 /// `y += alpha·x`: in place on the CPU (libtorch has no fused form in

@@ -15,6 +15,8 @@
 //! (tensors viewing mapped files), [`cuda_library`] (loading libtorch's
 //! CUDA library when a run may use a GPU) and [`alloc`] (glibc allocator
 //! tuning, the pipeline crate's module, shared).
+//! Sums whose floats must not depend on the thread count are
+//! [`ordered`]'s.
 //! The SIMD kernels ([`spmm`]) have none: `pulp`'s feature tokens dispatch
 //! them.
 
@@ -27,6 +29,7 @@ pub mod linear;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
+pub mod ordered;
 pub mod predict;
 pub mod run;
 pub mod run_dir;

@@ -230,7 +230,7 @@ fn predictor_head(problem: &Problem, theta: &Tensor, spec: &Spec) -> LinearHead 
         Operator::Poly { adj, nodes, .. } => {
             let (docs, words) = (problem.docs as i64, (*nodes - problem.docs) as i64);
             let (mut y, constant) = match &problem.scaling {
-                Some((s, shift)) => (&w * s, -shift.tr().mm(&w).squeeze_dim(0)),
+                Some((s, shift)) => (&w * s, -crate::ordered::transposed_mm(shift, &w).squeeze_dim(0)),
                 None => (w.shallow_clone(), Tensor::zeros([c], (Kind::Float, w.device()))),
             };
             let mut q = Vec::new();
@@ -380,7 +380,7 @@ impl Problem<'_> {
     fn logits(&self, theta: &Tensor) -> Tensor {
         let w = self.weights(theta);
         let mut z = match &self.scaling {
-            Some((s, shift)) => self.op.forward(&(&w * s), self.docs) - shift.tr().mm(&w),
+            Some((s, shift)) => self.op.forward(&(&w * s), self.docs) - crate::ordered::transposed_mm(shift, &w),
             None => self.op.forward(&w, self.docs),
         };
         if self.bias {
@@ -401,11 +401,11 @@ impl Problem<'_> {
             Some(m) => &w * m,
             None => w.shallow_clone(),
         };
-        let penalty = 0.5 * self.weight_decay * (&wm * &wm).sum(Kind::Double).double_value(&[]);
+        let penalty = 0.5 * self.weight_decay * crate::ordered::sum_squares(&wm);
         let mut g = Tensor::zeros([self.docs as i64, c], (Kind::Float, theta.device()));
         let _ = g.index_copy_(0, train, &gt);
         let mut gw = match &self.scaling {
-            Some((s, shift)) => (self.op.backward(&g) * s) - shift.mm(&g.sum_dim_intlist(0, true, Kind::Float)),
+            Some((s, shift)) => (self.op.backward(&g) * s) - shift.mm(&crate::ordered::column_sums(&g).view([1, c])),
             None => self.op.backward(&g),
         };
         if self.weight_decay > 0.0 {
@@ -413,7 +413,7 @@ impl Problem<'_> {
         }
         let mut parts = vec![gw.flatten(0, -1)];
         if self.bias {
-            parts.push(g.sum_dim_intlist(0, false, Kind::Float));
+            parts.push(crate::ordered::column_sums(&g));
         }
         Evaluation { logits, cross_entropy, penalty, train_acc, grad: Tensor::cat(&parts, 0) }
     }

@@ -80,8 +80,7 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// CPU threads, for libtorch and for the trainer's own kernels
-    /// (default: all cores). A gcn run's results do not depend on it (the
-    /// linear models' do, in the last digits: libtorch's sums).
+    /// (default: all cores). A run's results do not depend on it.
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
     /// Print final metrics as one JSON object on stdout.

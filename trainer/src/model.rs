@@ -299,15 +299,9 @@ fn backward_to_first_layer(model: &Model, adj: &Adj, z1: Option<Tensor>, train: 
     drop(g);
     drop(step);
     let step = tracing::debug_span!("train_step", op = "dW1,dHd").entered();
-    let dw1 = if hd.device() == Device::Cpu {
-        // By hand: libtorch's floats change with its thread count.
-        let [n, hidden] = hd.size()[..] else { unreachable!("hd is a matrix") };
-        let classes = dp.size()[1];
-        let w = fused::transposed_product(crate::mapping::f32_slice(&hd), crate::mapping::f32_slice(&dp), n as usize, hidden as usize, classes as usize);
-        Tensor::from_slice(&w).view([hidden, classes])
-    } else {
-        hd.tr().mm(&dp)
-    };
+    // A sum over every node: in a fixed order (libtorch's floats change
+    // with its thread count).
+    let dw1 = crate::ordered::transposed_mm(&hd, &dp);
     // Through dropout and ReLU: kept, positive units pass, scaled.
     let dhd = match mask {
         Some(mask) => {

@@ -149,7 +149,8 @@ impl Targets {
             Targets::Single(labels) => {
                 let y = labels.index_select(0, idx);
                 let logp = z.log_softmax(-1, Kind::Float);
-                let loss = -logp.gather(1, &y.unsqueeze(1), false).mean(Kind::Float).double_value(&[]);
+                // The mean in a fixed order, rounded to float32 as before.
+                let loss = -(crate::ordered::mean(&logp.gather(1, &y.unsqueeze(1), false)) as f32 as f64);
                 let acc = z.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
                 // (softmax - onehot) / n
                 let g = grad.then(|| {
@@ -162,7 +163,7 @@ impl Targets {
             Targets::Multi(sets) => {
                 let y = sets.y.index_select(0, idx);
                 let per = z.clamp_min(0.0) - z * &y + z.abs().neg().exp().log1p();
-                let loss = per.mean(Kind::Double).double_value(&[]);
+                let loss = crate::ordered::mean(&per);
                 let predicted = z.ge(0.0).to_kind(Kind::Float);
                 let acc = predicted.eq_tensor(&y).all_dim(1, false).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
                 // (σ(z) - y) / (n·C)

@@ -12,7 +12,8 @@ pub fn large_allocations_via_mmap() {
 }
 
 /// Makes glibc serve every allocation of `bytes` or more with fresh pages
-/// and return them on free (`mallopt(M_MMAP_THRESHOLD)`; glibc's own
+/// and return them on free, and trim the heap's free top beyond 128 KiB
+/// again (`mallopt(M_MMAP_THRESHOLD)`, `M_TRIM_THRESHOLD`; glibc's own
 /// threshold starts at 128 KiB and rises to 32 MiB as large blocks are
 /// freed). The graph build sets 128 KiB: its blocks of rows grow by
 /// doubling in the workers and are freed by the thread that spills them,
@@ -26,6 +27,8 @@ pub fn allocations_via_mmap_from(bytes: usize) {
     // SAFETY: mallopt only changes allocator tuning; valid at any time.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+        // glibc's default, in case [`reuse_large_allocations`] raised it.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = bytes;

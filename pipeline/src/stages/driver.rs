@@ -165,6 +165,11 @@ impl Pipeline {
     /// done, total) to `progress` while it runs.
     pub fn build_with_progress(&self, store: &Store, cfg: &LoadedConfig, on_stage: impl FnMut(&StageReport), progress: ProgressFn<'_>) -> Result<BuildReport, PipelineError> {
         cfg.require_files()?;
+        // Ingest, tokenize and vocab allocate and free the same large
+        // buffers batch after batch: kept and reused, they are not fresh
+        // pages each time (the graph stage returns them and sets its own
+        // policy).
+        crate::alloc::reuse_large_allocations();
         store.start_transaction();
         match self.build_inner(store, cfg, on_stage, progress) {
             Ok(r) => {

@@ -12,8 +12,7 @@ pub fn large_allocations_via_mmap() {
 }
 
 /// Makes glibc serve every allocation of `bytes` or more with fresh pages
-/// and return them on free, and trim the heap's free top beyond 128 KiB
-/// again (`mallopt(M_MMAP_THRESHOLD)`, `M_TRIM_THRESHOLD`; glibc's own
+/// and return them on free (`mallopt(M_MMAP_THRESHOLD)`; glibc's own
 /// threshold starts at 128 KiB and rises to 32 MiB as large blocks are
 /// freed). The graph build sets 128 KiB: its blocks of rows grow by
 /// doubling in the workers and are freed by the thread that spills them,
@@ -27,8 +26,6 @@ pub fn allocations_via_mmap_from(bytes: usize) {
     // SAFETY: mallopt only changes allocator tuning; valid at any time.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
-        // glibc's default, in case [`reuse_large_allocations`] raised it.
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = bytes;
@@ -47,6 +44,24 @@ pub fn reuse_large_allocations() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
+}
+
+/// Makes glibc keep and reuse freed blocks below `bytes` instead of
+/// returning them to the kernel (`M_MMAP_THRESHOLD` at `bytes`,
+/// `M_TRIM_THRESHOLD` raised); blocks of `bytes` or more are still mapped
+/// for themselves, so a vector that grows past it moves by `mremap`, not
+/// by a copy that leaves the old block in the heap. For the build's early
+/// stages, which allocate and free the same buffers batch after batch.
+pub fn reuse_allocations_below(bytes: usize) {
+    let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; valid at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = bytes;
 }
 
 /// Returns the heap's free memory to the kernel (`malloc_trim`). Called

@@ -110,7 +110,8 @@ impl Stage for Graph {
         let s = step("compute");
         // Blocks of rows are allocated by the workers and freed by the
         // thread that spills them: served from fresh pages, they go back.
-        // What the earlier stages kept for reuse goes back first.
+        // What the earlier stages kept for reuse goes back first (the heap
+        // is not trimmed after them: see `Pipeline::build_with_progress`).
         crate::alloc::release_free_memory();
         crate::alloc::allocations_via_mmap_from(128 << 10);
         // The rows may take what the memory limit leaves after the tokens

@@ -262,10 +262,7 @@ fn is_root() -> bool {
 
 #[test]
 fn a_killed_training_run_leaves_no_run_directory_and_the_rerun_cleans_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let cfg = repo().join("configs/R8.toml");
-    build(&store, &cfg);
+    let (dir, store, cfg) = built_r8();
     let runs = dir.path().join("runs");
     let out = runs.join("seed-0");
     // Killed after every file is written, before the directory is renamed

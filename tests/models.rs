@@ -38,10 +38,7 @@ fn topics_corpus(dir: &Path) -> PathBuf {
 /// thread and three).
 #[test]
 fn linear_models_do_not_depend_on_the_thread_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let cfg = repo().join("configs/R8.toml");
-    build(&store, &cfg);
+    let (dir, store, cfg) = built_r8();
     for model in ["sgc", "ssgc", "tfidf-lr"] {
         let run = |threads: &str| {
             let out = dir.path().join(format!("{model}-{threads}"));

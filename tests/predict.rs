@@ -42,10 +42,7 @@ fn transductive_labels(run_dir: &Path) -> std::collections::HashMap<String, Stri
 
 #[test]
 fn r8_documents_fed_back_deterministic_edge_cases_and_mismatch() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let cfg = repo().join("configs/R8.toml");
-    build(&store, &cfg);
+    let (dir, store, cfg) = built_r8();
     let model = dir.path().join("run");
     let mut c = trainer();
     c.arg("--store").arg(&store).arg("--config").arg(&cfg).arg("--out").arg(&model).args(["--epochs", "60", "--seed", "3", "-q"]);

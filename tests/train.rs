@@ -7,10 +7,7 @@ use textgcn_e2e::*;
 
 #[test]
 fn r8_learns_and_is_reproducible() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let cfg = repo().join("configs/R8.toml");
-    build(&store, &cfg);
+    let (dir, store, cfg) = built_r8();
     // Three threads, then one: a run's floats must not depend on how many
     // threads share the work (libtorch's dW1 product once did, so a loaded
     // machine could change a validation loss in its 7th digit).

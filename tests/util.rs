@@ -53,6 +53,16 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// A temporary directory with R8 built into its `store`: the directory
+/// (removed when dropped), the store and R8's config.
+pub fn built_r8() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cfg = repo().join("configs/R8.toml");
+    build(&store, &cfg);
+    (dir, store, cfg)
+}
+
 /// `textgcn build` into `store` of R8's config with `toml` appended (a
 /// config refusal to provoke), and its output.
 pub fn build_r8_with(store: &Path, toml: &str) -> Output {

@@ -5,16 +5,16 @@
 //! A table is one row group up to [`ROW_GROUP_BYTES`] of Arrow data, so
 //! every table of the benchmark corpora is written whole, as it always
 //! was. A larger table is written a row group at a time
-//! ([`publish_table_streamed`]): each row group is the concatenation of
-//! the batches pushed while it filled, written with one call, so memory
-//! holds one row group, not the table. The bytes depend only on the
-//! batches pushed: push the same batches for the same data (never batches
-//! sized by the thread count). Reading streams too
+//! ([`publish_table_streamed`]), so memory holds one row group, not the
+//! table; each row group's bytes are those of one write of all its rows
+//! (encoded by a writer thread while the producer works: see
+//! [`TableSink`]). The bytes depend only on the batches pushed: push the
+//! same batches for the same data (never batches sized by the thread
+//! count). Reading streams too
 //! ([`read_table_batches`]): the object is verified with `read(2)` and
 //! decoded from the file a batch at a time, so neither its bytes nor the
 //! whole table become resident.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -52,13 +52,44 @@ pub fn publish_table(store: &Store, batch: &RecordBatch) -> Result<ObjectId> {
 }
 
 /// Where [`publish_table_streamed`]'s producer pushes its batches.
-pub struct TableSink<'w> {
-    writer: ArrowWriter<&'w mut (dyn Write + Send)>,
+///
+/// The Parquet encoding runs on a writer thread of its own while the
+/// producer makes the next batch. A batch goes to that thread as it comes
+/// when the table's columns are flat and never null and the rows written
+/// so far in the row group are a multiple of the writer's mini-batch
+/// (`write_batch_size`, 1024 rows): the encoder cuts pages at mini-batch
+/// ends counted from the start of each write, so such a write splits the
+/// row group where one write of all its rows would, and the bytes are the
+/// same. Any other batch (a list column, a null-able one, a row count off
+/// the mini-batch) waits with the rest of the row group, and those batches
+/// are concatenated and written with one call when it is full, as before.
+pub struct TableSink<'scope> {
+    writer: Option<Writer<'scope>>,
     schema: SchemaRef,
     pending: Vec<RecordBatch>,
     pending_bytes: usize,
     rows: usize,
     limit: usize,
+    /// Whether batches of whole mini-batches may be written as they come.
+    flat: bool,
+    /// The writer's mini-batch, in rows.
+    mini_batch: usize,
+}
+
+/// The writer thread and the channel to it.
+struct Writer<'scope> {
+    to: std::sync::mpsc::SyncSender<Message>,
+    thread: std::thread::ScopedJoinHandle<'scope, std::io::Result<()>>,
+}
+
+/// What the producer asks of the writer thread.
+enum Message {
+    Write(RecordBatch),
+    /// Ends the row group.
+    Flush,
+    /// Writes the footer: the table is complete. (A thread whose channel
+    /// closes without it leaves the file unfinished; nothing is published.)
+    Close,
 }
 
 impl TableSink<'_> {
@@ -69,7 +100,11 @@ impl TableSink<'_> {
         }
         self.rows += batch.num_rows();
         self.pending_bytes += batch.columns().iter().map(|c| row_bytes(c.as_ref())).sum::<usize>();
-        self.pending.push(batch);
+        if self.flat && self.pending.is_empty() && batch.num_rows() % self.mini_batch == 0 {
+            self.send(Message::Write(batch))?;
+        } else {
+            self.pending.push(batch);
+        }
         if self.pending_bytes >= self.limit {
             self.write_row_group()?;
         }
@@ -81,17 +116,39 @@ impl TableSink<'_> {
         self.rows
     }
 
-    /// Writes the pending batches as one row group.
-    fn write_row_group(&mut self) -> std::io::Result<()> {
-        if self.pending.is_empty() {
+    /// Hands `m` to the writer thread; if the thread has stopped, its error.
+    fn send(&mut self, m: Message) -> std::io::Result<()> {
+        let w = self.writer.as_ref().ok_or_else(|| std::io::Error::other("the table's writer has stopped"))?;
+        if w.to.send(m).is_ok() {
             return Ok(());
         }
-        let batch = arrow_select::concat::concat_batches(&self.schema, &self.pending).map_err(std::io::Error::other)?;
-        self.pending.clear();
-        self.pending_bytes = 0;
-        self.writer.write(&batch).map_err(std::io::Error::other)?;
-        self.writer.flush().map_err(std::io::Error::other)
+        // The thread stopped on an error: that error.
+        Err(self.join().err().unwrap_or_else(|| std::io::Error::other("the table's writer stopped")))
     }
+
+    /// Ends the writer thread (closing the channel) and returns its result.
+    fn join(&mut self) -> std::io::Result<()> {
+        let Some(Writer { to, thread }) = self.writer.take() else { return Ok(()) };
+        drop(to);
+        thread.join().unwrap_or_else(|_| Err(std::io::Error::other("the table's writer thread panicked")))
+    }
+
+    /// Writes the pending batches and ends the row group.
+    fn write_row_group(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let batch = arrow_select::concat::concat_batches(&self.schema, &self.pending).map_err(std::io::Error::other)?;
+            self.pending.clear();
+            self.send(Message::Write(batch))?;
+        }
+        self.pending_bytes = 0;
+        self.send(Message::Flush)
+    }
+}
+
+/// Whether every column of `schema` is flat and never null: the tables
+/// whose batches [`TableSink`] may write as they come.
+fn flat_and_required(schema: &arrow_schema::Schema) -> bool {
+    schema.fields().iter().all(|f| !f.is_nullable() && !f.data_type().is_nested())
 }
 
 /// The bytes of an array's own rows: a slice of a larger array counts its
@@ -125,12 +182,32 @@ pub fn publish_table_streamed(store: &Store, schema: SchemaRef, fill: impl FnOnc
 /// them small to reach several row groups).
 pub fn publish_table_streamed_with(store: &Store, schema: SchemaRef, limit: usize, fill: impl FnOnce(&mut TableSink<'_>) -> std::io::Result<()>) -> Result<ObjectId> {
     store.publish(|w| {
-        let writer = ArrowWriter::try_new(w, schema.clone(), Some(writer_properties())).map_err(std::io::Error::other)?;
-        let mut sink = TableSink { writer, schema, pending: Vec::new(), pending_bytes: 0, rows: 0, limit: limit.max(1) };
-        fill(&mut sink)?;
-        sink.write_row_group()?;
-        sink.writer.close().map_err(std::io::Error::other)?;
-        Ok(())
+        let props = writer_properties();
+        let mini_batch = props.write_batch_size().max(1);
+        let mut writer = ArrowWriter::try_new(w, schema.clone(), Some(props)).map_err(std::io::Error::other)?;
+        std::thread::scope(|scope| {
+            let (to, from) = std::sync::mpsc::sync_channel::<Message>(1);
+            let thread = std::thread::Builder::new()
+                .name("textgcn-table-write".into())
+                .spawn_scoped(scope, move || -> std::io::Result<()> {
+                    for m in from {
+                        match m {
+                            Message::Write(b) => writer.write(&b).map_err(std::io::Error::other)?,
+                            Message::Flush => writer.flush().map_err(std::io::Error::other)?,
+                            Message::Close => {
+                                writer.close().map_err(std::io::Error::other)?;
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+            let flat = flat_and_required(&schema);
+            let mut sink = TableSink { writer: Some(Writer { to, thread }), schema, pending: Vec::new(), pending_bytes: 0, rows: 0, limit: limit.max(1), flat, mini_batch };
+            let filled = fill(&mut sink).and_then(|()| sink.write_row_group()).and_then(|()| sink.send(Message::Close));
+            let written = sink.join();
+            filled.and(written)
+        })
     })
 }
 
@@ -264,7 +341,7 @@ fn only_batch(schema: &Arc<arrow_schema::Schema>, batches: &[RecordBatch]) -> st
 #[cfg(test)]
 mod tests {
     use arrow_array::builder::{ListBuilder, StringBuilder, UInt32Builder};
-    use arrow_array::{ArrayRef, UInt32Array};
+    use arrow_array::{ArrayRef, StringArray, UInt32Array};
 
     use super::*;
     use crate::store::OpenMode;
@@ -319,6 +396,42 @@ mod tests {
             .unwrap();
             assert_eq!(streamed, whole, "pieces of {sizes:?}");
         }
+    }
+
+    /// A table of flat, never-null columns (ids and ~500-byte texts: ~15 MB,
+    /// many pages) pushed in batches of whole mini-batches is written as the
+    /// batches come, and is still the bytes of one write; so when a batch
+    /// off the mini-batch makes the rest wait, and over several row groups
+    /// the rows read back the same.
+    #[test]
+    fn flat_batches_written_as_they_come_are_the_bytes_of_one_write() {
+        let (_d, s) = store();
+        let rows = 30_000;
+        let text: StringArray = (0..rows).map(|r| Some("abcdefgh".repeat(r % 125) + &r.to_string())).collect();
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new("id", arrow_schema::DataType::UInt32, false), arrow_schema::Field::new("text", arrow_schema::DataType::Utf8, false)]));
+        let t = RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt32Array::from_iter_values(0..rows as u32)), Arc::new(text)]).unwrap();
+        assert!(flat_and_required(&schema));
+        let whole = publish_table(&s, &t).unwrap();
+        for sizes in [&[1024][..], &[4096], &[3072, 1024, 8192], &[4096, 4096, 1000, 4096], &[1], &[rows]] {
+            let streamed = publish_table_streamed(&s, schema.clone(), |sink| {
+                for p in pieces(&t, sizes) {
+                    sink.push(p)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(streamed, whole, "pieces of {sizes:?}");
+        }
+        let id = publish_table_streamed_with(&s, schema.clone(), 1 << 20, |sink| {
+            for p in pieces(&t, &[2048]) {
+                sink.push(p)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let back: Vec<RecordBatch> = read_table_batches(&s, &id, None, 4096).unwrap().collect::<Result<_>>().unwrap();
+        assert!(back.len() > 1);
+        assert_eq!(arrow_select::concat::concat_batches(&schema, &back).unwrap(), t);
     }
 
     #[test]

@@ -7,14 +7,14 @@
 //! was. A larger table is written a row group at a time
 //! ([`publish_table_streamed`]), so memory holds one row group, not the
 //! table; each row group's bytes are those of one write of all its rows
-//! (encoded by a writer thread while the producer works: see
-//! [`TableSink`]). The bytes depend only on the batches pushed: push the
+//! (see [`TableSink`]). The bytes depend only on the batches pushed: push the
 //! same batches for the same data (never batches sized by the thread
 //! count). Reading streams too
 //! ([`read_table_batches`]): the object is verified with `read(2)` and
 //! decoded from the file a batch at a time, so neither its bytes nor the
 //! whole table become resident.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -53,18 +53,18 @@ pub fn publish_table(store: &Store, batch: &RecordBatch) -> Result<ObjectId> {
 
 /// Where [`publish_table_streamed`]'s producer pushes its batches.
 ///
-/// The Parquet encoding runs on a writer thread of its own while the
-/// producer makes the next batch. A batch goes to that thread as it comes
-/// when the table's columns are flat and never null and the rows written
-/// so far in the row group are a multiple of the writer's mini-batch
-/// (`write_batch_size`, 1024 rows): the encoder cuts pages at mini-batch
-/// ends counted from the start of each write, so such a write splits the
-/// row group where one write of all its rows would, and the bytes are the
-/// same. Any other batch (a list column, a null-able one, a row count off
-/// the mini-batch) waits with the rest of the row group, and those batches
-/// are concatenated and written with one call when it is full, as before.
-pub struct TableSink<'scope> {
-    writer: Option<Writer<'scope>>,
+/// A batch goes to the Parquet writer as it comes when the table's columns
+/// are flat and never null and the rows written so far in the row group
+/// are a multiple of the writer's mini-batch (`write_batch_size`, 1024
+/// rows): the encoder cuts pages at mini-batch ends counted from the start
+/// of each write, so such a write splits the row group where one write of
+/// all its rows would, and the bytes are the same (tested), without the
+/// copy that concatenating the batches makes. Any other batch (a list
+/// column, a null-able one, a row count off the mini-batch) waits with the
+/// rest of the row group, and those batches are concatenated and written
+/// with one call when it is full.
+pub struct TableSink<'w> {
+    writer: ArrowWriter<&'w mut (dyn Write + Send)>,
     schema: SchemaRef,
     pending: Vec<RecordBatch>,
     pending_bytes: usize,
@@ -76,22 +76,6 @@ pub struct TableSink<'scope> {
     mini_batch: usize,
 }
 
-/// The writer thread and the channel to it.
-struct Writer<'scope> {
-    to: std::sync::mpsc::SyncSender<Message>,
-    thread: std::thread::ScopedJoinHandle<'scope, std::io::Result<()>>,
-}
-
-/// What the producer asks of the writer thread.
-enum Message {
-    Write(RecordBatch),
-    /// Ends the row group.
-    Flush,
-    /// Writes the footer: the table is complete. (A thread whose channel
-    /// closes without it leaves the file unfinished; nothing is published.)
-    Close,
-}
-
 impl TableSink<'_> {
     /// Appends `batch` (of the table's schema) to the table.
     pub fn push(&mut self, batch: RecordBatch) -> std::io::Result<()> {
@@ -101,7 +85,7 @@ impl TableSink<'_> {
         self.rows += batch.num_rows();
         self.pending_bytes += batch.columns().iter().map(|c| row_bytes(c.as_ref())).sum::<usize>();
         if self.flat && self.pending.is_empty() && batch.num_rows() % self.mini_batch == 0 {
-            self.send(Message::Write(batch))?;
+            self.writer.write(&batch).map_err(std::io::Error::other)?;
         } else {
             self.pending.push(batch);
         }
@@ -116,32 +100,15 @@ impl TableSink<'_> {
         self.rows
     }
 
-    /// Hands `m` to the writer thread; if the thread has stopped, its error.
-    fn send(&mut self, m: Message) -> std::io::Result<()> {
-        let w = self.writer.as_ref().ok_or_else(|| std::io::Error::other("the table's writer has stopped"))?;
-        if w.to.send(m).is_ok() {
-            return Ok(());
-        }
-        // The thread stopped on an error: that error.
-        Err(self.join().err().unwrap_or_else(|| std::io::Error::other("the table's writer stopped")))
-    }
-
-    /// Ends the writer thread (closing the channel) and returns its result.
-    fn join(&mut self) -> std::io::Result<()> {
-        let Some(Writer { to, thread }) = self.writer.take() else { return Ok(()) };
-        drop(to);
-        thread.join().unwrap_or_else(|_| Err(std::io::Error::other("the table's writer thread panicked")))
-    }
-
     /// Writes the pending batches and ends the row group.
     fn write_row_group(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
             let batch = arrow_select::concat::concat_batches(&self.schema, &self.pending).map_err(std::io::Error::other)?;
             self.pending.clear();
-            self.send(Message::Write(batch))?;
+            self.writer.write(&batch).map_err(std::io::Error::other)?;
         }
         self.pending_bytes = 0;
-        self.send(Message::Flush)
+        self.writer.flush().map_err(std::io::Error::other)
     }
 }
 
@@ -184,30 +151,13 @@ pub fn publish_table_streamed_with(store: &Store, schema: SchemaRef, limit: usiz
     store.publish(|w| {
         let props = writer_properties();
         let mini_batch = props.write_batch_size().max(1);
-        let mut writer = ArrowWriter::try_new(w, schema.clone(), Some(props)).map_err(std::io::Error::other)?;
-        std::thread::scope(|scope| {
-            let (to, from) = std::sync::mpsc::sync_channel::<Message>(1);
-            let thread = std::thread::Builder::new()
-                .name("textgcn-table-write".into())
-                .spawn_scoped(scope, move || -> std::io::Result<()> {
-                    for m in from {
-                        match m {
-                            Message::Write(b) => writer.write(&b).map_err(std::io::Error::other)?,
-                            Message::Flush => writer.flush().map_err(std::io::Error::other)?,
-                            Message::Close => {
-                                writer.close().map_err(std::io::Error::other)?;
-                                return Ok(());
-                            }
-                        }
-                    }
-                    Ok(())
-                })?;
-            let flat = flat_and_required(&schema);
-            let mut sink = TableSink { writer: Some(Writer { to, thread }), schema, pending: Vec::new(), pending_bytes: 0, rows: 0, limit: limit.max(1), flat, mini_batch };
-            let filled = fill(&mut sink).and_then(|()| sink.write_row_group()).and_then(|()| sink.send(Message::Close));
-            let written = sink.join();
-            filled.and(written)
-        })
+        let writer = ArrowWriter::try_new(w, schema.clone(), Some(props)).map_err(std::io::Error::other)?;
+        let flat = flat_and_required(&schema);
+        let mut sink = TableSink { writer, schema, pending: Vec::new(), pending_bytes: 0, rows: 0, limit: limit.max(1), flat, mini_batch };
+        fill(&mut sink)?;
+        sink.write_row_group()?;
+        sink.writer.close().map_err(std::io::Error::other)?;
+        Ok(())
     })
 }
 

@@ -84,7 +84,7 @@ impl TableSink<'_> {
         }
         self.rows += batch.num_rows();
         self.pending_bytes += batch.columns().iter().map(|c| row_bytes(c.as_ref())).sum::<usize>();
-        if self.flat && self.pending.is_empty() && batch.num_rows() % self.mini_batch == 0 {
+        if self.flat && self.pending.is_empty() && batch.num_rows().is_multiple_of(self.mini_batch) {
             self.writer.write(&batch).map_err(std::io::Error::other)?;
         } else {
             self.pending.push(batch);

@@ -167,9 +167,10 @@ impl Pipeline {
         cfg.require_files()?;
         // Ingest, tokenize and vocab allocate and free the same buffers
         // batch after batch: kept and reused, they are not fresh pages
-        // each time (20ng: -50 ms, -35 MB peak; the graph stage returns
-        // them and sets its own policy). Blocks of 64 MiB or more (the
-        // token ids of a large corpus) stay mapped for themselves.
+        // each time (20ng's build 2-4 % faster, docs/benchmarks.md; the
+        // graph stage returns them and sets its own policy). Blocks of 64
+        // MiB or more (the token ids of a large corpus) stay mapped for
+        // themselves.
         crate::alloc::reuse_allocations_below(64 << 20);
         store.start_transaction();
         match self.build_inner(store, cfg, on_stage, progress) {

@@ -80,3 +80,42 @@ fn only_what_changed_reruns() {
     expect(&r, &ALL_REBUILT);
     assert_eq!(why(&r, "ingest"), "corpus R8.txt content changed");
 }
+
+/// Each stage's outputs in a build report: stage → output → object id.
+fn outputs(report: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json::Value> {
+    report["stages"].as_array().unwrap().iter().map(|s| (s["stage"].as_str().unwrap().to_owned(), s["outputs"].clone())).collect()
+}
+
+/// When consecutive stages run in one build, each takes what the stage
+/// before it had in hand (the word counts, the token ids) instead of
+/// reading its output back from the store (`stages/handoff.rs`). A stage
+/// that reruns alone reads the store: both ways must publish the same
+/// objects.
+#[test]
+fn a_stage_run_alone_publishes_what_it_publishes_after_its_predecessor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_r8(&data);
+    let cfg = |window, min_freq| config(dir.path(), &data, window, min_freq);
+
+    // Every stage after its predecessor, in one build.
+    let whole = build_json(&dir.path().join("whole"), &cfg(20, 5), &[]);
+    expect(&whole, &ALL_REBUILT);
+    let want = outputs(&whole);
+
+    // The vocab stage alone after a fresh tokenize stage: it counts the
+    // tokens table (and hands its token ids to the graph stage).
+    let store = dir.path().join("vocab-alone");
+    expect(&build_json(&store, &cfg(15, 3), &[]), &ALL_REBUILT);
+    let r = build_json(&store, &cfg(20, 5), &[]);
+    expect(&r, &[("ingest", "fresh"), ("tokenize", "fresh"), ("vocab", "rebuilt"), ("graph", "rebuilt"), ("splits", "fresh")]);
+    assert_eq!(outputs(&r), want);
+
+    // The graph stage alone after a fresh vocab stage: it reads the token
+    // ids from the doc_tokens table.
+    let store = dir.path().join("graph-alone");
+    expect(&build_json(&store, &cfg(15, 5), &[]), &ALL_REBUILT);
+    let r = build_json(&store, &cfg(20, 5), &[]);
+    expect(&r, &[("ingest", "fresh"), ("tokenize", "fresh"), ("vocab", "fresh"), ("graph", "rebuilt"), ("splits", "fresh")]);
+    assert_eq!(outputs(&r), want);
+}

@@ -217,6 +217,11 @@ impl Counter {
         }
     }
 
+    /// Tokens counted so far.
+    pub fn tokens(&self) -> usize {
+        self.prov.len()
+    }
+
     /// Distinct words counted so far.
     pub fn distinct(&self) -> usize {
         self.shards.iter().map(|s| s.words.len()).sum()

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use textgcn_artifacts::{Outcome, RecordState, Ref, RefStage, StageRecord, Store, StoreError};
 
-use super::{AnyStage, Pipeline, PipelineError, Plan, PlanContext, ProgressFn, RunContext, check_outputs};
+use super::{AnyStage, Handoff, Pipeline, PipelineError, Plan, PlanContext, ProgressFn, RunContext, check_outputs};
 use crate::config::LoadedConfig;
 
 /// What happened to one stage in a build.
@@ -190,13 +190,15 @@ impl Pipeline {
         let old = previous_records(store, &cfg.config.name)?;
         let mut recs: Vec<StageRecord> = Vec::new();
         let mut reports = Vec::new();
+        let handoff = Handoff::default();
         for stage in self.stages() {
             let _span = tracing::debug_span!("stage", name = stage.name()).entered();
             let t = Instant::now();
             let plan = plan(stage, cfg, &recs, &old)?;
             let fp = plan.fingerprint();
             let old_rec = old.get(stage.name());
-            let (rec, outcome) = store.get_or_build(plan.stage, plan.version, plan.params.clone(), plan.inputs.clone(), |s| stage.execute(&RunContext { store: s, cfg, records: &recs, progress }))?;
+            let (rec, outcome) = store.get_or_build(plan.stage, plan.version, plan.params.clone(), plan.inputs.clone(), |s| stage.execute(&RunContext { store: s, cfg, records: &recs, progress, handoff: &handoff }))?;
+            handoff.end_stage();
             check_outputs(stage, &rec).map_err(|e| PipelineError::Contract(format!("{e}; run `textgcn verify --repair`")))?;
             let same_as_before = old_rec.is_some_and(|o| o.fingerprint == fp);
             let (status, why) = match &outcome {

@@ -105,7 +105,11 @@ impl Stage for Graph {
         // before the token ids come in.
         let num_words = v.words.len();
         drop((docs, v));
-        let dt = tables::get_doc_tokens(store, cx.input(Vocab::DOC_TOKENS)?)?;
+        let dt_id = cx.input(Vocab::DOC_TOKENS)?;
+        let dt = match cx.handoff.take::<crate::vocab::DocTokens>(dt_id) {
+            Some(dt) => dt,
+            None => tables::get_doc_tokens(store, dt_id)?,
+        };
         drop(s);
         let s = step("compute");
         // Blocks of rows are allocated by the workers and freed by the

@@ -17,6 +17,8 @@
 //! | `splits.rs` | [`Splits`] | `ingest.documents` | `splits` |
 //!
 //! `driver.rs` plans, builds and explains (fresh, rebuilt, stale and why);
+//! `handoff.rs` lets a stage hand what it decoded to the next one of the
+//! same build, instead of that one reading it back from the store;
 //! `built.rs` is the typed read side ([`BuiltRef`], [`BuiltGraph`]) that the
 //! trainer and the CLI use.
 
@@ -33,6 +35,7 @@ use crate::ingest::IngestError;
 mod built;
 mod driver;
 mod graph;
+mod handoff;
 mod ingest;
 mod splits;
 mod tokenize;
@@ -41,6 +44,7 @@ mod vocab;
 pub use built::{BuiltGraph, BuiltRef, check_csr, check_graph, export_clean};
 pub use driver::{BuildReport, StageReport, StageState, StageStatus, built_by};
 pub use graph::{Graph, GraphParams};
+pub use handoff::Handoff;
 pub use ingest::{Columns, Ingest, IngestParams};
 pub use splits::{Splits, SplitsParams};
 pub use tokenize::{Tokenize, TokenizeParams};
@@ -318,6 +322,8 @@ pub struct RunContext<'a> {
     pub cfg: &'a LoadedConfig,
     records: &'a [StageRecord],
     progress: ProgressFn<'a>,
+    /// What the previous stage of this build handed over in memory.
+    pub handoff: &'a Handoff,
 }
 
 impl RunContext<'_> {

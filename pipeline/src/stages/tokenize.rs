@@ -9,7 +9,7 @@ use textgcn_artifacts::{Built, ObjectKind};
 
 use super::{Ingest, Input, OutputKey, OutputSpec, PipelineError, PlanContext, RunContext, Stage};
 use crate::config::{LoadedConfig, Rules};
-use crate::{clean, tables};
+use crate::{clean, tables, vocab};
 
 /// The tokenize stage.
 pub struct Tokenize;
@@ -44,7 +44,11 @@ impl Stage for Tokenize {
 
     fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
         let TokenizeParams { rules, lowercase } = self.params(cx.cfg);
-        let (mut documents, mut n_tokens) = (0usize, 0usize);
+        let mut documents = 0usize;
+        // The words are counted here, from the cleaned text in hand, for
+        // the vocab stage that follows in the same build (see `handoff`):
+        // it would otherwise read every token back from the table.
+        let mut counter = vocab::Counter::default();
         // A batch of documents at a time: cleaned in parallel, written in
         // order, so memory holds a batch and a row group, not the corpus.
         let tokens = tables::publish_streamed(cx.store, tables::tokens_schema(), |sink| {
@@ -59,14 +63,15 @@ impl Stage for Tokenize {
                         Rules::Textsgc => clean::textsgc_clean(texts.value(i), lowercase),
                     })
                     .collect();
-                // Cleaned documents hold tokens separated by single spaces.
-                n_tokens += cleaned.iter().filter(|d| !d.is_empty()).map(|d| d.bytes().filter(|&b| b == b' ').count() + 1).sum::<usize>();
                 documents += cleaned.len();
+                counter.add(&cleaned);
                 tables::push(cx.store, sink, tables::tokens_batch(&cleaned))?;
                 cx.progress("documents", documents as u64, total);
             }
             Ok::<_, PipelineError>(())
         })?;
+        let n_tokens = counter.tokens();
+        cx.handoff.offer(&tokens, counter);
         let mut out = Built { summary: json!({"documents": documents, "tokens": n_tokens}), ..Built::default() };
         Self::TOKENS.put(&mut out, tokens);
         Ok(out)

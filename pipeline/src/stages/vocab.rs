@@ -79,20 +79,24 @@ impl Stage for Vocab {
         let p = self.params(cx.cfg);
         let tokens = cx.input(Tokenize::TOKENS)?;
         let sw: HashSet<String> = stopword_list(cx.cfg)?.into_iter().collect();
-        // The tokens table a batch at a time: memory holds the distinct
-        // words, a provisional id per token and a batch, never the text.
-        let mut counter = vocab::Counter::default();
-        tracing::debug_span!("count").in_scope(|| -> Result<(), PipelineError> {
-            let (total, batches) = tables::read_string_batches(cx.store, tokens, "tokens", tables::DOC_BATCH)?;
-            let mut done = 0;
-            for b in batches {
-                let b = b?;
-                counter.add(&values(&b));
-                done += b.len() as u64;
-                cx.progress("documents counted", done, total);
-            }
-            Ok(())
-        })?;
+        // Counted by the tokenize stage of this build, else from the
+        // tokens table a batch at a time: memory holds the distinct words,
+        // a provisional id per token and a batch, never the text.
+        let counter = match cx.handoff.take::<vocab::Counter>(tokens) {
+            Some(counter) => counter,
+            None => tracing::debug_span!("count").in_scope(|| -> Result<_, PipelineError> {
+                let mut counter = vocab::Counter::default();
+                let (total, batches) = tables::read_string_batches(cx.store, tokens, "tokens", tables::DOC_BATCH)?;
+                let mut done = 0;
+                for b in batches {
+                    let b = b?;
+                    counter.add(&values(&b));
+                    done += b.len() as u64;
+                    cx.progress("documents counted", done, total);
+                }
+                Ok(counter)
+            })?,
+        };
         let distinct = counter.distinct();
         let (v, dt) = tracing::debug_span!("encode").in_scope(|| counter.finish(&vocab::VocabParams { min_freq: p.min_freq, stopwords: &sw, max_size: p.max_size }));
         if v.words.is_empty() {
@@ -107,6 +111,7 @@ impl Stage for Vocab {
         let (docs, total) = (dt.num_docs(), dt.ids.len());
         let empty = (0..docs).filter(|&d| dt.doc(d).is_empty()).count();
         let doc_tokens = tables::put_doc_tokens(cx.store, &dt)?;
+        cx.handoff.offer(&doc_tokens, dt);
         let avg = total as f64 / docs as f64;
         let mut out = Built { summary: json!({"vocabulary": v.words.len(), "tokens": total, "avg_doc_length": avg, "empty_documents": empty}), ..Built::default() };
         tracing::debug!("vocab: {distinct} distinct words counted, {} kept", v.words.len());

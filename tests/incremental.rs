@@ -87,7 +87,7 @@ fn outputs(report: &serde_json::Value) -> std::collections::BTreeMap<String, ser
 }
 
 /// When consecutive stages run in one build, each takes what the stage
-/// before it had in hand (the word counts, the token ids) instead of
+/// before it had in hand (the texts, the word counts, the token ids) instead of
 /// reading its output back from the store (`stages/handoff.rs`). A stage
 /// that reruns alone reads the store: both ways must publish the same
 /// objects.
@@ -96,12 +96,26 @@ fn a_stage_run_alone_publishes_what_it_publishes_after_its_predecessor() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     copy_r8(&data);
+    // Capitals in the first document, so that `tokenize.lowercase` matters.
+    let corpus = data.join("R8/R8.txt");
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&corpus, format!("{}\n{rest}", first.to_uppercase())).unwrap();
     let cfg = |window, min_freq| config(dir.path(), &data, window, min_freq);
 
     // Every stage after its predecessor, in one build.
     let whole = build_json(&dir.path().join("whole"), &cfg(20, 5), &[]);
     expect(&whole, &ALL_REBUILT);
     let want = outputs(&whole);
+
+    // The tokenize stage alone after a fresh ingest stage: it reads the
+    // texts back from the documents table.
+    let store = dir.path().join("tokenize-alone");
+    let other = write_config(dir.path(), "R8inc", &data, "R8/R8.txt", "R8/R8.meta.txt", "[tokenize]\nlowercase = false\n[vocab]\nmin_freq = 5\n[graph]\nwindow_size = 20\n");
+    expect(&build_json(&store, &other, &[]), &ALL_REBUILT);
+    let r = build_json(&store, &cfg(20, 5), &[]);
+    expect(&r, &[("ingest", "fresh"), ("tokenize", "rebuilt"), ("vocab", "rebuilt"), ("graph", "rebuilt"), ("splits", "fresh")]);
+    assert_eq!(outputs(&r), want);
 
     // The vocab stage alone after a fresh tokenize stage: it counts the
     // tokens table (and hands its token ids to the graph stage).

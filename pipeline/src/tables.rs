@@ -122,20 +122,53 @@ impl DocumentRows {
 /// Publishes the documents `each` produces, as a documents table streamed
 /// in batches of [`DOC_BATCH`]; `each` gets a function that adds one.
 pub fn put_documents_streamed<E: From<StoreError>>(store: &Store, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E>) -> Result<ObjectId, E> {
-    publish_streamed(store, documents_schema(), |sink| {
+    put_documents_keeping_texts(store, 0, each).map(|(id, _)| id)
+}
+
+/// The documents' texts as the table holds them, in batches of
+/// [`DOC_BATCH`] rows: what [`read_string_batches`] reads back from the
+/// `text` column.
+pub struct DocumentTexts {
+    /// The batches, in document order.
+    pub batches: Vec<StringArray>,
+    /// Documents in all.
+    pub rows: u64,
+}
+
+/// [`put_documents_streamed`], also keeping the texts it wrote (the
+/// table's own buffers, no copy) as long as they hold at most `keep_up_to`
+/// bytes; `None` beyond.
+pub fn put_documents_keeping_texts<E: From<StoreError>>(store: &Store, keep_up_to: usize, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E>) -> Result<(ObjectId, Option<DocumentTexts>), E> {
+    let mut texts = (keep_up_to > 0).then(|| DocumentTexts { batches: Vec::new(), rows: 0 });
+    let mut kept = 0usize;
+    let mut write = |sink: &mut TableSink<'_>, rows: &mut DocumentRows| -> Result<(), StoreError> {
+        let batch = rows.take();
+        if let Some(t) = &mut texts {
+            let text = batch.column(3).as_any().downcast_ref::<StringArray>().expect("the text column").clone();
+            kept += text.get_buffer_memory_size();
+            t.rows += text.len() as u64;
+            t.batches.push(text);
+            if kept > keep_up_to {
+                texts = None;
+            }
+        }
+        push(store, sink, batch)
+    };
+    let id = publish_streamed(store, documents_schema(), |sink| {
         let mut rows = DocumentRows::default();
         each(&mut |d| {
             rows.push(d);
             if rows.len() == DOC_BATCH {
-                push(store, sink, rows.take())?;
+                write(sink, &mut rows)?;
             }
             Ok(())
         })?;
         if !rows.is_empty() {
-            push(store, sink, rows.take())?;
+            write(sink, &mut rows)?;
         }
-        Ok(())
-    })
+        Ok::<(), E>(())
+    })?;
+    Ok((id, texts))
 }
 
 /// Publishes the documents table of `d`.
@@ -337,4 +370,37 @@ pub fn get_splits(store: &Store, id: &ObjectId) -> Result<Splits, StoreError> {
         s.nodes_mut(split).push(nodes.value(i));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use textgcn_artifacts::OpenMode;
+
+    fn documents(n: usize) -> Vec<Document> {
+        (0..n).map(|i| Document { name: format!("d{i}"), split: Some(Split::Train), label: format!("c{}", i % 3), text: "word ".repeat(i % 7) + &i.to_string() }).collect()
+    }
+
+    /// The texts kept while writing the documents table are what reading
+    /// its `text` column gives, batch for batch; beyond the byte budget
+    /// none are kept, and the table is the same either way.
+    #[test]
+    fn kept_texts_are_the_text_column_as_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), OpenMode::Write).unwrap();
+        let docs = documents(2 * DOC_BATCH + 5);
+        let write = |budget| put_documents_keeping_texts::<StoreError>(&store, budget, |add| docs.iter().try_for_each(|d| add(d))).unwrap();
+        let (id, kept) = write(usize::MAX);
+        let kept = kept.expect("within the budget");
+        let (rows, read) = read_string_batches(&store, &id, "text", DOC_BATCH).unwrap();
+        let read: Vec<StringArray> = read.collect::<Result<_, _>>().unwrap();
+        assert_eq!((kept.rows, rows), (docs.len() as u64, docs.len() as u64));
+        assert_eq!(kept.batches.iter().map(|b| b.len()).collect::<Vec<_>>(), [DOC_BATCH, DOC_BATCH, 5]);
+        assert_eq!(kept.batches, read);
+        // Over the budget: nothing kept, the same table.
+        let (again, none) = write(1000);
+        assert!(none.is_none());
+        assert_eq!(again, id);
+        assert_eq!(put_documents_streamed::<StoreError>(&store, |add| docs.iter().try_for_each(|d| add(d))).unwrap(), id);
+    }
 }

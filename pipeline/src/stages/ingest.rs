@@ -103,7 +103,11 @@ impl Stage for Ingest {
         };
         let mut stats = Stats::default();
         let mut replacements = 0;
-        let documents = tables::put_documents_streamed(store, |add| {
+        // The texts go to the tokenize stage of the same build in memory
+        // (see `handoff`), instead of being read back from the table, when
+        // they take at most an eighth of the memory limit.
+        let keep_up_to = usize::try_from(cfg.config.build.memory_limit_bytes() / 8).unwrap_or(usize::MAX);
+        let (documents, texts) = tables::put_documents_keeping_texts(store, keep_up_to, |add| {
             replacements = for_each(&mut |d| {
                 if ing.hold_out_test && d.split == Some(Split::Test) {
                     stats.held_out += 1;
@@ -127,6 +131,9 @@ impl Stage for Ingest {
             Self::HELD_OUT.put(&mut out, id);
         }
         out.summary = json!({"documents": stats.documents, "train": stats.train, "test": stats.documents - stats.train, "classes": stats.labels.len(), "replacements": replacements, "blank_documents": stats.blank, "held_out": stats.held_out});
+        if let Some(texts) = texts {
+            cx.handoff.offer(&documents, texts);
+        }
         Self::DOCUMENTS.put(&mut out, documents);
         Ok(out)
     }

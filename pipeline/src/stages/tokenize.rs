@@ -52,7 +52,16 @@ impl Stage for Tokenize {
         // A batch of documents at a time: cleaned in parallel, written in
         // order, so memory holds a batch and a row group, not the corpus.
         let tokens = tables::publish_streamed(cx.store, tables::tokens_schema(), |sink| {
-            let (total, batches) = tables::read_string_batches(cx.store, cx.input(Ingest::DOCUMENTS)?, "text", tables::DOC_BATCH)?;
+            // The texts the ingest stage of this build handed over, else
+            // read back from the documents table.
+            let documents_id = cx.input(Ingest::DOCUMENTS)?;
+            let (total, batches): (u64, Box<dyn Iterator<Item = Result<arrow_array::StringArray, textgcn_artifacts::StoreError>>>) = match cx.handoff.take::<tables::DocumentTexts>(documents_id) {
+                Some(texts) => (texts.rows, Box::new(texts.batches.into_iter().map(Ok))),
+                None => {
+                    let (total, batches) = tables::read_string_batches(cx.store, documents_id, "text", tables::DOC_BATCH)?;
+                    (total, Box::new(batches))
+                }
+            };
             for batch in batches {
                 let texts = batch?;
                 let cleaned: Vec<String> = (0..texts.len())

@@ -39,6 +39,12 @@ fn allowed(b: u8) -> bool {
 /// patterns cannot overlap or create one another, so one pass equals the
 /// sequential regex replacements; they are matched before lower-casing.
 fn clean_into(t: &[u8], lowercase: bool, out: &mut Vec<u8>) {
+    clean_with::<true>(t, lowercase, out)
+}
+
+/// [`clean_into`], with its fast path for runs of letters and digits
+/// when `RUNS` (without, for the test that compares both).
+fn clean_with<const RUNS: bool>(t: &[u8], lowercase: bool, out: &mut Vec<u8>) {
     let mut space = false;
     let emit = |out: &mut Vec<u8>, bytes: &[u8], space_before: bool, space_after: bool, space: &mut bool| {
         if (space_before || *space) && !out.is_empty() {
@@ -55,7 +61,7 @@ fn clean_into(t: &[u8], lowercase: bool, out: &mut Vec<u8>) {
         // Most bytes are letters and digits, copied as they are (lower-
         // cased): a run of them at once. A run ends before the `n` of a
         // following `n't`, which the match below splits off.
-        let run = t[i..].iter().position(|b| !b.is_ascii_alphanumeric()).map_or(t.len(), |n| i + n);
+        let run = if RUNS { t[i..].iter().position(|b| !b.is_ascii_alphanumeric()).map_or(t.len(), |n| i + n) } else { i };
         let run = if run > i && t[run - 1] == b'n' && at(run) == b'\'' && at(run + 1) == b't' { run - 1 } else { run };
         if run > i {
             if space && !out.is_empty() {
@@ -156,45 +162,10 @@ mod tests {
         reference_tokens(s, true, &mut b).filter(|t| !t.is_empty()).map(str::to_owned).collect()
     }
 
-    /// The byte-at-a-time form of [`clean_into`] (before its fast path
-    /// for runs of letters and digits), as the oracle for it.
+    /// [`clean_into`] without its fast path, byte at a time.
     fn clean_bytewise(t: &[u8], lowercase: bool) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut space = false;
-        let emit = |out: &mut Vec<u8>, bytes: &[u8], space_before: bool, space_after: bool, space: &mut bool| {
-            if (space_before || *space) && !out.is_empty() {
-                out.push(b' ');
-            }
-            for &b in bytes {
-                out.push(if lowercase { b.to_ascii_lowercase() } else { b });
-            }
-            *space = space_after;
-        };
-        let at = |i: usize| -> u8 { t.get(i).copied().filter(|&b| allowed(b)).unwrap_or(b' ') };
-        let mut i = 0;
-        while i < t.len() {
-            let b = at(i);
-            match b {
-                b' ' => space = true,
-                b'\'' => {
-                    let (n1, n2) = (at(i + 1), at(i + 2));
-                    let clitic = n1 == b's' || n1 == b'd' || (n1 == b'v' && n2 == b'e') || (n1 == b'r' && n2 == b'e') || (n1 == b'l' && n2 == b'l');
-                    emit(&mut out, b"'", clitic, false, &mut space);
-                }
-                b'n' if at(i + 1) == b'\'' && at(i + 2) == b't' => {
-                    emit(&mut out, b"n't", true, false, &mut space);
-                    i += 3;
-                    continue;
-                }
-                b',' => emit(&mut out, b",", true, true, &mut space),
-                b'!' => emit(&mut out, b"!", true, true, &mut space),
-                b'(' => emit(&mut out, b"\\(", true, true, &mut space),
-                b')' => emit(&mut out, b"\\)", true, true, &mut space),
-                b'?' => emit(&mut out, b"\\?", true, true, &mut space),
-                _ => emit(&mut out, &[b], false, false, &mut space),
-            }
-            i += 1;
-        }
+        clean_with::<false>(t, lowercase, &mut out);
         out
     }
 

@@ -37,9 +37,11 @@ fn a_spilled_build_publishes_the_same_bytes_as_one_in_memory() {
     let (nodes, edges) = (report["nodes"].as_u64().unwrap(), report["edges"].as_u64().unwrap());
     assert!(log.contains(&format!("synthetic-3000: graph: rows {nodes}/{nodes}")), "{log}");
     assert!(log.contains(&format!("synthetic-3000: graph: edges written {0}/{0}", 3 * edges)), "{log}");
-    // The streamed stages say how far they are too, in documents.
+    // The streamed stages say how far they are too, in documents (the
+    // vocab stage takes the word counts from the tokenize stage before it:
+    // it has no documents of its own to count).
     assert!(log.contains("synthetic-3000: tokenize: documents 3000/3000"), "{log}");
-    assert!(log.contains("synthetic-3000: vocab: documents counted 3000/3000"), "{log}");
+    assert!(!log.contains("vocab: documents counted"), "{log}");
     let lines = log.lines().filter(|l| l.contains("graph: rows")).count();
     assert!((2..=12).contains(&lines), "{lines} progress lines for the rows: {log}");
     let mut c = textgcn(&one_thread);

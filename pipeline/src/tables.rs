@@ -387,9 +387,9 @@ mod tests {
     #[test]
     fn kept_texts_are_the_text_column_as_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store"), OpenMode::Write).unwrap();
+        let store = Store::open(dir.path().join("store"), OpenMode::Write).unwrap();
         let docs = documents(2 * DOC_BATCH + 5);
-        let write = |budget| put_documents_keeping_texts::<StoreError>(&store, budget, |add| docs.iter().try_for_each(|d| add(d))).unwrap();
+        let write = |budget| put_documents_keeping_texts::<StoreError>(&store, budget, |add| docs.iter().try_for_each(&mut *add)).unwrap();
         let (id, kept) = write(usize::MAX);
         let kept = kept.expect("within the budget");
         let (rows, read) = read_string_batches(&store, &id, "text", DOC_BATCH).unwrap();
@@ -401,6 +401,6 @@ mod tests {
         let (again, none) = write(1000);
         assert!(none.is_none());
         assert_eq!(again, id);
-        assert_eq!(put_documents_streamed::<StoreError>(&store, |add| docs.iter().try_for_each(|d| add(d))).unwrap(), id);
+        assert_eq!(put_documents_streamed::<StoreError>(&store, |add| docs.iter().try_for_each(add)).unwrap(), id);
     }
 }

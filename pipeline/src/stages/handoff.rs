@@ -9,8 +9,9 @@
 //! it; a later stage takes it instead of reading the object. The offer is
 //! keyed by the object's id, so a stage takes only what stands for the
 //! exact bytes it would read, and whatever it computes from it is what it
-//! computes from the object (`tests/handoff.rs` compares each stage run
-//! alone, reading the store, with the same stage fed by its predecessor).
+//! computes from the object (`tests/incremental.rs` compares each stage
+//! rerun alone, reading the store, with the same stage fed by its
+//! predecessor).
 //!
 //! An offer lives until the end of the next stage, taken or not (the
 //! driver calls [`Handoff::end_stage`]): a decoded input that nobody

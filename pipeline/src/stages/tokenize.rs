@@ -49,8 +49,9 @@ impl Stage for Tokenize {
         // the vocab stage that follows in the same build (see `handoff`):
         // it would otherwise read every token back from the table.
         let mut counter = vocab::Counter::default();
-        // A batch of documents at a time: cleaned in parallel, written in
-        // order, so memory holds a batch and a row group, not the corpus.
+        // A batch of documents at a time: cleaned in parallel, counted,
+        // written in order, so memory holds a batch, a row group and the
+        // counter (4 bytes a token and the distinct words), not the text.
         let tokens = tables::publish_streamed(cx.store, tables::tokens_schema(), |sink| {
             // The texts the ingest stage of this build handed over, else
             // read back from the documents table.

@@ -102,7 +102,8 @@ impl Stage for Graph {
         Self::NODES.put(&mut out, tables::put_nodes(store, &docs, &v, &labels)?);
         Self::LABELS.put(&mut out, tables::put_labels(store, &labels)?);
         // Only the counts are needed from here on: the names and words go
-        // before the token ids come in.
+        // before the token ids come in (read from the store; when the vocab
+        // stage of this build handed them over, they are held already).
         let num_words = v.words.len();
         drop((docs, v));
         let dt_id = cx.input(Vocab::DOC_TOKENS)?;

@@ -1,7 +1,8 @@
 //! Times `Â · X` on a built graph: the native kernel against libtorch's CSR
 //! product, for the two widths the model uses (hidden and classes).
 //!
-//! `cargo run --release -p textgcn-trainer --example spmm_bench -- STORE REF`
+//! `cargo run --release -p textgcn-trainer --example spmm_bench -- STORE REF [WIDTHS]`
+//! (`WIDTHS`: comma-separated widths of `X`, default `200,20`).
 
 use std::time::Instant;
 
@@ -23,7 +24,11 @@ fn main() -> anyhow::Result<()> {
         Adj::Torch(t) => Adj::Torch(t.shallow_clone()),
         Adj::Host { .. } => unreachable!("a graph from objects is mapped, never held"),
     };
-    for k in [200i64, 20] {
+    let widths: Vec<i64> = match args.get(3) {
+        Some(w) => w.split(',').map(|k| k.trim().parse().map_err(|e| anyhow::anyhow!("width {k:?}: {e}"))).collect::<anyhow::Result<_>>()?,
+        None => vec![200, 20],
+    };
+    for k in widths {
         let x = Tensor::rand([n, k], (Kind::Float, Device::Cpu));
         for (name, a) in [("native", &g.adj), ("torch", &torch)] {
             let _ = a.mm(&x);

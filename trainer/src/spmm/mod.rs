@@ -32,6 +32,12 @@
 //! give the same bits (tested); the portable one rounds each product
 //! before adding it.
 //!
+//! A few tile widths come out of the compiler as scalar code (40 and 48
+//! floats with AVX-512; 32, 40 and 48 with AVX2: [`SCALAR_TILES_AVX512`]),
+//! 5-8× slower than their neighbours; a width that would need one is
+//! made in two or more passes of fast tiles instead (a hidden width of
+//! 48 is two passes of 24).
+//!
 //! The SIMD builds come from `pulp`: [`pulp::x86::V4`] and
 //! [`pulp::x86::V3`] are tokens that only run-time detection makes
 //! (x86-64-v4: AVX-512; x86-64-v3: AVX2, FMA), and `vectorize` compiles
@@ -52,10 +58,36 @@ pub const PREFETCH_AHEAD: usize = 8;
 
 /// The passes over a row of `k` output floats with tiles of at most
 /// `max`: as few as that allows, of equal widths but the last, as
-/// `(first float, width)`.
+/// `(first float, width)`. The kernels take [`fast_passes`].
+#[cfg(test)]
 fn passes(k: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
-    let width = k.div_ceil(k.div_ceil(max));
+    passes_of(k, k.div_ceil(max))
+}
+
+/// `k` floats in `n` passes of equal widths but the last.
+fn passes_of(k: usize, n: usize) -> impl Iterator<Item = (usize, usize)> {
+    let width = k.div_ceil(n.max(1)).max(1);
     (0..k).step_by(width).map(move |t| (t, width.min(k - t)))
+}
+
+/// Tiles (floats) that the compiler leaves as scalar code: for these
+/// widths LLVM's vectoriser gives up on the tile's loop, which then runs
+/// one `vfmadd231ss` per float with the accumulators spilled to the stack
+/// (seen in `perf annotate`), 5-8× slower than the tiles around them.
+/// Measured with `spmm_bench` on 20ng (seconds a product, 2 threads,
+/// 2026-12-06, the AMD EPYC host): AVX-512 tiles of 32, 40, 48, 56 floats
+/// 0.060, 0.329, 0.505, 0.093; AVX2 tiles of 24, 32, 40, 48, 56 floats
+/// 0.055, 0.239, 0.375, 0.512, 0.134.
+const SCALAR_TILES_AVX512: &[usize] = &[40, 48];
+const SCALAR_TILES_AVX2: &[usize] = &[32, 40, 48];
+
+/// [`passes`], in more passes where that avoids a tile of `slow`: the
+/// fewest passes whose tiles are all fast (the same floats and the same
+/// bits: each output float's chain of FMAs does not depend on its tile).
+fn fast_passes(k: usize, max: usize, slow: &'static [usize]) -> impl Iterator<Item = (usize, usize)> {
+    let fast = |n: usize| passes_of(k, n).all(|(_, w)| !slow.contains(&w.next_multiple_of(8)));
+    let fewest = k.div_ceil(max);
+    passes_of(k, (fewest..=k.max(1)).find(|&n| fast(n)).unwrap_or(fewest))
 }
 
 /// Runs one pass (`t`, `w`) of a block's rows under `simd`'s features
@@ -164,13 +196,13 @@ impl Csr<'_> {
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) => {
-                for (t, w) in passes(k, 208) {
+                for (t, w) in fast_passes(k, 208, SCALAR_TILES_AVX512) {
                     tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128, 136, 144, 152, 160, 168, 176, 184, 192, 200, 208]);
                 }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => {
-                for (t, w) in passes(k, 104) {
+                for (t, w) in fast_passes(k, 104, SCALAR_TILES_AVX2) {
                     tiled!(simd, block, x, k, chunk, t, w, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104]);
                 }
             }
@@ -392,7 +424,7 @@ mod tests {
         assert!(kernels.contains(&Kernel::pick()));
         // Widths below, at and above the tiles (8, 104, 208), ragged ones,
         // and several passes.
-        for k in [1, 7, 8, 20, 23, 64, 67, 100, 104, 105, 200, 208, 209, 300, 417] {
+        for k in [1, 7, 8, 20, 23, 32, 40, 45, 48, 64, 67, 100, 104, 105, 200, 208, 209, 300, 417] {
             let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
             let mut fused: Option<Vec<f32>> = None;
             for &kernel in &kernels {
@@ -417,6 +449,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The passes cover each float once, in order, as few as the largest
+    /// tile allows, more only where that avoids a scalar tile.
+    #[test]
+    fn passes_avoid_the_scalar_tiles() {
+        for (max, slow) in [(208, SCALAR_TILES_AVX512), (104, SCALAR_TILES_AVX2)] {
+            for k in 1..=700 {
+                let p: Vec<(usize, usize)> = fast_passes(k, max, slow).collect();
+                let mut next = 0;
+                for &(t, w) in &p {
+                    assert!(t == next && w >= 1 && w <= max, "k={k}: {p:?}");
+                    assert!(!slow.contains(&w.next_multiple_of(8)), "k={k}: {p:?} has a scalar tile");
+                    next = t + w;
+                }
+                assert_eq!(next, k, "k={k}: {p:?}");
+                let plain = passes(k, max).count();
+                if passes(k, max).all(|(_, w)| !slow.contains(&w.next_multiple_of(8))) {
+                    assert_eq!(p.len(), plain, "k={k}: more passes than needed");
+                }
+            }
+        }
+        // The widths measured slow are split in two.
+        assert_eq!(fast_passes(48, 208, SCALAR_TILES_AVX512).collect::<Vec<_>>(), [(0, 24), (24, 24)]);
+        assert_eq!(fast_passes(40, 104, SCALAR_TILES_AVX2).collect::<Vec<_>>(), [(0, 20), (20, 20)]);
+        assert_eq!(fast_passes(200, 208, SCALAR_TILES_AVX512).collect::<Vec<_>>(), [(0, 200)]);
     }
 
     /// Leaving out the columns whose rows of `x` are zero gives the same

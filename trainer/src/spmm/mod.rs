@@ -33,7 +33,7 @@
 //! before adding it.
 //!
 //! A few tile widths come out of the compiler as scalar code (40 and 48
-//! floats with AVX-512; 32, 40 and 48 with AVX2: [`SCALAR_TILES_AVX512`]),
+//! floats with AVX-512; 32, 40 and 48 with AVX2: `SCALAR_TILES_AVX512`),
 //! 5-8× slower than their neighbours; a width that would need one is
 //! made in two or more passes of fast tiles instead (a hidden width of
 //! 48 is two passes of 24).
@@ -58,7 +58,8 @@ pub const PREFETCH_AHEAD: usize = 8;
 
 /// The passes over a row of `k` output floats with tiles of at most
 /// `max`: as few as that allows, of equal widths but the last, as
-/// `(first float, width)`. The kernels take [`fast_passes`].
+/// `(first float, width)`: what `fast_passes` gives where no tile is slow
+/// (its test compares them); the kernels take `fast_passes`.
 #[cfg(test)]
 fn passes(k: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
     passes_of(k, k.div_ceil(max))
@@ -79,11 +80,14 @@ fn passes_of(k: usize, n: usize) -> impl Iterator<Item = (usize, usize)> {
 /// 0.060, 0.329, 0.505, 0.093; AVX2 tiles of 24, 32, 40, 48, 56 floats
 /// 0.055, 0.239, 0.375, 0.512, 0.134.
 const SCALAR_TILES_AVX512: &[usize] = &[40, 48];
+/// The same for AVX2's tiles (see `SCALAR_TILES_AVX512`).
 const SCALAR_TILES_AVX2: &[usize] = &[32, 40, 48];
 
-/// [`passes`], in more passes where that avoids a tile of `slow`: the
-/// fewest passes whose tiles are all fast (the same floats and the same
-/// bits: each output float's chain of FMAs does not depend on its tile).
+/// The passes over a row of `k` output floats with tiles of at most
+/// `max`: as few as that allows (of equal widths but the last), more
+/// only where that avoids a tile of `slow`. The same floats and the same
+/// bits either way: each output float's chain of FMAs does not depend on
+/// its tile.
 fn fast_passes(k: usize, max: usize, slow: &'static [usize]) -> impl Iterator<Item = (usize, usize)> {
     let fast = |n: usize| passes_of(k, n).all(|(_, w)| !slow.contains(&w.next_multiple_of(8)));
     let fewest = k.div_ceil(max);

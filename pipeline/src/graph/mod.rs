@@ -756,6 +756,7 @@ struct Scratch {
     narrow: Option<Narrow>,
     wide: Option<Wide>,
     bits: Touched,
+    /// One stamp a column in the windows mode, none with position pairs.
     stamp: Vec<u32>,
 }
 
@@ -809,7 +810,12 @@ fn word_rows(c: &RowCtx, blocks: &[std::ops::Range<usize>], spool: &mut RowSpool
     let tri: Vec<u32> = (0..2 * w - 1).map(|k| (w - k.abs_diff(w - 1)) as u32).collect();
     let pairs = std::sync::atomic::AtomicUsize::new(0);
     let scratch = Mutex::new(Vec::new());
-    let new_scratch = || Scratch { narrow: None, wide: None, bits: Touched::new(nv), stamp: vec![u32::MAX; nv] };
+    // Only the windows mode reads stamps; position pairs neither hold
+    // nor clear them (clearing one is a cache miss an edge once the
+    // vocabulary outgrows the cache: the word rows of 400,000 generated
+    // documents, six builds each, median 29.7 s with, 26.1 s without).
+    let stamps = if c.mode == Cooccurrence::Windows { nv } else { 0 };
+    let new_scratch = || Scratch { narrow: None, wide: None, bits: Touched::new(nv), stamp: vec![u32::MAX; stamps] };
     spool_in_batches(spool, progress, nd + nv, blocks, &scratch, new_scratch, |s, words| {
         let mut r = Rows::default();
         let mut block_pairs = 0usize;
@@ -854,9 +860,12 @@ fn word_row<A: Accumulator>(c: &RowCtx, i: usize, tri: &[u32], acc: &mut A, bits
     let fi = c.wfreq[i];
     let mut self_done = false;
     let mut pairs = 0;
+    let windows = c.mode == Cooccurrence::Windows;
     bits.drain(|j| {
         let (cnt, fj) = acc.take(j, c.wfreq);
-        stamp[j] = u32::MAX;
+        if windows {
+            stamp[j] = u32::MAX;
+        }
         if !self_done && j >= i {
             r.cols.push((nd + i) as u32);
             r.w.push(1.0);

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 
 /// The vocabulary: ids are positions, sorted by descending corpus frequency,
 /// then by the word's bytes ascending (a documented, hash-order-free key).
@@ -49,64 +48,135 @@ pub struct VocabParams<'a> {
     pub max_size: Option<usize>,
 }
 
+/// A word's first 8 bytes, little-endian and zero-padded, and its hash.
+/// Words of at most 8 bytes (most tokens) are compared by this key and
+/// their length alone, without reading their bytes again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    prefix: u64,
+    len: u32,
+}
+
+/// One 64-bit multiply folded to 64 bits: mixes every input bit into the
+/// high bits (the table's tags) and the low bits (its buckets).
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let m = (a as u128) * (b as u128);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// The 8 bytes at `w[at..]`, zero-padded past the end of `w`.
+#[inline(always)]
+fn load8(w: &[u8], at: usize) -> u64 {
+    match w.get(at..at + 8) {
+        Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        None => {
+            let mut b = [0u8; 8];
+            let rest = &w[at.min(w.len())..];
+            b[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(b)
+        }
+    }
+}
+
+/// The key and hash of word `w`, whose first 8 bytes (zero-padded) are
+/// `prefix`.
+#[inline(always)]
+fn key_and_hash(w: &[u8], prefix: u64) -> (Key, u64) {
+    const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K1: u64 = 0xd6e8_feb8_6659_fd93;
+    let mut h = fold(prefix ^ K1, (w.len() as u64) ^ K0);
+    let mut at = 8;
+    while at < w.len() {
+        h = fold(h ^ load8(w, at), K1);
+        at += 8;
+    }
+    (Key { prefix, len: w.len() as u32 }, h)
+}
+
+/// The key and hash of a word alone (not inside a longer text).
+fn key_of(w: &[u8]) -> (Key, u64) {
+    key_and_hash(w, load8(w, 0))
+}
+
+/// A table entry: a word's key and id.
+#[derive(Clone, Copy)]
+struct Slot {
+    key: Key,
+    id: u32,
+}
+
 /// Distinct words, each stored once in an arena, with a hash index: the
-/// vocabulary of a corpus whose text is not in memory. About 30 bytes a
-/// word with its count (the bytes, an end offset, an index slot, the
-/// count), instead of ~80 for a map of owned strings.
+/// vocabulary of a corpus whose text is not in memory. About 35 bytes a
+/// word (the bytes, an end offset, an index slot of 16 bytes).
 #[derive(Default)]
 struct WordTable {
     bytes: Vec<u8>,
     ends: Vec<usize>,
-    index: hashbrown::HashTable<u32>,
+    index: hashbrown::HashTable<Slot>,
 }
 
 impl WordTable {
-    fn hash(w: &[u8]) -> u64 {
-        use std::hash::BuildHasher;
-        rustc_hash::FxBuildHasher.hash_one(w)
-    }
-
     fn len(&self) -> usize {
         self.ends.len()
     }
 
     fn word(&self, i: u32) -> &[u8] {
-        let i = i as usize;
-        &self.bytes[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
+        word_in(&self.bytes, &self.ends, i)
     }
 
-    /// The id of `w` (whose [`WordTable::hash`] is `h`), added (as the
-    /// next id) if it is new.
-    fn id_or_insert_hashed(&mut self, w: &str, h: u64) -> u32 {
-        let WordTable { bytes, ends, index } = self;
-        let word = |i: u32| {
-            let i = i as usize;
-            &bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
-        };
-        if let Some(&i) = index.find(h, |&i| word(i) == w.as_bytes()) {
+    /// The id of `w` (key `k`, hash `h`), if it is in the table.
+    #[inline(always)]
+    fn find(&self, w: &[u8], k: Key, h: u64) -> Option<u32> {
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        self.index.find(h, |s| s.key == k && (w.len() <= 8 || word_in(bytes, ends, s.id)[8..] == w[8..])).map(|s| s.id)
+    }
+
+    /// The id of `w` (key `k`, hash `h`), added (as the next id) if it is
+    /// new.
+    fn id_or_insert(&mut self, w: &[u8], k: Key, h: u64) -> u32 {
+        if let Some(i) = self.find(w, k, h) {
             return i;
         }
+        let WordTable { bytes, ends, index } = self;
         let id = u32::try_from(ends.len()).expect("fewer than 2^32 distinct words");
-        bytes.extend_from_slice(w.as_bytes());
+        bytes.extend_from_slice(w);
         ends.push(bytes.len());
         let (bytes, ends) = (&*bytes, &*ends);
-        index.insert_unique(h, id, |&i| {
-            let i = i as usize;
-            Self::hash(&bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
-        });
+        index.insert_unique(h, Slot { key: k, id }, |s| key_of(word_in(bytes, ends, s.id)).1);
         id
     }
 }
 
-/// Tokens of documents split on single spaces (empty tokens skipped).
-fn tokens(d: &str) -> impl Iterator<Item = &str> {
-    d.split(' ').filter(|t| !t.is_empty())
+/// Word `i` of an arena of words ending at `ends`.
+#[inline(always)]
+fn word_in<'a>(bytes: &'a [u8], ends: &[usize], i: u32) -> &'a [u8] {
+    let i = i as usize;
+    &bytes[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
 }
 
-/// Shards of the distinct words: merging a batch's counts runs in
-/// parallel over them. A constant, so that nothing depends on the thread
-/// count.
-const SHARDS: usize = 64;
+/// Shards of the distinct words, by bits of a word's hash that the shard's
+/// table uses neither for its buckets nor for its tags. A constant, so
+/// that nothing depends on the thread count.
+const SHARDS: usize = 256;
+
+#[inline(always)]
+fn shard_of(h: u64) -> usize {
+    (h >> 40) as usize % SHARDS
+}
+
+/// The counter shards its words once it holds more than this many: a
+/// table of all words then outgrows the cache (3.3 M distinct words in
+/// 100,000 generated documents, most of them rare: a cache miss a token).
+const SHARD_FROM: usize = 1 << 18;
+
+/// Sharded, at most this much text is split into tokens at a time (a
+/// token's record takes 32 bytes, about five times the text it stands for).
+const GROUP_BYTES: usize = 8 << 20;
+
+/// Marks a run's provisional id as one of its own new words (an index into
+/// [`DirectRun::words`]) rather than an id of the counter's table.
+const LOCAL: u32 = 1 << 31;
 
 /// One shard of the distinct words and their counts.
 #[derive(Default)]
@@ -117,99 +187,279 @@ struct Shard {
 
 /// Counts the words of cleaned documents (tokens separated by single
 /// spaces), a batch at a time, in parallel within a batch: the distinct
-/// words and their counts, and each token as a provisional id (4 bytes a
-/// token), never the text. [`Counter::finish`] turns them into the
-/// vocabulary and the id-encoded documents.
+/// words, and each token as a provisional id (4 bytes a token), never the
+/// text. [`Counter::finish`] turns them into the vocabulary and the
+/// id-encoded documents.
+///
+/// Two layouts, the same result. While the vocabulary is small (up to
+/// [`SHARD_FROM`] words, every benchmark corpus), one table that runs of
+/// documents look their tokens up in, in parallel; only their new words
+/// are added after, and frequencies are counted from the ids at the end.
+/// Beyond, [`SHARDS`] tables with their counts: a batch's tokens are first
+/// sent to their shard's list, then each shard counts its own (its table
+/// stays in cache while it does), and the ids are gathered back in order.
 pub struct Counter {
+    /// The one table, until the words are sharded.
+    table: Option<WordTable>,
+    /// The shards, once the words are (then a provisional id is `local ·
+    /// SHARDS + shard`).
     shards: Vec<Shard>,
-    /// Provisional id of every token, in corpus order (`local · SHARDS + shard`).
+    /// Provisional id of every token, in corpus order.
     prov: Vec<u32>,
     /// Tokens per document.
     lens: Vec<u32>,
+    /// [`SHARD_FROM`] and [`GROUP_BYTES`], but for tests.
+    shard_from: usize,
+    group_bytes: usize,
 }
 
 impl Default for Counter {
     fn default() -> Self {
-        Counter { shards: (0..SHARDS).map(|_| Shard::default()).collect(), prov: Vec::new(), lens: Vec::new() }
+        Counter { table: Some(WordTable::default()), shards: Vec::new(), prov: Vec::new(), lens: Vec::new(), shard_from: SHARD_FROM, group_bytes: GROUP_BYTES }
     }
 }
 
-/// A run of documents counted on its own: chunk-local ids in order of
-/// first appearance, their words, counts and hashes, and the tokens.
-struct Run<'a> {
-    words: Vec<&'a str>,
-    hashes: Vec<u64>,
-    freq: Vec<u64>,
+/// A run of documents counted against the one table as it was when the
+/// batch began: a token is its table id, or `LOCAL | k` for the run's
+/// `k`-th new word.
+struct DirectRun<'a> {
+    words: Vec<&'a [u8]>,
+    keys: Vec<(Key, u64)>,
+    index: hashbrown::HashTable<Slot>,
     ids: Vec<u32>,
     lens: Vec<u32>,
 }
 
-fn count_run<S: AsRef<str>>(docs: &[S]) -> Run<'_> {
-    let mut local: FxHashMap<&str, u32> = FxHashMap::default();
-    let mut r = Run { words: Vec::new(), hashes: Vec::new(), freq: Vec::new(), ids: Vec::new(), lens: Vec::with_capacity(docs.len()) };
+/// The tokens of `d` with their keys and hashes, and where they start.
+#[inline(always)]
+fn for_each_token<'a>(d: &'a [u8], mut f: impl FnMut(&'a [u8], usize, Key, u64)) {
+    let mut at = 0;
+    for t in d.split(|&b| b == b' ') {
+        let start = at;
+        at += t.len() + 1;
+        if t.is_empty() {
+            continue;
+        }
+        let len = t.len();
+        let prefix = load8(d, start) & if len >= 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+        let (k, h) = key_and_hash(t, prefix);
+        f(t, start, k, h);
+    }
+}
+
+fn count_direct<'a, S: AsRef<str>>(table: &WordTable, docs: &'a [S]) -> DirectRun<'a> {
+    let mut r = DirectRun { words: Vec::new(), keys: Vec::new(), index: hashbrown::HashTable::new(), ids: Vec::new(), lens: Vec::with_capacity(docs.len()) };
     for d in docs {
         let before = r.ids.len();
-        for t in tokens(d.as_ref()) {
-            let id = *local.entry(t).or_insert_with(|| {
-                r.words.push(t);
-                r.hashes.push(WordTable::hash(t.as_bytes()));
-                r.freq.push(0);
-                (r.words.len() - 1) as u32
-            });
-            r.freq[id as usize] += 1;
+        for_each_token(d.as_ref().as_bytes(), |t, _, k, h| {
+            let id = match table.find(t, k, h) {
+                Some(id) => id,
+                None => {
+                    let DirectRun { words, keys, index, .. } = &mut r;
+                    let local = match index.find(h, |s| s.key == k && (t.len() <= 8 || words[s.id as usize][8..] == t[8..])) {
+                        Some(s) => s.id,
+                        None => {
+                            let id = words.len() as u32;
+                            words.push(t);
+                            keys.push((k, h));
+                            index.insert_unique(h, Slot { key: k, id }, |s| keys[s.id as usize].1);
+                            id
+                        }
+                    };
+                    LOCAL | local
+                }
+            };
             r.ids.push(id);
-        }
+        });
         r.lens.push((r.ids.len() - before) as u32);
     }
     r
 }
 
+/// A token on its way to its shard: its key and hash, and where its bytes
+/// are (read again only for words longer than 8 bytes).
+#[derive(Clone, Copy)]
+struct Tok {
+    h: u64,
+    key: Key,
+    doc: u32,
+    start: u32,
+}
+
+/// A run of documents split into tokens: each token's record in its
+/// shard's list, and each token's shard in corpus order.
+struct ShardedRun {
+    by_shard: Vec<Vec<Tok>>,
+    shard: Vec<u8>,
+    lens: Vec<u32>,
+}
+
+fn split_run<S: AsRef<str>>(docs: &[S]) -> ShardedRun {
+    let mut r = ShardedRun { by_shard: vec![Vec::new(); SHARDS], shard: Vec::new(), lens: Vec::with_capacity(docs.len()) };
+    for (doc, d) in docs.iter().enumerate() {
+        let before = r.shard.len();
+        for_each_token(d.as_ref().as_bytes(), |_, start, key, h| {
+            let s = shard_of(h);
+            r.by_shard[s].push(Tok { h, key, doc: doc as u32, start: start as u32 });
+            r.shard.push(s as u8);
+        });
+        r.lens.push((r.shard.len() - before) as u32);
+    }
+    r
+}
+
+/// How often each of `n` ids occurs in `ids`: a contiguous part per
+/// thread, each with its own counts, summed (`n` is at most a little over
+/// [`SHARD_FROM`] here).
+fn count_ids(ids: &[u32], n: usize) -> Vec<u64> {
+    let threads = rayon::current_num_threads().max(1);
+    let parts: Vec<Vec<u64>> = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let mut f = vec![0u64; n];
+            for &g in &ids[ids.len() * t / threads..ids.len() * (t + 1) / threads] {
+                f[g as usize] += 1;
+            }
+            f
+        })
+        .collect();
+    let mut freq = vec![0u64; n];
+    for part in parts {
+        for (a, b) in freq.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    freq
+}
+
+/// `prov[start..]` as the runs' parts, in order, `len(r)` ids each.
+fn parts_of<'a, R>(prov: &'a mut [u32], runs: &[R], len: impl Fn(&R) -> usize) -> Vec<&'a mut [u32]> {
+    let mut rest = prov;
+    let mut parts = Vec::with_capacity(runs.len());
+    for r in runs {
+        let (head, tail) = rest.split_at_mut(len(r));
+        parts.push(head);
+        rest = tail;
+    }
+    parts
+}
+
 impl Counter {
     /// Counts the tokens of `docs`.
     pub fn add<S: AsRef<str> + Sync>(&mut self, docs: &[S]) {
+        if self.table.is_some() {
+            self.add_direct(docs);
+            if self.table.as_ref().is_some_and(|t| t.len() > self.shard_from) {
+                self.shard();
+            }
+            return;
+        }
+        // Groups of documents of at most `group_bytes` of text (a longer
+        // document is a group of its own).
+        let mut first = 0;
+        while first < docs.len() {
+            let mut end = first + 1;
+            let mut bytes = docs[first].as_ref().len();
+            while end < docs.len() && bytes + docs[end].as_ref().len() <= self.group_bytes {
+                bytes += docs[end].as_ref().len();
+                end += 1;
+            }
+            self.add_sharded(&docs[first..end]);
+            first = end;
+        }
+    }
+
+    /// Counts `docs` against the one table: runs of documents in parallel,
+    /// then their new words added in run order (a word new to two runs
+    /// gets the first's id), then their ids put in place in parallel.
+    fn add_direct<S: AsRef<str> + Sync>(&mut self, docs: &[S]) {
         let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-        let runs: Vec<Run> = docs.par_chunks(chunk).map(count_run).collect();
-        // Merge the runs' words shard by shard, in parallel: each shard
-        // takes its words from every run, in run order.
-        // (Bits the table uses neither for its buckets nor for its tags.)
-        let shard_of = |h: u64| (h >> 40) as usize % SHARDS;
-        let globals: Vec<Vec<(usize, usize, u32)>> = self
+        let table = self.table.as_mut().expect("direct layout");
+        let runs: Vec<DirectRun> = {
+            let table = &*table;
+            docs.par_chunks(chunk).map(|c| count_direct(table, c)).collect()
+        };
+        let to_table: Vec<Vec<u32>> = runs.iter().map(|r| r.words.iter().zip(&r.keys).map(|(w, &(k, h))| table.id_or_insert(w, k, h)).collect()).collect();
+        let start = self.prov.len();
+        self.prov.resize(start + runs.iter().map(|r| r.ids.len()).sum::<usize>(), 0);
+        let parts = parts_of(&mut self.prov[start..], &runs, |r| r.ids.len());
+        parts.into_par_iter().zip(&runs).zip(&to_table).for_each(|((out, r), g)| {
+            for (o, &id) in out.iter_mut().zip(&r.ids) {
+                *o = if id & LOCAL != 0 { g[(id & !LOCAL) as usize] } else { id };
+            }
+        });
+        for r in &runs {
+            self.lens.extend_from_slice(&r.lens);
+        }
+    }
+
+    /// From the one table to shards: each word to its shard with its count
+    /// so far, and the provisional ids renumbered.
+    fn shard(&mut self) {
+        let table = self.table.take().expect("direct layout");
+        let freq = count_ids(&self.prov, table.len());
+        let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::default()).collect();
+        let new_id: Vec<u32> = (0..table.len() as u32)
+            .map(|g| {
+                let w = table.word(g);
+                let (k, h) = key_of(w);
+                let s = shard_of(h);
+                let shard = &mut shards[s];
+                let id = shard.words.id_or_insert(w, k, h) as usize;
+                shard.freq.push(freq[g as usize]);
+                u32::try_from(id * SHARDS + s).expect("fewer than 2^32 distinct words")
+            })
+            .collect();
+        drop((table, freq));
+        self.prov.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|g| *g = new_id[*g as usize]));
+        self.shards = shards;
+    }
+
+    /// Counts a group of documents into the shards in three passes: runs of
+    /// documents split into tokens in parallel, each token's record sent to
+    /// its shard; the shards count their tokens in parallel (runs in order,
+    /// each run's tokens in order); the runs' provisional ids gathered in
+    /// token order in parallel.
+    fn add_sharded<S: AsRef<str> + Sync>(&mut self, docs: &[S]) {
+        assert!(docs.len() < u32::MAX as usize && docs.iter().all(|d| d.as_ref().len() < u32::MAX as usize), "a group of documents is indexed in 32 bits");
+        let chunk = docs.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+        let runs: Vec<ShardedRun> = docs.par_chunks(chunk).map(split_run).collect();
+        // ids[s][r]: the provisional ids of run r's tokens of shard s, in order.
+        let ids: Vec<Vec<Vec<u32>>> = self
             .shards
             .par_iter_mut()
             .enumerate()
             .map(|(s, shard)| {
-                let mut out = Vec::new();
-                for (ri, r) in runs.iter().enumerate() {
-                    for (li, (&w, &h)) in r.words.iter().zip(&r.hashes).enumerate() {
-                        if shard_of(h) == s {
-                            let id = shard.words.id_or_insert_hashed(w, h) as usize;
-                            if id == shard.freq.len() {
-                                shard.freq.push(0);
-                            }
-                            shard.freq[id] += r.freq[li];
-                            out.push((ri, li, u32::try_from(id * SHARDS + s).expect("fewer than 2^32 distinct words")));
-                        }
-                    }
-                }
-                out
+                runs.iter()
+                    .enumerate()
+                    .map(|(ri, r)| {
+                        let run_docs = &docs[ri * chunk..];
+                        r.by_shard[s]
+                            .iter()
+                            .map(|t| {
+                                let len = t.key.len as usize;
+                                let w = &run_docs[t.doc as usize].as_ref().as_bytes()[t.start as usize..t.start as usize + len];
+                                let id = shard.words.id_or_insert(w, t.key, t.h) as usize;
+                                if id == shard.freq.len() {
+                                    shard.freq.push(0);
+                                }
+                                shard.freq[id] += 1;
+                                u32::try_from(id * SHARDS + s).expect("fewer than 2^32 distinct words")
+                            })
+                            .collect()
+                    })
+                    .collect()
             })
             .collect();
-        let mut to_global: Vec<Vec<u32>> = runs.iter().map(|r| vec![0; r.words.len()]).collect();
-        for (ri, li, g) in globals.into_iter().flatten() {
-            to_global[ri][li] = g;
-        }
         let start = self.prov.len();
-        self.prov.resize(start + runs.iter().map(|r| r.ids.len()).sum::<usize>(), 0);
-        let mut rest = &mut self.prov[start..];
-        let mut parts = Vec::with_capacity(runs.len());
-        for r in &runs {
-            let (head, tail) = rest.split_at_mut(r.ids.len());
-            parts.push(head);
-            rest = tail;
-        }
-        parts.into_par_iter().zip(&runs).zip(&to_global).for_each(|((out, r), g)| {
-            for (o, &l) in out.iter_mut().zip(&r.ids) {
-                *o = g[l as usize];
+        self.prov.resize(start + runs.iter().map(|r| r.shard.len()).sum::<usize>(), 0);
+        let parts = parts_of(&mut self.prov[start..], &runs, |r| r.shard.len());
+        parts.into_par_iter().zip(&runs).enumerate().for_each(|(ri, (out, r))| {
+            let mut next = [0usize; SHARDS];
+            for (o, &s) in out.iter_mut().zip(&r.shard) {
+                let s = s as usize;
+                *o = ids[s][ri][next[s]];
+                next[s] += 1;
             }
         });
         for r in &runs {
@@ -224,80 +474,103 @@ impl Counter {
 
     /// Distinct words counted so far.
     pub fn distinct(&self) -> usize {
-        self.shards.iter().map(|s| s.words.len()).sum()
+        match &self.table {
+            Some(t) => t.len(),
+            None => self.shards.iter().map(|s| s.words.len()).sum(),
+        }
     }
 
     /// The vocabulary and the documents as its ids. Kept words: counted at
     /// least `min_freq` times and not a stop word, sorted by (frequency
     /// descending, word bytes ascending), at most `max_size`.
     pub fn finish(self, p: &VocabParams) -> (Vocab, DocTokens) {
-        let Counter { shards, mut prov, lens } = self;
-        let word = |g: u32| shards[g as usize % SHARDS].words.word(g / SHARDS as u32);
-        let freq = |g: u32| shards[g as usize % SHARDS].freq[g as usize / SHARDS];
-        let text = |g: u32| std::str::from_utf8(word(g)).expect("counted from strings");
-        let mut kept: Vec<u32> = Vec::new();
-        for (s, shard) in shards.iter().enumerate() {
-            kept.extend((0..shard.words.len()).map(|i| (i * SHARDS + s) as u32).filter(|&g| freq(g) >= p.min_freq && !p.stopwords.contains(text(g))));
-        }
-        kept.sort_unstable_by(|&a, &b| freq(b).cmp(&freq(a)).then_with(|| word(a).cmp(word(b))));
-        if let Some(m) = p.max_size {
-            kept.truncate(m);
-        }
-        let span = shards.iter().map(|s| s.words.len()).max().unwrap_or(0) * SHARDS;
-        let mut final_id = vec![DROPPED; span];
-        for (f, &g) in kept.iter().enumerate() {
-            final_id[g as usize] = f as u32;
-        }
-        let nk = kept.len();
-        let mut vocab = Vocab { words: kept.iter().map(|&g| text(g).to_owned()).collect(), freq: kept.iter().map(|&g| freq(g)).collect(), df: vec![0; nk] };
-        drop(shards);
-        // Provisional ids to final ones, in place, then the dropped ones
-        // squeezed out document by document; document frequencies on the
-        // way (runs of documents in parallel, each with its own counts).
-        prov.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|g| *g = final_id[*g as usize]));
-        drop(final_id);
-        let mut offsets = Vec::with_capacity(lens.len() + 1);
-        offsets.push(0usize);
-        let (mut read, mut write) = (0usize, 0usize);
-        for &len in &lens {
-            for k in read..read + len as usize {
-                let id = prov[k];
-                if id != DROPPED {
-                    prov[write] = id;
-                    write += 1;
-                }
+        let Counter { table, shards, prov, lens, .. } = self;
+        // The kept words' provisional ids, sorted, and the vocabulary; the
+        // tables go before the ids are encoded.
+        let (vocab, kept, span) = match table {
+            Some(table) => {
+                let freq = count_ids(&prov, table.len());
+                let (v, k) = choose(p, 0..table.len() as u32, |g| table.word(g), |g| freq[g as usize]);
+                (v, k, table.len())
             }
-            read += len as usize;
-            offsets.push(write);
+            None => {
+                let all = shards.iter().enumerate().flat_map(|(s, shard)| (0..shard.words.len()).map(move |i| (i * SHARDS + s) as u32));
+                let (v, k) = choose(p, all, |g| shards[g as usize % SHARDS].words.word(g / SHARDS as u32), |g| shards[g as usize % SHARDS].freq[g as usize / SHARDS]);
+                (v, k, shards.iter().map(|s| s.words.len()).max().unwrap_or(0) * SHARDS)
+            }
+        };
+        drop(shards);
+        encode(vocab, &kept, span, prov, lens)
+    }
+}
+
+/// The kept words of `all` (provisional ids), sorted, and the vocabulary
+/// (document frequencies still 0).
+fn choose<'a>(p: &VocabParams, all: impl Iterator<Item = u32>, word: impl Fn(u32) -> &'a [u8], freq: impl Fn(u32) -> u64) -> (Vocab, Vec<u32>) {
+    let text = |g: u32| std::str::from_utf8(word(g)).expect("counted from strings");
+    let mut kept: Vec<u32> = all.filter(|&g| freq(g) >= p.min_freq && !p.stopwords.contains(text(g))).collect();
+    kept.sort_unstable_by(|&a, &b| freq(b).cmp(&freq(a)).then_with(|| word(a).cmp(word(b))));
+    if let Some(m) = p.max_size {
+        kept.truncate(m);
+    }
+    let vocab = Vocab { words: kept.iter().map(|&g| text(g).to_owned()).collect(), freq: kept.iter().map(|&g| freq(g)).collect(), df: vec![0; kept.len()] };
+    (vocab, kept)
+}
+
+/// The documents as the ids of the `kept` words (provisional ids below
+/// `span`), and the vocabulary's document frequencies.
+fn encode(mut vocab: Vocab, kept: &[u32], span: usize, mut prov: Vec<u32>, lens: Vec<u32>) -> (Vocab, DocTokens) {
+    let mut final_id = vec![DROPPED; span];
+    for (f, &g) in kept.iter().enumerate() {
+        final_id[g as usize] = f as u32;
+    }
+    let nk = kept.len();
+    // Provisional ids to final ones, in place, then the dropped ones
+    // squeezed out document by document; document frequencies on the
+    // way (runs of documents in parallel, each with its own counts).
+    prov.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|g| *g = final_id[*g as usize]));
+    drop(final_id);
+    let mut offsets = Vec::with_capacity(lens.len() + 1);
+    offsets.push(0usize);
+    let (mut read, mut write) = (0usize, 0usize);
+    for &len in &lens {
+        for k in read..read + len as usize {
+            let id = prov[k];
+            if id != DROPPED {
+                prov[write] = id;
+                write += 1;
+            }
         }
-        prov.truncate(write);
-        prov.shrink_to_fit();
-        let ids = prov;
-        let nd = lens.len();
-        let threads = rayon::current_num_threads().max(1);
-        let dfs: Vec<Vec<u64>> = (0..threads)
-            .into_par_iter()
-            .map(|t| {
-                let mut df = vec![0u64; nk];
-                let mut last = vec![u32::MAX; nk];
-                for d in nd * t / threads..nd * (t + 1) / threads {
-                    for &id in &ids[offsets[d]..offsets[d + 1]] {
-                        if last[id as usize] != d as u32 {
-                            last[id as usize] = d as u32;
-                            df[id as usize] += 1;
-                        }
+        read += len as usize;
+        offsets.push(write);
+    }
+    prov.truncate(write);
+    prov.shrink_to_fit();
+    let ids = prov;
+    let nd = lens.len();
+    let threads = rayon::current_num_threads().max(1);
+    let dfs: Vec<Vec<u64>> = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let mut df = vec![0u64; nk];
+            let mut last = vec![u32::MAX; nk];
+            for d in nd * t / threads..nd * (t + 1) / threads {
+                for &id in &ids[offsets[d]..offsets[d + 1]] {
+                    if last[id as usize] != d as u32 {
+                        last[id as usize] = d as u32;
+                        df[id as usize] += 1;
                     }
                 }
-                df
-            })
-            .collect();
-        for df in dfs {
-            for (a, b) in vocab.df.iter_mut().zip(df) {
-                *a += b;
             }
+            df
+        })
+        .collect();
+    for df in dfs {
+        for (a, b) in vocab.df.iter_mut().zip(df) {
+            *a += b;
         }
-        (vocab, DocTokens { offsets, ids })
     }
+    (vocab, DocTokens { offsets, ids })
 }
 
 /// The id of a word that the vocabulary does not keep.
@@ -353,6 +626,58 @@ mod tests {
         assert_eq!(clean_text(&v, &t), "cat sat\ncat\nsat cat");
         let (v, _) = build(&docs, &VocabParams { min_freq: 1, stopwords: &stop, max_size: Some(3) });
         assert_eq!(v.words, ["cat", "sat", "a"]);
+    }
+
+    #[test]
+    fn long_and_look_alike_words_are_told_apart_across_batches() {
+        use rand::{Rng, SeedableRng};
+        // Words that share their first 8 bytes, differ in length only by
+        // a trailing NUL, or end a document (the 8-byte key read there
+        // is padded): each must be counted apart, whether it is new to the
+        // batch or already in the table from an earlier one.
+        let stems = ["a", "ab", "ab\0", "abcdefgh", "abcdefgh\0", "abcdefghi", "abcdefghij", "abcdefgx", "abcdefghijklmnopq", "abcdefghijklmnopr", "abcdefghijklmnopqrstuvwxyz0123"];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let docs: Vec<String> = (0..500)
+            .map(|_| {
+                (0..rng.random_range(0..30))
+                    .map(|_| {
+                        let s = stems[rng.random_range(0..stems.len())];
+                        if rng.random_bool(0.3) { format!("{s}{}", rng.random_range(0..40u32)) } else { s.to_owned() }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(if rng.random_bool(0.1) { "  " } else { " " })
+            })
+            .collect();
+        let stop = HashSet::new();
+        let p = VocabParams { min_freq: 1, stopwords: &stop, max_size: None };
+        let whole = build(&docs, &p);
+        // Both layouts (one table; shards, from the start or once 30
+        // words are counted), groups of any size, batches and threads.
+        let layouts = [(usize::MAX, GROUP_BYTES), (0, GROUP_BYTES), (0, 1), (0, 200), (30, 1000)];
+        for (batch, (shard_from, group_bytes)) in [1, 7, 64, 499].into_iter().flat_map(|b| layouts.map(|l| (b, l))) {
+            for threads in [1, 2, 5] {
+                let batched = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+                    let mut c = Counter { shard_from, group_bytes, ..Counter::default() };
+                    for b in docs.chunks(batch) {
+                        c.add(b);
+                    }
+                    c.finish(&p)
+                });
+                assert!(batched == whole, "batches of {batch}, sharded from {shard_from} words, groups of {group_bytes} bytes, {threads} threads");
+            }
+        }
+        let mut direct: std::collections::HashMap<&str, u64> = Default::default();
+        for t in docs.iter().flat_map(|d| d.split(' ')).filter(|t| !t.is_empty()) {
+            *direct.entry(t).or_default() += 1;
+        }
+        assert_eq!(whole.0.words.len(), direct.len());
+        for (w, f) in whole.0.words.iter().zip(&whole.0.freq) {
+            assert_eq!(direct[w.as_str()], *f, "{w:?}");
+        }
+        // Every token is its own word again.
+        let again: Vec<&str> = whole.1.ids.iter().map(|&i| whole.0.words[i as usize].as_str()).collect();
+        let tokens: Vec<&str> = docs.iter().flat_map(|d| d.split(' ')).filter(|t| !t.is_empty()).collect();
+        assert_eq!(again, tokens);
     }
 
     #[test]

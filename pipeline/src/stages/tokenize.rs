@@ -49,6 +49,8 @@ impl Stage for Tokenize {
         // the vocab stage that follows in the same build (see `handoff`):
         // it would otherwise read every token back from the table.
         let mut counter = vocab::Counter::default();
+        // Wall time of cleaning, counting and writing the table (`-vv`).
+        let mut spent = [std::time::Duration::ZERO; 3];
         // A batch of documents at a time: cleaned in parallel, counted,
         // written in order, so memory holds a batch, a row group and the
         // counter (4 bytes a token and the distinct words), not the text.
@@ -65,6 +67,7 @@ impl Stage for Tokenize {
             };
             for batch in batches {
                 let texts = batch?;
+                let t0 = std::time::Instant::now();
                 let cleaned: Vec<String> = (0..texts.len())
                     .into_par_iter()
                     .map(|i| match rules {
@@ -74,13 +77,19 @@ impl Stage for Tokenize {
                     })
                     .collect();
                 documents += cleaned.len();
+                let t1 = std::time::Instant::now();
                 counter.add(&cleaned);
+                let t2 = std::time::Instant::now();
                 tables::push(cx.store, sink, tables::tokens_batch(&cleaned))?;
+                spent[0] += t1 - t0;
+                spent[1] += t2 - t1;
+                spent[2] += t2.elapsed();
                 cx.progress("documents", documents as u64, total);
             }
             Ok::<_, PipelineError>(())
         })?;
         let n_tokens = counter.tokens();
+        tracing::debug!("tokenize: cleaning {:.3}s, counting {:.3}s, writing the table {:.3}s", spent[0].as_secs_f64(), spent[1].as_secs_f64(), spent[2].as_secs_f64());
         cx.handoff.offer(&tokens, counter);
         let mut out = Built { summary: json!({"documents": documents, "tokens": n_tokens}), ..Built::default() };
         Self::TOKENS.put(&mut out, tokens);

@@ -32,6 +32,21 @@
 //! give the same bits (tested); the portable one rounds each product
 //! before adding it.
 //!
+//! # Panels of columns
+//! Where `X` is larger than the cache can hold (past [`ONE_PASS_BYTES`];
+//! 20ng's `[61603, 200]` is 49 MB, and this host's VM gets far less than
+//! its 32 MB of L3), most gathers wait on memory. The product is then
+//! made in passes over panels of consecutive columns of `Â`, each panel's
+//! rows of `X` at most [`PANEL_BYTES`]: a pass multiplies every row's
+//! non-zeros in its panel and adds them to the row's partial sums (kept in
+//! the output, loaded into the tile's registers and stored back), so the
+//! gathers of a pass hit the cache, and the cost is a sequential sweep of
+//! the output per panel. The non-zeros of a row are in column order, the
+//! panels too: every output float is the same FMA chain as in one pass,
+//! the same bits (tested). 20ng (k = 200, 2 threads, the AMD EPYC host,
+//! 2026-12-06): 0.37-0.40 s a product in panels of 12,288 columns against
+//! 0.66-0.94 s in one pass, and a 20ng epoch 0.88-0.91 s against 1.58-1.65 s.
+//!
 //! A few tile widths come out of the compiler as scalar code (40 and 48
 //! floats with AVX-512; 32, 40 and 48 with AVX2: `SCALAR_TILES_AVX512`),
 //! 5-8× slower than their neighbours; a width that would need one is
@@ -160,43 +175,69 @@ impl Csr<'_> {
     }
 
     fn product(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, out: &mut [f32]) {
+        self.product_in_panels(kernel, col_end, x, k, out, Panels::current());
+    }
+
+    /// [`Csr::product`] in passes over panels of columns whose rows of `x`
+    /// take at most `sizes.bytes` (see [`panels`]).
+    fn product_in_panels(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, out: &mut [f32], sizes: Panels) {
         let n = self.rows();
         assert_eq!(out.len(), n * k, "output size");
         assert!(self.row_ptr[n] as usize == self.cols.len() && self.cols.len() == self.vals.len(), "CSR arrays disagree");
         if k == 0 {
             return;
         }
-        out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, col_end, x, k, ci * ROWS, chunk));
+        for (i, columns) in panels(k, col_end, x.len() / k, sizes).into_iter().enumerate() {
+            out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk));
+        }
     }
 
     /// `self · x` a block of rows at a time, each block handed, while in
     /// cache, to `then(block, rows)` with the same rows of three
     /// row-aligned arrays of `[rows, k]` (the training step applies the
-    /// gradient of `W0` to `W0` and Adam's moments this way, so the
-    /// gradient is never formed whole). Blocks run in parallel, each row
-    /// once; the product's floats are [`Csr::mul_dense`]'s.
+    /// gradient of `W0` to `W0` and Adam's moments this way). Blocks run in
+    /// parallel, each row once; the product's floats are
+    /// [`Csr::mul_dense`]'s. When `x` needs several panels, the partial
+    /// sums of all but the last are held in one `[rows, k]` buffer, and
+    /// the last panel's pass hands each block on.
     pub fn mul_dense_then(&self, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync) {
+        self.mul_dense_then_in_panels(Kernel::pick(), x, k, rows, then, Panels::current());
+    }
+
+    fn mul_dense_then_in_panels(&self, kernel: Kernel, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync, sizes: Panels) {
         let n = self.rows();
         assert!(rows.iter().all(|r| r.len() == n * k), "row-aligned arrays of the output's size");
         assert!(self.row_ptr[n] as usize == self.cols.len() && self.cols.len() == self.vals.len(), "CSR arrays disagree");
         if k == 0 {
             return;
         }
-        let kernel = Kernel::pick();
         let [a, b, c] = rows;
-        a.par_chunks_mut(ROWS * k).zip(b.par_chunks_mut(ROWS * k)).zip(c.par_chunks_mut(ROWS * k)).enumerate().for_each(|(ci, ((a, b), c))| {
-            let mut block = vec![0f32; a.len()];
-            self.block(kernel, None, x, k, ci * ROWS, &mut block);
-            then(&mut block, [a, b, c]);
+        let blocks = a.par_chunks_mut(ROWS * k).zip(b.par_chunks_mut(ROWS * k)).zip(c.par_chunks_mut(ROWS * k)).enumerate();
+        let panels = panels(k, None, x.len() / k, sizes);
+        let Some((&last, before)) = panels.split_last().filter(|(_, before)| !before.is_empty()) else {
+            blocks.for_each(|(ci, ((a, b), c))| {
+                let mut block = vec![0f32; a.len()];
+                self.block(kernel, (0, usize::MAX), false, x, k, ci * ROWS, &mut block);
+                then(&mut block, [a, b, c]);
+            });
+            return;
+        };
+        let mut partial = vec![0f32; n * k];
+        for (i, &columns) in before.iter().enumerate() {
+            partial.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk));
+        }
+        partial.par_chunks_mut(ROWS * k).zip(blocks).for_each(|(block, (ci, ((a, b), c)))| {
+            self.block(kernel, last, true, x, k, ci * ROWS, block);
+            then(block, [a, b, c]);
         });
     }
 
     /// Rows `first..` of the product (as many as `chunk` holds) into
     /// `chunk`, by `kernel`.
-    fn block(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, first: usize, chunk: &mut [f32]) {
+    fn block(&self, kernel: Kernel, columns: (usize, usize), accumulate: bool, x: &[f32], k: usize, first: usize, chunk: &mut [f32]) {
         let rows = chunk.len() / k;
         let (a, b) = (self.row_ptr[first] as usize, self.row_ptr[first + rows] as usize);
-        let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b], col_end };
+        let block = Block { row_ptr: &self.row_ptr[first..=first + rows], base: a, cols: &self.cols[a..b], vals: &self.vals[a..b], columns, accumulate };
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) => {
@@ -218,6 +259,72 @@ impl Csr<'_> {
             Kernel::Axpy => block.run(x, k, chunk, axpy_portable),
         }
     }
+}
+
+/// The most bytes of `x` one pass of the product gathers from: the rows
+/// of `x` of a panel of columns (see [`panels`]). A gather that misses the
+/// cache waits on memory; this host's VM gets far less of the L3 than its
+/// 32 MB (20ng's products slow down past about 10 MB of `x`). Measured on
+/// 20ng (k = 200, 2 threads, the AMD EPYC host, 2026-12-06): seconds a
+/// product (`spmm_bench`), panels of 8,192 columns (6.6 MB of `x`)
+/// 0.41-0.49, 12,288 (9.8 MB) 0.37-0.40, 16,384 (13 MB) 0.37-0.58,
+/// 24,576 0.42-0.48, 32,768 0.50-0.53, all 61,603 (49 MB) in one pass
+/// 0.66-0.94; the training step's `Â·W0` in ms (two sweeps): panels of 4
+/// MiB 493/584, 6 MiB 410/478, 8 MiB 383/364, 10 MiB 435/378, 12 MiB
+/// 499/380, 16 MiB 454/412, 24 MiB 547/370.
+pub const PANEL_BYTES: usize = 8 << 20;
+
+/// Up to this many bytes `x` is gathered from in one pass: the smaller
+/// benchmark graphs lose by panels (the training step's `Â·W0`, ms, one
+/// pass against panels of 8 MiB, 3 runs each: R8, 12.3 MB of `x`, 30-34
+/// against 34-37; ohsumed, 17.2 MB, 79-85 against 85-87; mr, 23.5 MB,
+/// 20-25 against 23; 20ng, 49 MB, 728-747 against 384-397).
+pub const ONE_PASS_BYTES: usize = 24 << 20;
+
+/// How a product is split into panels (see [`panels`]).
+#[derive(Clone, Copy, Debug)]
+struct Panels {
+    /// The most bytes of `x` a panel's rows take.
+    bytes: usize,
+    /// Up to this many bytes of `x`, one pass.
+    one_pass: usize,
+}
+
+impl Panels {
+    /// [`PANEL_BYTES`] and [`ONE_PASS_BYTES`]; `TEXTGCN_SPMM_PANEL_BYTES`
+    /// sets both (for measurements: a size past `x`'s is one pass, a
+    /// small one splits any product).
+    fn current() -> Panels {
+        static P: std::sync::OnceLock<Panels> = std::sync::OnceLock::new();
+        *P.get_or_init(|| match std::env::var("TEXTGCN_SPMM_PANEL_BYTES").ok().and_then(|v| v.parse().ok()) {
+            Some(bytes) => Panels { bytes, one_pass: bytes },
+            None => Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES },
+        })
+    }
+
+    /// Panels of `bytes` whatever the size of `x` (tests).
+    #[cfg(test)]
+    fn of(bytes: usize) -> Panels {
+        Panels { bytes, one_pass: 0 }
+    }
+}
+
+/// The column ranges of the product's passes: columns `0..ncols` (the
+/// rows `x` has, or up to `col_end`) in panels whose rows of `x` take at
+/// most `bytes` each (one pass when all of them do, or take at most
+/// `one_pass`; a panel has at least one column). The last range runs on to `col_end` (or without end), so
+/// that every non-zero the one-pass product reads is in exactly one range.
+/// Each pass adds its panel's terms to the partial sums of the ones before,
+/// and the columns are in order within a row: every output float is the
+/// same chain of multiply-adds, in column order, as in one pass.
+fn panels(k: usize, col_end: Option<usize>, x_rows: usize, Panels { bytes, one_pass }: Panels) -> Vec<(usize, usize)> {
+    let end = col_end.unwrap_or(usize::MAX);
+    let ncols = end.min(x_rows);
+    let width = (bytes / (k.max(1) * 4)).max(1);
+    if ncols <= width || ncols.saturating_mul(k * 4) <= one_pass {
+        return vec![(0, end)];
+    }
+    (0..ncols).step_by(width).map(|lo| (lo, if lo + width >= ncols { end } else { lo + width })).collect()
 }
 
 /// Rows of a block, the unit of parallel work.
@@ -304,9 +411,12 @@ pub(crate) struct Block<'a> {
     base: usize,
     cols: &'a [i64],
     vals: &'a [f32],
-    /// Columns from this one on are left out (see
-    /// [`Csr::mul_dense_columns_below`]).
-    col_end: Option<usize>,
+    /// Only the non-zeros of the columns `.0..1` are multiplied (see
+    /// [`Csr::mul_dense_columns_below`] and the panels).
+    columns: (usize, usize),
+    /// Whether the output rows hold partial sums to add to (the panels
+    /// after the first), or are overwritten.
+    accumulate: bool,
 }
 
 impl Block<'_> {
@@ -315,13 +425,9 @@ impl Block<'_> {
     fn row(&self, r: usize) -> (&[i64], &[f32]) {
         let (a, b) = (self.row_ptr[r] as usize - self.base, self.row_ptr[r + 1] as usize - self.base);
         let (cols, vals) = (&self.cols[a..b], &self.vals[a..b]);
-        match self.col_end {
-            Some(end) => {
-                let n = cols.partition_point(|&c| (c as usize) < end);
-                (&cols[..n], &vals[..n])
-            }
-            None => (cols, vals),
-        }
+        let lo = if self.columns.0 == 0 { 0 } else { cols.partition_point(|&c| (c as usize) < self.columns.0) };
+        let hi = if self.columns.1 == usize::MAX { cols.len() } else { cols.partition_point(|&c| (c as usize) < self.columns.1) };
+        (&cols[lo..hi], &vals[lo..hi])
     }
 
     /// Floats `t..t + w` of each of the block's rows, by
@@ -345,6 +451,12 @@ impl Block<'_> {
         // the tile is the pass's width, else all but the last columns.
         let whole = if T == w { cols.len() } else { cols.partition_point(|&c| c as usize * k + t + T <= x.len()) };
         let mut acc = [0f32; T];
+        if self.accumulate {
+            if cols.is_empty() {
+                return;
+            }
+            acc[..w].copy_from_slice(&orow[t..t + w]);
+        }
         for (e, (&c, &v)) in cols[..whole].iter().zip(&vals[..whole]).enumerate() {
             if let Some(&ahead) = cols.get(e + PREFETCH_AHEAD) {
                 let at = ahead as usize * k + t;
@@ -371,7 +483,9 @@ impl Block<'_> {
     #[inline(always)]
     pub(crate) fn run(&self, x: &[f32], k: usize, out: &mut [f32], axpy: impl Fn(f32, &[f32], &mut [f32])) {
         for (r, orow) in out.chunks_exact_mut(k).enumerate() {
-            orow.fill(0.0);
+            if !self.accumulate {
+                orow.fill(0.0);
+            }
             let (cols, vals) = self.row(r);
             for (&c, &v) in cols.iter().zip(vals) {
                 axpy(v, &x[c as usize * k..][..k], orow);
@@ -497,6 +611,64 @@ mod tests {
                 let mut part = vec![f32::NAN; n * k];
                 csr.product(kernel, Some(bound), &x[..bound * k], k, &mut part);
                 assert_eq!(part.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), whole.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{kernel:?} k={k} below {bound}");
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The panels cover the columns once, in order, each within the bytes
+    /// (or of one column), the last one open-ended.
+    #[test]
+    fn panels_cover_the_columns_in_order() {
+        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES };
+        // 20ng's hidden products in 6 panels; its 20-wide ones, R8's,
+        // ohsumed's and mr's in one pass.
+        assert_eq!(panels(200, None, 61_603, now).len(), 6);
+        assert_eq!(panels(20, None, 61_603, now), [(0, usize::MAX)]);
+        for nodes in [15_362, 21_557, 29_426] {
+            assert_eq!(panels(200, None, nodes, now), [(0, usize::MAX)]);
+        }
+        assert_eq!(panels(4, Some(10), 50, Panels::of(4 * 4 * 3)), [(0, 3), (3, 6), (6, 9), (9, 10)]);
+        assert_eq!(panels(4, None, 6, Panels::of(4 * 4 * 3)), [(0, 3), (3, usize::MAX)]);
+        assert_eq!(panels(300, None, 5, Panels::of(1)), [(0, 1), (1, 2), (2, 3), (3, 4), (4, usize::MAX)]);
+        assert_eq!(panels(8, None, 0, Panels::of(1)), [(0, usize::MAX)]);
+    }
+
+    /// A product in panels of columns has the bits of the one-pass
+    /// product, for every kernel, panel width and product width, with and
+    /// without a column bound; and so has the product that hands its
+    /// blocks on.
+    #[test]
+    fn panels_give_the_bits_of_one_pass() {
+        let n = 37;
+        let (row_ptr, cols, vals) = matrix(n);
+        let csr = Csr { row_ptr: &row_ptr, cols: &cols, vals: &vals };
+        for kernel in Kernel::available() {
+            for k in [1, 8, 20, 45, 200, 209] {
+                let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
+                let mut one = vec![0f32; n * k];
+                csr.product_in_panels(kernel, None, &x, k, &mut one, Panels { bytes: usize::MAX, one_pass: usize::MAX });
+                for panel in [1, 2, 5, 36, 37] {
+                    let bytes = Panels::of(panel * k * 4);
+                    assert!(panels(k, None, n, bytes).len() == n.div_ceil(panel));
+                    let mut out = vec![f32::NAN; n * k];
+                    csr.product_in_panels(kernel, None, &x, k, &mut out, bytes);
+                    assert_eq!(bits(&out), bits(&one), "{kernel:?} k={k}, panels of {panel}");
+                    let mut outs = [vec![f32::NAN; n * k], vec![0f32; n * k], vec![0f32; n * k]];
+                    let [a, b, c] = &mut outs;
+                    csr.mul_dense_then_in_panels(kernel, &x, k, [a, b, c], |g, [a, _, _]| a.copy_from_slice(g), bytes);
+                    assert_eq!(bits(&outs[0]), bits(&one), "{kernel:?} k={k}, panels of {panel}, handed on");
+                    // Columns below a bound, from the bound's rows of x.
+                    let bound = 11;
+                    let mut below = vec![0f32; n * k];
+                    csr.product_in_panels(kernel, Some(bound), &x[..bound * k], k, &mut below, Panels { bytes: usize::MAX, one_pass: usize::MAX });
+                    let mut out = vec![f32::NAN; n * k];
+                    csr.product_in_panels(kernel, Some(bound), &x[..bound * k], k, &mut out, bytes);
+                    assert_eq!(bits(&out), bits(&below), "{kernel:?} k={k}, panels of {panel} below {bound}");
+                }
             }
         }
     }

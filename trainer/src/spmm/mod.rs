@@ -274,6 +274,14 @@ impl Csr<'_> {
 /// 499/380, 16 MiB 454/412, 24 MiB 547/370.
 pub const PANEL_BYTES: usize = 8 << 20;
 
+/// At most this many panels: each costs a sweep of the output (loading
+/// and storing every row's partial sums) and a search of each row's
+/// panel, so a larger `x` gets wider panels. The generated 100k-document
+/// corpus (326k nodes, `x` 261 MB; a training epoch, seconds, the same
+/// minutes): one pass 8.6 / 9.3, panels of 8 MiB (32 panels) 9.5, 16 MiB
+/// 6.9, 32 MiB 6.9 / 7.3, 64 MiB 9.1.
+pub const MAX_PANELS: usize = 12;
+
 /// Up to this many bytes `x` is gathered from in one pass: the smaller
 /// benchmark graphs lose by panels (the training step's `Â·W0`, ms, one
 /// pass against panels of 8 MiB, 3 runs each: R8, 12.3 MB of `x`, 30-34
@@ -311,7 +319,8 @@ impl Panels {
 
 /// The column ranges of the product's passes: columns `0..ncols` (the
 /// rows `x` has, or up to `col_end`) in panels whose rows of `x` take at
-/// most `bytes` each (one pass when all of them do, or take at most
+/// most `bytes` each, or in [`MAX_PANELS`] panels where that would take
+/// more (one pass when all of `x` fits `bytes`, or takes at most
 /// `one_pass`; a panel has at least one column). The last range runs on to `col_end` (or without end), so
 /// that every non-zero the one-pass product reads is in exactly one range.
 /// Each pass adds its panel's terms to the partial sums of the ones before,
@@ -320,7 +329,7 @@ impl Panels {
 fn panels(k: usize, col_end: Option<usize>, x_rows: usize, Panels { bytes, one_pass }: Panels) -> Vec<(usize, usize)> {
     let end = col_end.unwrap_or(usize::MAX);
     let ncols = end.min(x_rows);
-    let width = (bytes / (k.max(1) * 4)).max(1);
+    let width = (bytes / (k.max(1) * 4)).max(ncols.div_ceil(MAX_PANELS)).max(1);
     if ncols <= width || ncols.saturating_mul(k * 4) <= one_pass {
         return vec![(0, end)];
     }
@@ -634,6 +643,11 @@ mod tests {
         assert_eq!(panels(4, Some(10), 50, Panels::of(4 * 4 * 3)), [(0, 3), (3, 6), (6, 9), (9, 10)]);
         assert_eq!(panels(4, None, 6, Panels::of(4 * 4 * 3)), [(0, 3), (3, usize::MAX)]);
         assert_eq!(panels(300, None, 5, Panels::of(1)), [(0, 1), (1, 2), (2, 3), (3, 4), (4, usize::MAX)]);
+        // The generated 100k corpus: 12 panels of 27,217 columns.
+        let wide = panels(200, None, 326_597, now);
+        assert_eq!(wide.len(), MAX_PANELS);
+        assert_eq!(wide[1], (27_217, 54_434));
+        assert_eq!(panels(1, None, 100, Panels::of(4)).len(), MAX_PANELS);
         assert_eq!(panels(8, None, 0, Panels::of(1)), [(0, usize::MAX)]);
     }
 
@@ -653,7 +667,7 @@ mod tests {
                 csr.product_in_panels(kernel, None, &x, k, &mut one, Panels { bytes: usize::MAX, one_pass: usize::MAX });
                 for panel in [1, 2, 5, 36, 37] {
                     let bytes = Panels::of(panel * k * 4);
-                    assert!(panels(k, None, n, bytes).len() == n.div_ceil(panel));
+                    assert_eq!(panels(k, None, n, bytes).len(), n.div_ceil(panel.max(n.div_ceil(MAX_PANELS))));
                     let mut out = vec![f32::NAN; n * k];
                     csr.product_in_panels(kernel, None, &x, k, &mut out, bytes);
                     assert_eq!(bits(&out), bits(&one), "{kernel:?} k={k}, panels of {panel}");

@@ -44,8 +44,10 @@
 //! the output per panel. The non-zeros of a row are in column order, the
 //! panels too: every output float is the same FMA chain as in one pass,
 //! the same bits (tested). 20ng (k = 200, 2 threads, the AMD EPYC host,
-//! 2026-12-06): 0.37-0.40 s a product in panels of 12,288 columns against
-//! 0.66-0.94 s in one pass, and a 20ng epoch 0.88-0.91 s against 1.58-1.65 s.
+//! 2026-12-06): 0.37-0.49 s a product in panels of 8,192-12,288 columns
+//! against 0.66-0.94 s in one pass; a 20ng epoch 0.88-0.91 s in 6 panels
+//! of 8 MiB against 1.58-1.65 s. At most [`MAX_PANELS`] panels: each
+//! costs a sweep of the output, so a larger `X` gets wider ones.
 //!
 //! A few tile widths come out of the compiler as scalar code (40 and 48
 //! floats with AVX-512; 32, 40 and 48 with AVX2: `SCALAR_TILES_AVX512`),
@@ -321,8 +323,9 @@ impl Panels {
 /// rows `x` has, or up to `col_end`) in panels whose rows of `x` take at
 /// most `bytes` each, or in [`MAX_PANELS`] panels where that would take
 /// more (one pass when all of `x` fits `bytes`, or takes at most
-/// `one_pass`; a panel has at least one column). The last range runs on to `col_end` (or without end), so
-/// that every non-zero the one-pass product reads is in exactly one range.
+/// `one_pass`; a panel has at least one column). The last range runs on
+/// to `col_end` (or without end), so that every non-zero the one-pass
+/// product reads is in exactly one range.
 /// Each pass adds its panel's terms to the partial sums of the ones before,
 /// and the columns are in order within a row: every output float is the
 /// same chain of multiply-adds, in column order, as in one pass.

@@ -304,22 +304,25 @@ fn scan_corpus(mut r: impl std::io::Read, limit: u64) -> std::io::Result<CorpusS
             scan.utf16 = chunk.starts_with(&[0xff, 0xfe]) || chunk.starts_with(&[0xfe, 0xff]);
             first = false;
         }
-        for (i, &b) in chunk.iter().enumerate() {
-            match b {
+        // Line ends, CRs and NULs are rare bytes: a vectorised search for
+        // the three (a loop over every byte took 46 ms of 20ng's 36 MB).
+        let mut start = 0;
+        for i in memchr::memchr3_iter(b'\n', b'\r', 0, chunk) {
+            match chunk[i] {
                 b'\n' => {
+                    line_len += i - start;
                     if scan.too_long.is_none() && line_len as u64 > limit {
                         scan.too_long = Some((scan.lines, line_len, crs));
                     }
                     scan.lines += 1;
-                    (line_len, crs) = (0, 0);
-                    continue;
+                    (line_len, crs, start) = (0, 0, i + 1);
                 }
-                0 if scan.nul.is_none() => scan.nul = Some((scan.lines + 1, offset + i)),
                 b'\r' => crs += 1,
+                _ if scan.nul.is_none() => scan.nul = Some((scan.lines + 1, offset + i)),
                 _ => {}
             }
-            line_len += 1;
         }
+        line_len += n - start;
         offset += n;
     }
     if line_len > 0 {
@@ -703,5 +706,70 @@ mod tests {
         assert!(run(b"a\nb\n", b"a\ttrain\tx\nb\tdev\ty\n", Encoding::Latin1).unwrap_err().to_string().contains("m.txt:2: unknown split value \"dev\""));
         assert!(run(b"a\nb\n", b"a\ttrain\tx\nb\ttest\tx\n", Encoding::Latin1).unwrap_err().to_string().contains("only one class"));
         assert!(run(b"a\nb\n", b"a\ttrain\tx\nb test y\n", Encoding::Latin1).unwrap_err().to_string().contains("m.txt:2: expected name<TAB>split<TAB>label"));
+    }
+    /// The scan as a loop over every byte (the code before the vectorised
+    /// search), whole file at once.
+    fn scan_oracle(bytes: &[u8], limit: u64) -> (usize, bool, Option<(usize, usize)>, Option<(usize, usize, usize)>) {
+        let (mut lines, mut nul, mut too_long, mut line_len, mut crs) = (0, None, None, 0usize, 0usize);
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    if too_long.is_none() && line_len as u64 > limit {
+                        too_long = Some((lines, line_len, crs));
+                    }
+                    lines += 1;
+                    (line_len, crs) = (0, 0);
+                    continue;
+                }
+                0 if nul.is_none() => nul = Some((lines + 1, i)),
+                b'\r' => crs += 1,
+                _ => {}
+            }
+            line_len += 1;
+        }
+        if line_len > 0 {
+            if too_long.is_none() && line_len as u64 > limit {
+                too_long = Some((lines, line_len, crs));
+            }
+            lines += 1;
+        }
+        (lines, bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]), nul, too_long)
+    }
+
+    /// A reader handing out at most `step` bytes a read.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_scan_finds_what_a_loop_over_every_byte_finds() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let alphabet = b"ab \n\n\r\x00\xff";
+        for case in 0..400 {
+            let len = rng.random_range(0..if case % 20 == 0 { 2_500_000 } else { 300 });
+            // Mostly letters, with line ends, CRs and NULs sprinkled in.
+            let bytes: Vec<u8> = (0..len).map(|_| if rng.random_range(0..16) == 0 { alphabet[rng.random_range(0..alphabet.len())] } else { b'x' }).collect();
+            let limit = rng.random_range(0..40u64);
+            let steps: &[usize] = if len > 1000 { &[4099, 1 << 20] } else { &[1, 7, 1 << 20] };
+            for &step in steps {
+                let scan = scan_corpus(Trickle(&bytes, step), limit).unwrap();
+                let got = (scan.lines, scan.utf16, scan.nul, scan.too_long);
+                // The oracle's BOM test is on the whole file, the scan's on
+                // its first read: the same for reads of 2 bytes or more.
+                let mut want = scan_oracle(&bytes, limit);
+                if step == 1 {
+                    want.1 = false;
+                }
+                assert_eq!(got, want, "case {case}, {len} bytes, limit {limit}, reads of {step}");
+            }
+        }
     }
 }

@@ -116,8 +116,12 @@ impl Graph {
     pub fn write_edge_rows(&self, mut push: impl FnMut(&[i64]) -> io::Result<()>) -> io::Result<()> {
         let mut out: Vec<i64> = Vec::with_capacity(WRITE_CHUNK);
         for (r, &len) in self.rows.lens.iter().enumerate() {
-            for _ in 0..len {
-                out.push(r as i64);
+            let mut left = len as usize;
+            while left > 0 {
+                // A run of the row's number, filled at once.
+                let take = left.min(WRITE_CHUNK - out.len());
+                out.resize(out.len() + take, r as i64);
+                left -= take;
                 if out.len() == WRITE_CHUNK {
                     push(&out)?;
                     out.clear();

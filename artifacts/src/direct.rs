@@ -106,8 +106,8 @@ pub(crate) struct DirectWriter<'a> {
 }
 
 impl<'a> DirectWriter<'a> {
-    pub(crate) fn new(file: &'a File, path: &'a Path) -> Self {
-        DirectWriter { file, direct: None, tried_direct: false, path, buf: AlignedBuf::new(CHUNK_BLOCKS), spare: None, background: None, filled: 0, offset: 0 }
+    pub(crate) fn new(file: &'a File, path: &'a Path) -> io::Result<Self> {
+        Ok(DirectWriter { file, direct: None, tried_direct: false, path, buf: AlignedBuf::new(CHUNK_BLOCKS)?, spare: None, background: None, filled: 0, offset: 0 })
     }
 
     fn flush_full_chunk(&mut self) -> io::Result<()> {
@@ -144,12 +144,17 @@ impl<'a> DirectWriter<'a> {
             } else if let Some(d) = self.direct.take() {
                 // O_DIRECT works here: the next chunks go to the thread
                 // (or are written here as this one was, without a thread).
-                match Background::start(d) {
-                    Ok(bg) => {
-                        self.background = Some(bg);
-                        self.spare = Some(AlignedBuf::new(CHUNK_BLOCKS));
-                    }
-                    Err(d) => self.direct = Some(d),
+                // (Without a second buffer, no thread: the next chunks are
+                // written here.)
+                match AlignedBuf::new(CHUNK_BLOCKS) {
+                    Ok(spare) => match Background::start(d) {
+                        Ok(bg) => {
+                            self.background = Some(bg);
+                            self.spare = Some(spare);
+                        }
+                        Err(d) => self.direct = Some(d),
+                    },
+                    Err(_) => self.direct = Some(d),
                 }
             }
         }
@@ -205,7 +210,7 @@ mod tests {
             // Five full chunks and a tail: the first written here, the next
             // ones by the thread, its two buffers each used twice.
             let data: Vec<u8> = (0..(8 << 20) * 5 + 12345).map(|i| (i * 31 % 251) as u8).collect();
-            let mut w = DirectWriter::new(tmp.as_file(), tmp.path());
+            let mut w = DirectWriter::new(tmp.as_file(), tmp.path()).unwrap();
             for piece in data.chunks(1_000_003) {
                 w.write_all(piece).unwrap();
             }

@@ -245,7 +245,8 @@ impl Store {
             .tempfile_in(&tmp_dir)
             .ctx("creating temporary file in", &tmp_dir)?;
         let tmp_path = tmp.path().to_path_buf();
-        let mut hw = HashWriter { inner: crate::direct::DirectWriter::new(tmp.as_file(), &tmp_path), hasher: blake3::Hasher::new() };
+        let direct = crate::direct::DirectWriter::new(tmp.as_file(), &tmp_path).ctx("allocating a write buffer for", &tmp_path)?;
+        let mut hw = HashWriter { inner: direct, hasher: blake3::Hasher::new() };
         write(&mut hw).ctx("writing", &tmp_path)?;
         hw.inner.finish().ctx("writing", &tmp_path)?;
         let id = ObjectId(hw.hasher.finalize().to_hex().to_string());

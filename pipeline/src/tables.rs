@@ -121,7 +121,7 @@ impl DocumentRows {
 
 /// Publishes the documents `each` produces, as a documents table streamed
 /// in batches of [`DOC_BATCH`]; `each` gets a function that adds one.
-pub fn put_documents_streamed<E: From<StoreError>>(store: &Store, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E>) -> Result<ObjectId, E> {
+pub fn put_documents_streamed<E: From<StoreError> + Send>(store: &Store, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E> + Send) -> Result<ObjectId, E> {
     put_documents_keeping_texts(store, 0, each).map(|(id, _)| id)
 }
 
@@ -138,11 +138,16 @@ pub struct DocumentTexts {
 /// [`put_documents_streamed`], also keeping the texts it wrote (the
 /// table's own buffers, no copy) as long as they hold at most `keep_up_to`
 /// bytes; `None` beyond.
-pub fn put_documents_keeping_texts<E: From<StoreError>>(store: &Store, keep_up_to: usize, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E>) -> Result<(ObjectId, Option<DocumentTexts>), E> {
+///
+/// `each` runs on a thread of its own, handing batches of [`DOC_BATCH`]
+/// documents to this one, which encodes, hashes and writes them: reading
+/// and decoding a corpus overlaps writing the table. A failure on either
+/// side stops both and publishes nothing; the first failure is returned
+/// (the producer's, when the writer only stopped because it did).
+pub fn put_documents_keeping_texts<E: From<StoreError> + Send>(store: &Store, keep_up_to: usize, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E> + Send) -> Result<(ObjectId, Option<DocumentTexts>), E> {
     let mut texts = (keep_up_to > 0).then(|| DocumentTexts { batches: Vec::new(), rows: 0 });
     let mut kept = 0usize;
-    let mut write = |sink: &mut TableSink<'_>, rows: &mut DocumentRows| -> Result<(), StoreError> {
-        let batch = rows.take();
+    let mut write = |sink: &mut TableSink<'_>, batch: RecordBatch| -> Result<(), StoreError> {
         if let Some(t) = &mut texts {
             let text = batch.column(3).as_any().downcast_ref::<StringArray>().expect("the text column").clone();
             kept += text.get_buffer_memory_size();
@@ -154,20 +159,51 @@ pub fn put_documents_keeping_texts<E: From<StoreError>>(store: &Store, keep_up_t
         }
         push(store, sink, batch)
     };
-    let id = publish_streamed(store, documents_schema(), |sink| {
-        let mut rows = DocumentRows::default();
-        each(&mut |d| {
-            rows.push(d);
-            if rows.len() == DOC_BATCH {
-                write(sink, &mut rows)?;
+    let writing = std::time::Instant::now();
+    let mut busy = std::time::Duration::ZERO;
+    let id = std::thread::scope(|scope| {
+        // Two batches in the channel: the producer runs ahead by at most that.
+        let (batches, received) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+        let producer = std::thread::Builder::new()
+            .name("textgcn-read".into())
+            .spawn_scoped(scope, move || {
+                // The writer stopped (its error is the one returned).
+                let stopped = || E::from(StoreError::Io { op: "handing documents to the writer of", path: store.tmp_dir(), error: std::io::Error::other("the table's writer stopped") });
+                let mut rows = DocumentRows::default();
+                each(&mut |d| {
+                    rows.push(d);
+                    if rows.len() == DOC_BATCH {
+                        batches.send(rows.take()).map_err(|_| stopped())?;
+                    }
+                    Ok(())
+                })?;
+                if !rows.is_empty() {
+                    batches.send(rows.take()).map_err(|_| stopped())?;
+                }
+                Ok::<(), E>(())
+            })
+            .map_err(|error| E::from(StoreError::Io { op: "starting a reader thread for", path: store.tmp_dir(), error }))?;
+        publish_streamed(store, documents_schema(), |sink| {
+            let mut failed = None;
+            for batch in received.iter() {
+                let t = std::time::Instant::now();
+                let r = write(sink, batch);
+                busy += t.elapsed();
+                if let Err(e) = r {
+                    failed = Some(e);
+                    break;
+                }
             }
-            Ok(())
-        })?;
-        if !rows.is_empty() {
-            write(sink, &mut rows)?;
-        }
-        Ok::<(), E>(())
+            // Dropping the receiver stops a producer still sending.
+            drop(received);
+            let produced = producer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            match failed {
+                Some(e) => Err(E::from(e)),
+                None => produced,
+            }
+        })
     })?;
+    tracing::debug!("documents table: {:.3}s, writing it {:.3}s of that", writing.elapsed().as_secs_f64(), busy.as_secs_f64());
     Ok((id, texts))
 }
 
@@ -402,5 +438,24 @@ mod tests {
         assert!(none.is_none());
         assert_eq!(again, id);
         assert_eq!(put_documents_streamed::<StoreError>(&store, |add| docs.iter().try_for_each(add)).unwrap(), id);
+    }
+    /// A producer that fails after batches went to the writer (on its
+    /// thread) publishes nothing and returns its own error; a rerun that
+    /// succeeds publishes the table.
+    #[test]
+    fn a_failing_producer_publishes_nothing_after_batches_were_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), OpenMode::Write).unwrap();
+        let docs = documents(3 * DOC_BATCH + 1);
+        let objects = || std::fs::read_dir(dir.path().join("store/objects")).map(|d| d.count()).unwrap_or(0);
+        let r = put_documents_streamed::<StoreError>(&store, |add| {
+            docs.iter().take(2 * DOC_BATCH + 7).try_for_each(&mut *add)?;
+            Err(StoreError::Io { op: "reading", path: "corpus.txt".into(), error: std::io::Error::other("line 8199 is bad") })
+        });
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("line 8199 is bad"), "{e}");
+        assert_eq!(objects(), 0, "a table was published");
+        put_documents_streamed::<StoreError>(&store, |add| docs.iter().try_for_each(add)).unwrap();
+        assert_eq!(objects(), 1);
     }
 }

@@ -145,14 +145,24 @@ def timed(cmd, env=None, sample=False):
     return out, wall, maxrss, peaks["anon"], peaks["file"], err
 
 
+# Builds per dataset in the pipeline table: the row is the median build
+# (by wall time), the peak RSS the largest of them (issue 16: median of 5).
+BUILDS = 5
+
+
 def pipeline(datasets):
     rows = []
     for d in datasets:
-        store = tempfile.mkdtemp(prefix=f"bench-{d}-", dir=os.path.join(ROOT, "target"))
         cfg = os.path.join(ROOT, "configs", f"{d}.toml")
         ld = load()
-        out, wall, rss, _, _, _ = timed([os.path.join(BIN, "textgcn"), "--store", store, "build", "--config", cfg, "--json"])
-        rep = json.loads(out)
+        runs = []
+        for _ in range(BUILDS):
+            store = tempfile.mkdtemp(prefix=f"bench-{d}-", dir=os.path.join(ROOT, "target"))
+            out, wall, rss, _, _, _ = timed([os.path.join(BIN, "textgcn"), "--store", store, "build", "--config", cfg, "--json"])
+            runs.append((wall, rss, json.loads(out), store))
+        runs.sort(key=lambda r: r[0])
+        wall, _, rep, store = runs[len(runs) // 2]
+        rss = max(r[1] for r in runs)
         ins = json.loads(subprocess.check_output([os.path.join(BIN, "textgcn"), "--store", store, "inspect", d, "--json"]))
         got = (ins["vocabulary"], ins["nodes"], ins["edges"], round(ins["avg_doc_length"], 2))
         exact = got == EXPECTED[d]
@@ -160,8 +170,9 @@ def pipeline(datasets):
         size = sum(o[1] for s in rep["stages"] for o in s["outputs"].values())
         tw, tr = PIPE_TARGET.get(d, (None, None))
         ok = (tw is None or wall <= tw) and (tr is None or rss <= tr)
-        rows.append((d, wall, rss, stage, size, got, exact, ok, tw, tr, ld))
-        subprocess.run(["rm", "-rf", store])
+        rows.append((d, wall, rss, stage, size, got, exact, ok, tw, tr, ld, [r[0] for r in runs]))
+        for r in runs:
+            subprocess.run(["rm", "-rf", r[3]])
     return rows
 
 
@@ -297,13 +308,13 @@ def main():
     p = lambda s="": (print(s, flush=True), lines.append(s))
     p(machine_line())
     p()
-    p("## Pipeline: raw text to published artifacts (fresh store)")
+    p(f"## Pipeline: raw text to published artifacts (fresh store; median of {BUILDS} builds, its stages; the largest peak)")
     p()
-    p("| dataset | wall s | peak RSS MB | ingest | tokenize | vocab | graph | splits | artifacts MB | vocab / nodes / nnz / avg len | exact | target | load |")
-    p("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for (d, wall, rss, st, size, got, exact, ok, tw, tr, ld) in pipeline(ds):
+    p("| dataset | wall s | builds s | peak RSS MB | ingest | tokenize | vocab | graph | splits | artifacts MB | vocab / nodes / nnz / avg len | exact | target | load |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (d, wall, rss, st, size, got, exact, ok, tw, tr, ld, walls) in pipeline(ds):
         target = (f"≤ {tw} s" if tw else "") + (f", ≤ {tr} MB" if tr else "")
-        p(f"| {d} | {wall:.2f} | {rss:.0f} | {st['ingest']:.2f} | {st['tokenize']:.2f} | {st['vocab']:.2f} | {st['graph']:.2f} | {st['splits']:.2f} | {size/1e6:.0f} | "
+        p(f"| {d} | {wall:.2f} | {', '.join(f'{w:.2f}' for w in walls)} | {rss:.0f} | {st['ingest']:.2f} | {st['tokenize']:.2f} | {st['vocab']:.2f} | {st['graph']:.2f} | {st['splits']:.2f} | {size/1e6:.0f} | "
           f"{got[0]:,} / {got[1]:,} / {got[2]:,} / {got[3]:.2f} | {'yes' if exact else 'NO'} | {target + (' met' if ok else ' MISSED') if target else '-'} | {ld:.2f} |")
     if not a.skip_train:
         store = tempfile.mkdtemp(prefix="bench-train-", dir=os.path.join(ROOT, "target"))

@@ -439,6 +439,7 @@ mod tests {
         assert_eq!(again, id);
         assert_eq!(put_documents_streamed::<StoreError>(&store, |add| docs.iter().try_for_each(add)).unwrap(), id);
     }
+
     /// A producer that fails after batches went to the writer (on its
     /// thread) publishes nothing and returns its own error; a rerun that
     /// succeeds publishes the table.

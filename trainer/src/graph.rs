@@ -66,8 +66,8 @@ impl Adj {
         };
         match self {
             Adj::Torch(t) => t.mm(x).narrow(0, 0, rows as i64),
-            Adj::Native { row_ptr, cols, vals } => native(crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values() }),
-            Adj::Host { row_ptr, cols, vals } => native(crate::spmm::Csr { row_ptr, cols, vals }),
+            Adj::Native { row_ptr, cols, vals } => native(crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values(), mapped: true }),
+            Adj::Host { row_ptr, cols, vals } => native(crate::spmm::Csr { row_ptr, cols, vals, mapped: false }),
         }
     }
 
@@ -97,8 +97,8 @@ impl Adj {
     /// The CSR arrays when they are on the host (the CPU variants).
     pub fn host(&self) -> Option<crate::spmm::Csr<'_>> {
         match self {
-            Adj::Native { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values() }),
-            Adj::Host { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr, cols, vals }),
+            Adj::Native { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values(), mapped: true }),
+            Adj::Host { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr, cols, vals, mapped: false }),
             Adj::Torch(_) => None,
         }
     }
@@ -189,7 +189,7 @@ impl GraphData {
 
     /// The graph's CSR arrays on the host (the mapped files).
     pub fn host_csr(&self) -> crate::spmm::Csr<'_> {
-        crate::spmm::Csr { row_ptr: self.rowptr.values(), cols: self.cols.values(), vals: self.vals.values() }
+        crate::spmm::Csr { row_ptr: self.rowptr.values(), cols: self.cols.values(), vals: self.vals.values(), mapped: true }
     }
 
     /// Opens and checks the graph objects directly (tests, benchmarks).

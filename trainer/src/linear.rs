@@ -666,7 +666,7 @@ mod tests {
     }
 
     fn csr((rp, cols, vals): &CsrParts) -> Csr<'_> {
-        Csr { row_ptr: rp, cols, vals }
+        Csr { row_ptr: rp, cols, vals, mapped: false }
     }
 
     /// The dense features `(Σ coef_k Â^k)[:D]`.

@@ -50,11 +50,7 @@ pub fn training_bytes(nodes: usize, hidden: usize, classes: usize, docs: usize) 
 /// Memory the system can give this process now: `MemAvailable` plus free
 /// swap, from `/proc/meminfo` (`None` where it cannot be read).
 fn available_bytes() -> Option<u128> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |name: &str| -> Option<u128> {
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse::<u128>().ok().map(|kb| kb * 1024)
-    };
+    let field = |name: &str| crate::metrics::meminfo_bytes(name).map(u128::from);
     Some(field("MemAvailable:")? + field("SwapFree:").unwrap_or(0))
 }
 

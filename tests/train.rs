@@ -144,3 +144,73 @@ fn a_model_that_cannot_fit_is_refused_before_allocating() {
     assert!(t.contains("the model does not fit") && t.contains("200000 classes") && !t.contains("panicked"), "{t}");
     assert!(!dir.path().join("r").exists(), "a run directory was written");
 }
+
+/// A cgroup with a memory limit, removed on drop (its processes have
+/// ended by then); `None` where no memory controller can be written
+/// (cgroup v2's `memory.max`, else v1's `memory.limit_in_bytes`).
+struct Cgroup(std::path::PathBuf);
+
+impl Cgroup {
+    fn new(limit: u64) -> Option<Cgroup> {
+        let name = format!("textgcn-test-{}", std::process::id());
+        let (dir, file) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            (Path::new("/sys/fs/cgroup").join(name), "memory.max")
+        } else {
+            (Path::new("/sys/fs/cgroup/memory").join(name), "memory.limit_in_bytes")
+        };
+        std::fs::create_dir(&dir).ok()?;
+        let cg = Cgroup(dir);
+        std::fs::write(cg.0.join(file), limit.to_string()).ok()?;
+        Some(cg)
+    }
+
+    /// `program` with `args`, started inside the cgroup.
+    fn command(&self, program: &Path, args: &[&std::ffi::OsStr]) -> std::process::Command {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(format!("echo $$ > '{}/cgroup.procs' && exec \"$0\" \"$@\"", self.0.display())).arg(program).args(args);
+        c
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// In a cgroup whose memory limit (600 MiB) is far below what the machine
+/// has available, a model that needs about 2 GB is refused before
+/// anything is allocated, naming the memory the limit leaves: the limit,
+/// not the machine's `MemAvailable`, is what the trainer can have (the
+/// kernel killed it midway before). Where no cgroup can be made (not
+/// root, no memory controller) it says so and checks nothing.
+#[test]
+fn a_model_larger_than_the_cgroup_limit_is_refused() {
+    let Some(cg) = Cgroup::new(600 << 20) else {
+        eprintln!("skipped: no writable cgroup memory controller here");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut corpus, mut meta) = (String::new(), String::new());
+    for i in 0..3000 {
+        corpus.push_str(&format!("w{} w{} common\n", i % 97, i % 89));
+        meta.push_str(&format!("d{i}\t{}\tc{}\n", if i % 3 == 0 { "test" } else { "train" }, i % 3));
+    }
+    std::fs::write(dir.path().join("c.txt"), corpus).unwrap();
+    std::fs::write(dir.path().join("c.meta.txt"), meta).unwrap();
+    let cfg = write_config(dir.path(), "wide", dir.path(), "c.txt", "c.meta.txt", "[vocab]\nmin_freq = 1\nstopwords = \"none\"\n");
+    let store = dir.path().join("store");
+    build(&store, &cfg);
+    let out = dir.path().join("r");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--store".as_ref(), store.as_os_str(), "--config".as_ref(), cfg.as_os_str(), "--out".as_ref(), out.as_os_str(),
+        "--device".as_ref(), "cpu".as_ref(), "--hidden".as_ref(), "23000".as_ref(), "--epochs".as_ref(), "1".as_ref(), "-q".as_ref(),
+    ];
+    let o = run(cg.command(&bin("textgcn-train"), &args));
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("the model does not fit") && t.contains("23000 hidden units") && t.contains("GB of memory is available"), "{t}");
+    let avail: f64 = t.split(" GB of memory is available").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(avail < 0.63, "the limit's room, not the machine's: {t}");
+    assert!(!out.exists(), "a run directory was written");
+}

@@ -229,12 +229,12 @@ pub fn meminfo_bytes(key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
-/// Bytes of file pages (a mapped graph's) the page cache can keep now:
-/// what the system has available (`MemAvailable`, which counts cached
-/// file pages as reclaimable, the graph's own included), or, under a
-/// cgroup memory limit, that limit less this process's anonymous memory,
-/// whichever is lower. `None` where `/proc/meminfo` cannot be read.
-pub fn page_cache_room() -> Option<u64> {
+/// Memory this process can still have: what the system has available
+/// (`MemAvailable`, which counts cached file pages as reclaimable, a
+/// mapped graph's own included), or, under a cgroup memory limit, that
+/// limit less this process's anonymous memory, whichever is lower. `None`
+/// where `/proc/meminfo` cannot be read.
+pub fn memory_room() -> Option<u64> {
     let available = meminfo_bytes("MemAvailable:")?;
     let limit = textgcn_pipeline::config::available_memory();
     Some(available.min(limit.saturating_sub(anon_now())))

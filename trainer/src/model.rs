@@ -47,11 +47,12 @@ pub fn training_bytes(nodes: usize, hidden: usize, classes: usize, docs: usize) 
     floats.checked_mul(4)
 }
 
-/// Memory the system can give this process now: `MemAvailable` plus free
-/// swap, from `/proc/meminfo` (`None` where it cannot be read).
+/// Memory the system can give this process now: its
+/// [`crate::metrics::memory_room`] (which a cgroup's limit bounds) plus
+/// free swap (`None` where `/proc/meminfo` cannot be read).
 fn available_bytes() -> Option<u128> {
-    let field = |name: &str| crate::metrics::meminfo_bytes(name).map(u128::from);
-    Some(field("MemAvailable:")? + field("SwapFree:").unwrap_or(0))
+    let swap = crate::metrics::meminfo_bytes("SwapFree:").unwrap_or(0);
+    Some(u128::from(crate::metrics::memory_room()?) + u128::from(swap))
 }
 
 /// Refuses, before anything is allocated, a model whose training would not

@@ -336,16 +336,17 @@ impl Panels {
     }
 
     /// The panels of a product of `csr`: [`Panels::current`], unless `csr`
-    /// is mapped and the page cache cannot keep it
-    /// ([`crate::metrics::page_cache_room`], read at each product: the
-    /// trainer's own memory grows in its first step). See [`Panels::choose`].
+    /// is mapped and the page cache cannot keep it (the
+    /// [`crate::metrics::memory_room`] left for file pages, read at each
+    /// product: the trainer's own memory grows in its first step). See
+    /// [`Panels::choose`].
     fn for_csr(csr: &Csr) -> Panels {
         let p = Panels::current();
         if !csr.mapped || p.fixed {
             return p;
         }
         let bytes = csr.bytes();
-        let room = crate::metrics::page_cache_room();
+        let room = crate::metrics::memory_room();
         let chosen = Panels::choose(p, bytes, room);
         static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if chosen != p && !TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -714,7 +715,7 @@ mod tests {
         assert_eq!(csr.bytes(), (row_ptr.len() * 8 + cols.len() * 8 + vals.len() * 4) as u64);
         // A small mapped one keeps them where the machine has room.
         let mapped = Csr { mapped: true, ..csr };
-        if crate::metrics::page_cache_room().is_some_and(|r| r > 4096) {
+        if crate::metrics::memory_room().is_some_and(|r| r > 4096) {
             assert_eq!(Panels::for_csr(&mapped), Panels::current());
         }
     }

@@ -194,7 +194,7 @@ impl Csr<'_> {
     }
 
     fn product(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, out: &mut [f32]) {
-        self.product_in_panels(kernel, col_end, x, k, out, Panels::for_csr(self));
+        self.product_in_panels(kernel, col_end, x, k, out, Panels::for_csr(self, k, col_end, x.len() / k.max(1)));
     }
 
     /// [`Csr::product`] in passes over panels of columns whose rows of `x`
@@ -220,7 +220,7 @@ impl Csr<'_> {
     /// sums of all but the last are held in one `[rows, k]` buffer, and
     /// the last panel's pass hands each block on.
     pub fn mul_dense_then(&self, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync) {
-        self.mul_dense_then_in_panels(Kernel::pick(), x, k, rows, then, Panels::for_csr(self));
+        self.mul_dense_then_in_panels(Kernel::pick(), x, k, rows, then, Panels::for_csr(self, k, None, x.len() / k.max(1)));
     }
 
     fn mul_dense_then_in_panels(&self, kernel: Kernel, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync, sizes: Panels) {
@@ -335,14 +335,15 @@ impl Panels {
         })
     }
 
-    /// The panels of a product of `csr`: [`Panels::current`], unless `csr`
-    /// is mapped and the page cache cannot keep it (the
+    /// The panels of a product of `csr` with `x` of `x_rows` rows of `k`
+    /// (see [`panels`]): [`Panels::current`], unless they would split it,
+    /// `csr` is mapped and the page cache cannot keep it (the
     /// [`crate::metrics::memory_room`] left for file pages, read at each
-    /// product: the trainer's own memory grows in its first step). See
-    /// [`Panels::choose`].
-    fn for_csr(csr: &Csr) -> Panels {
+    /// such product: the trainer's own memory grows in its first step).
+    /// See [`Panels::choose`].
+    fn for_csr(csr: &Csr, k: usize, col_end: Option<usize>, x_rows: usize) -> Panels {
         let p = Panels::current();
-        if !csr.mapped || p.fixed {
+        if !csr.mapped || p.fixed || panels(k, col_end, x_rows, p).len() < 2 {
             return p;
         }
         let bytes = csr.bytes();
@@ -708,15 +709,17 @@ mod tests {
         // One pass makes every product one range, whatever `x`.
         assert_eq!(panels(200, None, 3_000_000, Panels::ONE_PASS), [(0, usize::MAX)]);
         assert_eq!(panels(200, Some(70_000), 3_000_000, Panels::ONE_PASS), [(0, 70_000)]);
-        // A matrix in memory keeps the usual panels (never looked up).
+        // A matrix in memory keeps the usual panels (never looked up), and
+        // so does a mapped one whose product is one pass anyway.
         let (row_ptr, cols, vals) = matrix(5);
         let csr = Csr { row_ptr: &row_ptr, cols: &cols, vals: &vals, mapped: false };
-        assert_eq!(Panels::for_csr(&csr), Panels::current());
+        assert_eq!(Panels::for_csr(&csr, 200, None, 3_000_000), Panels::current());
         assert_eq!(csr.bytes(), (row_ptr.len() * 8 + cols.len() * 8 + vals.len() * 4) as u64);
-        // A small mapped one keeps them where the machine has room.
         let mapped = Csr { mapped: true, ..csr };
+        assert_eq!(Panels::for_csr(&mapped, 200, None, 5), Panels::current());
+        // A small mapped one keeps them where the machine has room.
         if crate::metrics::memory_room().is_some_and(|r| r > 4096) {
-            assert_eq!(Panels::for_csr(&mapped), Panels::current());
+            assert_eq!(Panels::for_csr(&mapped, 200, None, 3_000_000), Panels::current());
         }
     }
 

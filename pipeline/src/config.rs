@@ -147,10 +147,7 @@ impl BuildConfig {
 /// `memory.limit_in_bytes`, of the cgroup `/proc/self/cgroup` names); 8 GiB
 /// when neither can be read.
 pub fn available_memory() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.trim().strip_suffix("kB")).and_then(|kb| kb.trim().parse::<u64>().ok())))
-        .map(|kb| kb * 1024);
+    let total = meminfo_bytes("MemTotal:");
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|c| cgroup_limit(&c, Path::new("/sys/fs/cgroup")));
     match (total, cgroup) {
         (Some(t), Some(c)) => t.min(c),
@@ -158,6 +155,19 @@ pub fn available_memory() -> u64 {
         (None, Some(c)) => c,
         (None, None) => 8 << 30,
     }
+}
+
+/// A field of `/proc/meminfo` (`"MemTotal:"`, `"MemAvailable:"`), bytes;
+/// `None` where the file cannot be read or has no such field.
+pub fn meminfo_bytes(key: &str) -> Option<u64> {
+    meminfo_field(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
+}
+
+/// The field `key` (with its colon) of `/proc/meminfo`'s text, in bytes
+/// (the file gives kB).
+fn meminfo_field(text: &str, key: &str) -> Option<u64> {
+    let kb = text.lines().find_map(|l| l.strip_prefix(key))?.trim().strip_suffix("kB")?;
+    kb.trim().parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
 /// Corpus file format. The same enum is the config's `ingest.format` and
@@ -992,6 +1002,22 @@ fn did_you_mean(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meminfo_fields_are_read_in_bytes() {
+        let text = "MemTotal:       24104284 kB\nMemFree:          812340 kB\nMemAvailable:   18270012 kB\nHugePages_Total:       0\nSwapFree:              0 kB\n";
+        assert_eq!(meminfo_field(text, "MemTotal:"), Some(24104284 * 1024));
+        assert_eq!(meminfo_field(text, "MemAvailable:"), Some(18270012 * 1024));
+        assert_eq!(meminfo_field(text, "SwapFree:"), Some(0));
+        // Absent, or not in kB: none.
+        assert_eq!(meminfo_field(text, "Shmem:"), None);
+        assert_eq!(meminfo_field(text, "HugePages_Total:"), None);
+        assert_eq!(meminfo_field("MemTotal: lots kB\n", "MemTotal:"), None);
+        // The machine's own file has the fields the builds and the trainer read.
+        for key in ["MemTotal:", "MemAvailable:", "SwapFree:"] {
+            assert!(meminfo_bytes(key).is_some(), "{key}");
+        }
+    }
 
     const GOOD: &str = "name = \"R8\"\n[ingest]\ncorpus = \"R8/R8.txt\"\nmeta = \"R8/R8.meta.txt\"\n[graph]\nwindow_size = 20\n";
 

@@ -221,21 +221,13 @@ pub fn anon_now() -> u64 {
     status_kb("RssAnon:") * 1024
 }
 
-/// A field of `/proc/meminfo` (`"MemAvailable:"`), bytes; `None` where it
-/// cannot be read.
-pub fn meminfo_bytes(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
-}
-
 /// Memory this process can still have: what the system has available
 /// (`MemAvailable`, which counts cached file pages as reclaimable, a
 /// mapped graph's own included), or, under a cgroup memory limit, that
 /// limit less this process's anonymous memory, whichever is lower. `None`
 /// where `/proc/meminfo` cannot be read.
 pub fn memory_room() -> Option<u64> {
-    let available = meminfo_bytes("MemAvailable:")?;
+    let available = textgcn_pipeline::config::meminfo_bytes("MemAvailable:")?;
     let limit = textgcn_pipeline::config::available_memory();
     Some(available.min(limit.saturating_sub(anon_now())))
 }

@@ -57,7 +57,7 @@ pub fn training_bytes(nodes: usize, hidden: usize, classes: usize, docs: usize) 
 /// [`crate::metrics::memory_room`] (which a cgroup's limit bounds) plus
 /// free swap (`None` where `/proc/meminfo` cannot be read).
 fn available_bytes() -> Option<u128> {
-    let swap = crate::metrics::meminfo_bytes("SwapFree:").unwrap_or(0);
+    let swap = textgcn_pipeline::config::meminfo_bytes("SwapFree:").unwrap_or(0);
     Some(u128::from(crate::metrics::memory_room()?) + u128::from(swap))
 }
 

@@ -87,10 +87,11 @@ fn outputs(report: &serde_json::Value) -> std::collections::BTreeMap<String, ser
 }
 
 /// When consecutive stages run in one build, each takes what the stage
-/// before it had in hand (the texts, the word counts, the token ids) instead of
-/// reading its output back from the store (`stages/handoff.rs`). A stage
-/// that reruns alone reads the store: both ways must publish the same
-/// objects.
+/// before it had in hand (the texts, the word counts, the vocabulary, the
+/// token ids; the documents' names, splits and labels for the graph and
+/// splits stages) instead of reading its output back from the store
+/// (`stages/handoff.rs`). A stage that reruns alone reads the store: both
+/// ways must publish the same objects.
 #[test]
 fn a_stage_run_alone_publishes_what_it_publishes_after_its_predecessor() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,10 +127,20 @@ fn a_stage_run_alone_publishes_what_it_publishes_after_its_predecessor() {
     assert_eq!(outputs(&r), want);
 
     // The graph stage alone after a fresh vocab stage: it reads the token
-    // ids from the doc_tokens table.
+    // ids from the doc_tokens table, the vocabulary and the documents'
+    // labels from theirs.
     let store = dir.path().join("graph-alone");
     expect(&build_json(&store, &cfg(15, 5), &[]), &ALL_REBUILT);
     let r = build_json(&store, &cfg(20, 5), &[]);
     expect(&r, &[("ingest", "fresh"), ("tokenize", "fresh"), ("vocab", "fresh"), ("graph", "rebuilt"), ("splits", "fresh")]);
+    assert_eq!(outputs(&r), want);
+
+    // The splits stage alone: it reads the documents' splits from the
+    // documents table.
+    let store = dir.path().join("splits-alone");
+    let seed = write_config(dir.path(), "R8inc", &data, "R8/R8.txt", "R8/R8.meta.txt", "[vocab]\nmin_freq = 5\n[graph]\nwindow_size = 20\n[splits]\nseed = 7\n");
+    expect(&build_json(&store, &seed, &[]), &ALL_REBUILT);
+    let r = build_json(&store, &cfg(20, 5), &[]);
+    expect(&r, &[("ingest", "fresh"), ("tokenize", "fresh"), ("vocab", "fresh"), ("graph", "fresh"), ("splits", "rebuilt")]);
     assert_eq!(outputs(&r), want);
 }

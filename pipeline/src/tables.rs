@@ -133,6 +133,9 @@ pub struct DocumentTexts {
     pub batches: Vec<StringArray>,
     /// Documents in all.
     pub rows: u64,
+    /// The same batches' `name`, `split` and `label` columns (see
+    /// [`document_meta`]).
+    pub meta: Vec<RecordBatch>,
 }
 
 /// [`put_documents_streamed`], also keeping the texts it wrote (the
@@ -145,14 +148,16 @@ pub struct DocumentTexts {
 /// side stops both and publishes nothing; the first failure is returned
 /// (the producer's, when the writer only stopped because it did).
 pub fn put_documents_keeping_texts<E: From<StoreError> + Send>(store: &Store, keep_up_to: usize, each: impl FnOnce(&mut dyn FnMut(&Document) -> Result<(), E>) -> Result<(), E> + Send) -> Result<(ObjectId, Option<DocumentTexts>), E> {
-    let mut texts = (keep_up_to > 0).then(|| DocumentTexts { batches: Vec::new(), rows: 0 });
+    let mut texts = (keep_up_to > 0).then(|| DocumentTexts { batches: Vec::new(), rows: 0, meta: Vec::new() });
     let mut kept = 0usize;
     let mut write = |sink: &mut TableSink<'_>, batch: RecordBatch| -> Result<(), StoreError> {
         if let Some(t) = &mut texts {
             let text = batch.column(3).as_any().downcast_ref::<StringArray>().expect("the text column").clone();
-            kept += text.get_buffer_memory_size();
+            let meta = batch.project(&[0, 1, 2]).expect("the documents table's first three columns");
+            kept += text.get_buffer_memory_size() + meta.get_array_memory_size();
             t.rows += text.len() as u64;
             t.batches.push(text);
+            t.meta.push(meta);
             if kept > keep_up_to {
                 texts = None;
             }
@@ -215,7 +220,20 @@ pub fn put_documents(store: &Store, d: &Documents) -> Result<ObjectId, StoreErro
 /// Reads the documents table without the text column.
 pub fn get_document_meta(store: &Store, id: &ObjectId) -> Result<Documents, StoreError> {
     let b = textgcn_artifacts::read_table_columns(store, id, Some(&["name", "split", "label"]))?;
-    Ok(Documents { names: string_vec(&b, id, "name")?, splits: corpus_splits(&b, id)?, labels: string_vec(&b, id, "label")?, texts: Vec::new(), replacements: 0 })
+    document_meta(std::slice::from_ref(&b), id)
+}
+
+/// The documents' names, splits and labels (no texts) from batches of
+/// the documents table `id` holding those columns: as read from the
+/// store, or as the ingest wrote them ([`DocumentTexts::meta`]).
+pub fn document_meta(batches: &[RecordBatch], id: &ObjectId) -> Result<Documents, StoreError> {
+    let mut d = Documents { names: Vec::new(), splits: Vec::new(), labels: Vec::new(), texts: Vec::new(), replacements: 0 };
+    for b in batches {
+        d.names.extend(string_vec(b, id, "name")?);
+        d.splits.extend(corpus_splits(b, id)?);
+        d.labels.extend(string_vec(b, id, "label")?);
+    }
+    Ok(d)
 }
 
 /// Reads the documents table.

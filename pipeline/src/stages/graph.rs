@@ -94,8 +94,18 @@ impl Stage for Graph {
         let mut out = Built::default();
         let step = |name: &'static str| tracing::debug_span!("step", name).entered();
         let s = step("read inputs, nodes and labels");
-        let docs = tables::get_document_meta(store, cx.input(Ingest::DOCUMENTS)?)?;
-        let v = tables::get_vocab(store, cx.input(Vocab::VOCAB)?)?;
+        // What the ingest and vocab stages of this build had in hand, else
+        // read from the store.
+        let docs_id = cx.input(Ingest::DOCUMENTS)?;
+        let docs = match cx.handoff.shared::<crate::ingest::Documents>(docs_id) {
+            Some(docs) => docs,
+            None => std::sync::Arc::new(tables::get_document_meta(store, docs_id)?),
+        };
+        let vocab_id = cx.input(Vocab::VOCAB)?;
+        let v = match cx.handoff.take::<crate::vocab::Vocab>(vocab_id) {
+            Some(v) => v,
+            None => tables::get_vocab(store, vocab_id)?,
+        };
         let mut labels: Vec<String> = docs.labels.clone();
         labels.sort();
         labels.dedup();

@@ -16,11 +16,14 @@
 //! An offer lives until the end of the next stage, taken or not (the
 //! driver calls [`Handoff::end_stage`]): a decoded input that nobody
 //! takes (the next stage was fresh) does not stay in memory through the
-//! rest of the build.
+//! rest of the build. A value that several later stages read, small
+//! beside the build's memory (the documents' names, splits and labels,
+//! which the graph and splits stages read), can instead be shared for
+//! the rest of the build ([`Handoff::share`]).
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use textgcn_artifacts::ObjectId;
 
@@ -36,6 +39,8 @@ struct Offers {
     current: HashMap<(ObjectId, std::any::TypeId), Box<dyn Any + Send>>,
     /// The offers of the stage before it.
     previous: HashMap<(ObjectId, std::any::TypeId), Box<dyn Any + Send>>,
+    /// What is shared with every later stage of the build.
+    shared: HashMap<(ObjectId, std::any::TypeId), Arc<dyn Any + Send + Sync>>,
 }
 
 impl Handoff {
@@ -52,6 +57,20 @@ impl Handoff {
         Some(*found.downcast::<T>().expect("keyed by its type"))
     }
 
+    /// Shares `value` as the decoded form of object `id` with every later
+    /// stage of this build (it stays in memory until the build ends: for
+    /// small values only).
+    pub fn share<T: Any + Send + Sync>(&self, id: &ObjectId, value: T) {
+        self.offers.lock().expect("not poisoned").shared.insert((id.clone(), std::any::TypeId::of::<T>()), Arc::new(value));
+    }
+
+    /// The decoded form of `id` that an earlier stage of this build shared
+    /// as a `T`, if one did.
+    pub fn shared<T: Any + Send + Sync>(&self, id: &ObjectId) -> Option<Arc<T>> {
+        let found = self.offers.lock().expect("not poisoned").shared.get(&(id.clone(), std::any::TypeId::of::<T>()))?.clone();
+        Some(found.downcast::<T>().expect("keyed by its type"))
+    }
+
     /// Ends a stage: what the stage before it offered goes, what it
     /// offered is for the next one.
     pub fn end_stage(&self) {
@@ -63,7 +82,7 @@ impl Handoff {
     #[cfg(test)]
     fn is_empty(&self) -> bool {
         let o = self.offers.lock().expect("not poisoned");
-        o.current.is_empty() && o.previous.is_empty()
+        o.current.is_empty() && o.previous.is_empty() && o.shared.is_empty()
     }
 }
 
@@ -90,5 +109,19 @@ mod tests {
         h.end_stage();
         assert_eq!(h.take::<String>(&id('b')), None);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_shared_value_is_for_every_later_stage_and_by_type() {
+        let h = Handoff::default();
+        h.share(&id('a'), vec![1u32, 2]);
+        assert_eq!(h.shared::<Vec<u64>>(&id('a')), None);
+        assert_eq!(h.shared::<Vec<u32>>(&id('b')), None);
+        assert_eq!(h.take::<Vec<u32>>(&id('a')), None, "not an offer to the next stage");
+        for _ in 0..3 {
+            assert_eq!(h.shared::<Vec<u32>>(&id('a')).as_deref(), Some(&vec![1, 2]));
+            h.end_stage();
+        }
+        assert!(!h.is_empty());
     }
 }

@@ -132,7 +132,14 @@ impl Stage for Ingest {
         }
         out.summary = json!({"documents": stats.documents, "train": stats.train, "test": stats.documents - stats.train, "classes": stats.labels.len(), "replacements": replacements, "blank_documents": stats.blank, "held_out": stats.held_out});
         match texts {
-            Some(texts) => cx.handoff.offer(&documents, texts),
+            Some(mut texts) => {
+                // Their names, splits and labels as well, which the graph
+                // and splits stages of this build read (small beside the
+                // texts, and kept only when the texts are).
+                let meta = tables::document_meta(&std::mem::take(&mut texts.meta), &documents)?;
+                cx.handoff.share(&documents, meta);
+                cx.handoff.offer(&documents, texts)
+            }
             // Texts kept up to the cap and then let go stay in the reader
             // thread's heap, which the early stages do not trim (see
             // `Pipeline::build_with_progress`) and which no later stage

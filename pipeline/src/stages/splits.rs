@@ -44,7 +44,11 @@ impl Stage for Splits {
 
     fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
         let p = self.params(cx.cfg);
-        let docs = tables::get_document_meta(cx.store, cx.input(Ingest::DOCUMENTS)?)?;
+        let docs_id = cx.input(Ingest::DOCUMENTS)?;
+        let docs = match cx.handoff.shared::<crate::ingest::Documents>(docs_id) {
+            Some(docs) => docs,
+            None => std::sync::Arc::new(tables::get_document_meta(cx.store, docs_id)?),
+        };
         let s = splits::make(&docs.splits, p.seed, p.val_fraction, p.random_split);
         if s.train.is_empty() {
             return Err(PipelineError::Other("the split leaves no training documents".into()));

@@ -115,7 +115,9 @@ impl Stage for Vocab {
         let avg = total as f64 / docs as f64;
         let mut out = Built { summary: json!({"vocabulary": v.words.len(), "tokens": total, "avg_doc_length": avg, "empty_documents": empty}), ..Built::default() };
         tracing::debug!("vocab: {distinct} distinct words counted, {} kept", v.words.len());
-        Self::VOCAB.put(&mut out, tables::put_vocab(cx.store, &v)?);
+        let vocab = tables::put_vocab(cx.store, &v)?;
+        cx.handoff.offer(&vocab, v);
+        Self::VOCAB.put(&mut out, vocab);
         Self::DOC_TOKENS.put(&mut out, doc_tokens);
         Ok(out)
     }

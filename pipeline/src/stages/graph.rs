@@ -96,11 +96,7 @@ impl Stage for Graph {
         let s = step("read inputs, nodes and labels");
         // What the ingest and vocab stages of this build had in hand, else
         // read from the store.
-        let docs_id = cx.input(Ingest::DOCUMENTS)?;
-        let docs = match cx.handoff.shared::<crate::ingest::Documents>(docs_id) {
-            Some(docs) => docs,
-            None => std::sync::Arc::new(tables::get_document_meta(store, docs_id)?),
-        };
+        let docs = Ingest::document_meta(cx)?;
         let vocab_id = cx.input(Vocab::VOCAB)?;
         let v = match cx.handoff.take::<crate::vocab::Vocab>(vocab_id) {
             Some(v) => v,

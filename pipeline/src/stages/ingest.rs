@@ -52,6 +52,16 @@ impl Ingest {
     pub const DOCUMENTS: OutputKey = OutputKey { stage: "ingest", name: "documents", kind: ObjectKind::Table };
     /// The test documents held out of the graph (`ingest.hold_out_test`).
     pub const HELD_OUT: OutputKey = OutputKey { stage: "ingest", name: "held_out", kind: ObjectKind::Table };
+
+    /// The documents' names, splits and labels for a later stage: as the
+    /// ingest of this build shared them, else read from the store.
+    pub(crate) fn document_meta(cx: &RunContext<'_>) -> Result<std::sync::Arc<ingest::Documents>, PipelineError> {
+        let id = cx.input(Self::DOCUMENTS)?;
+        Ok(match cx.handoff.shared::<ingest::Documents>(id) {
+            Some(docs) => docs,
+            None => std::sync::Arc::new(tables::get_document_meta(cx.store, id)?),
+        })
+    }
 }
 
 impl Stage for Ingest {

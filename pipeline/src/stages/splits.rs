@@ -44,11 +44,7 @@ impl Stage for Splits {
 
     fn run(&self, cx: &RunContext<'_>) -> Result<Built, PipelineError> {
         let p = self.params(cx.cfg);
-        let docs_id = cx.input(Ingest::DOCUMENTS)?;
-        let docs = match cx.handoff.shared::<crate::ingest::Documents>(docs_id) {
-            Some(docs) => docs,
-            None => std::sync::Arc::new(tables::get_document_meta(cx.store, docs_id)?),
-        };
+        let docs = Ingest::document_meta(cx)?;
         let s = splits::make(&docs.splits, p.seed, p.val_fraction, p.random_split);
         if s.train.is_empty() {
             return Err(PipelineError::Other("the split leaves no training documents".into()));

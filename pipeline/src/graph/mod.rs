@@ -271,13 +271,19 @@ pub const INDEX_BYTES_PER_OCCURRENCE: usize = 8;
 pub const MAX_PASSES: usize = 16;
 
 /// Rows of at most about this many (estimated) edges make one block of
-/// work: small enough that the two batches in flight (two blocks a worker
-/// each, 12 bytes an edge) take at most [`IN_FLIGHT_SHARE`] of the budget,
-/// and that every worker gets several blocks, large enough that a block's
+/// work: small enough that the three batches in flight (one computed, one
+/// being handed over, one queued for spilling: [`batch_blocks`] each, 12
+/// bytes an edge) take at most [`IN_FLIGHT_SHARE`] of the budget, and
+/// that every worker gets several blocks, large enough that a block's
 /// overhead does not show.
 fn block_edges(budget: usize, total_estimate: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    (budget / IN_FLIGHT_SHARE / 12 / (4 * threads)).min(total_estimate / (8 * threads)).clamp(1 << 12, 1 << 22)
+    (budget / IN_FLIGHT_SHARE / 12 / (3 * batch_blocks())).min(total_estimate / (8 * threads)).clamp(1 << 12, 1 << 22)
+}
+
+/// Blocks computed at once: two a worker.
+fn batch_blocks() -> usize {
+    2 * rayon::current_num_threads().max(1)
 }
 
 /// The rows being computed take at most `1 / IN_FLIGHT_SHARE` of the rows'
@@ -317,7 +323,7 @@ fn spool_in_batches<S: Send>(
     new_scratch: impl Fn() -> S + Sync,
     compute: impl Fn(&mut S, std::ops::Range<usize>) -> Rows + Sync,
 ) -> io::Result<()> {
-    let batch = 2 * rayon::current_num_threads().max(1);
+    let batch = batch_blocks();
     let compute_batch = |group: &[std::ops::Range<usize>]| -> Vec<Rows> {
         group
             .par_iter()
@@ -492,7 +498,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     drop(step);
     let step = tracing::debug_span!("graph::build", op = "document rows").entered();
 
-    let mut spool = RowSpool::new(memory.budget - memory.budget / IN_FLIGHT_SHARE, memory.spill_dir);
+    let mut spool = RowSpool::new(memory.budget - memory.budget / IN_FLIGHT_SHARE, batch_blocks(), memory.spill_dir);
     let target = |total: usize| tuning.block_edges.unwrap_or_else(|| block_edges(memory.budget, total));
 
     // Document rows: self loop, then words by id (at most one edge per
@@ -554,6 +560,7 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
         word_pairs += word_rows(&ctx, &blocks, &mut spool, memory.progress)?;
     }
 
+    spool.seal()?;
     // Degrees of A + I (rows in order: documents, then words).
     let dinv: Vec<f64> = spool.sums.iter().map(|s| s.powf(-0.5)).collect();
     let num_edges = spool.num_edges();
@@ -600,7 +607,7 @@ impl<'a> Assembler<'a> {
         Assembler {
             nd,
             nodes: nd + nv,
-            spool: RowSpool::new(memory.budget - memory.budget / IN_FLIGHT_SHARE, memory.spill_dir),
+            spool: RowSpool::new(memory.budget - memory.budget / IN_FLIGHT_SHARE, batch_blocks(), memory.spill_dir),
             block: Rows::default(),
             row: 0,
             start: 0,
@@ -673,6 +680,7 @@ impl<'a> Assembler<'a> {
         if !self.block.lens.is_empty() {
             self.spool.push(std::mem::take(&mut self.block))?;
         }
+        self.spool.seal()?;
         (self.progress)("rows", self.nodes as u64, self.nodes as u64);
         let dinv: Vec<f64> = self.spool.sums.iter().map(|s| s.powf(-0.5)).collect();
         let num_edges = self.spool.num_edges();

@@ -18,9 +18,20 @@
 //! page-aligned staging buffer; reading back uses two, a reader thread
 //! filling one from the disk while the rows of the other are used.
 //!
+//! Spilled blocks are written by a thread of the spool's own: a block
+//! pushed for spilling is queued (up to a batch of blocks, see
+//! [`RowSpool::new`]) and the worker that pushed it goes back to
+//! computing rows while the disk writes. Written by the worker itself, a
+//! block kept one of the two cores waiting on the disk: the word rows of
+//! the generated 400,000 documents under an 1800 MiB limit (6.8 GiB of
+//! them spilled) took 32.7-33.0 s, now 26.6-27.2 s. [`RowSpool::seal`]
+//! waits until the queue is written (and reports the writer's error, if
+//! any) before the rows are read back.
+//!
 //! What is held whatever the budget: one length and one degree per node
-//! (`12·N` bytes) and the staging buffers (each the size of the largest
-//! spilled block). Only columns and weights count against the budget.
+//! (`12·N` bytes), the staging buffers (each the size of the largest
+//! spilled block) and the queue of blocks waiting to be spilled. Only the
+//! columns and weights of held blocks count against the budget.
 
 use std::fs::File;
 use std::io;
@@ -63,6 +74,12 @@ pub(crate) struct RowSpool {
     /// Blocks held in memory: columns, weights and row count (their
     /// lengths and sums are in `lens`/`sums`).
     mem: Vec<(Vec<u32>, Vec<f64>, usize)>,
+    /// Blocks queued for spilling at most (the queue's bound).
+    queue: usize,
+    /// The thread writing spilled blocks, from the first block spilled
+    /// until [`RowSpool::seal`].
+    writer: Option<SpillWriter>,
+    /// The spilled blocks, once sealed.
     spill: Option<Spill>,
     /// Every row's length, in node order.
     pub(crate) lens: Vec<u32>,
@@ -86,6 +103,36 @@ struct Spill {
     /// Where the next block goes (a multiple of [`ALIGN`]).
     end: u64,
     bytes: u64,
+}
+
+/// A spilled block: its columns, its weights and its row count.
+type Block = (Vec<u32>, Vec<f64>, usize);
+
+/// The thread writing spilled blocks in the order they are queued; it
+/// gives the [`Spill`] back when the queue is closed.
+struct SpillWriter {
+    queue: std::sync::mpsc::SyncSender<Block>,
+    thread: std::thread::JoinHandle<io::Result<Spill>>,
+}
+
+impl SpillWriter {
+    /// A new unnamed spill file in `dir` and its writer thread, taking at
+    /// most `queue` blocks ahead of the disk.
+    fn start(dir: &Path, queue: usize) -> io::Result<Self> {
+        let file = tempfile::tempfile_in(dir).map_err(|e| io::Error::new(e.kind(), format!("creating a spill file in {}: {e}", dir.display())))?;
+        let direct = reopen_direct(&file);
+        let stage = Stage::new().map_err(|e| io::Error::new(e.kind(), format!("a staging buffer for spilled graph rows: {e}")))?;
+        let mut spill = Spill { file, direct, stage: std::sync::Mutex::new(stage), blocks: Vec::new(), end: 0, bytes: 0 };
+        let (queue, blocks) = std::sync::mpsc::sync_channel::<Block>(queue);
+        let dir = dir.to_path_buf();
+        let thread = std::thread::Builder::new().name("textgcn-spill".into()).spawn(move || {
+            for (cols, w, rows) in blocks {
+                spill.append(&cols, &w, rows).map_err(|e| io::Error::new(e.kind(), format!("writing spilled graph rows in {}: {e}", dir.display())))?;
+            }
+            Ok(spill)
+        })?;
+        Ok(SpillWriter { queue, thread })
+    }
 }
 
 /// O_DIRECT's alignment of offsets, lengths and buffers (the page size,
@@ -122,6 +169,23 @@ fn reopen_direct(file: &File) -> Option<File> {
 }
 
 impl Spill {
+    /// Appends a block: its columns, then its weights, each padded.
+    fn append(&mut self, cols: &[u32], w: &[f64], rows: usize) -> io::Result<()> {
+        let e = cols.len();
+        let (pc, pw) = (padded(e * 4), padded(e * 8));
+        let mut stage = self.stage.lock().expect("not poisoned");
+        let stage = stage.with_len(pc + pw)?;
+        stage[..e * 4].copy_from_slice(bytemuck::cast_slice(cols));
+        stage[e * 4..pc].fill(0);
+        stage[pc..pc + e * 8].copy_from_slice(bytemuck::cast_slice(w));
+        stage[pc + e * 8..].fill(0);
+        Spill::write_at(&self.file, &mut self.direct, stage, self.end)?;
+        self.end += (pc + pw) as u64;
+        self.blocks.push((e, rows));
+        self.bytes += (e * 12) as u64;
+        Ok(())
+    }
+
     /// Writes `bytes` (a multiple of [`ALIGN`], from the stage) at `at`:
     /// directly where allowed, else through the page cache.
     fn write_at(file: &File, direct: &mut Option<File>, bytes: &[u8], at: u64) -> io::Result<()> {
@@ -153,44 +217,53 @@ impl Spill {
 impl RowSpool {
     /// An empty spool keeping at most `budget` bytes of rows in memory and
     /// spilling the rest to unnamed temporary files in `dir` (gone when the
-    /// spool is dropped, or when the process dies).
-    pub(crate) fn new(budget: usize, dir: &Path) -> Self {
-        RowSpool { budget, held: 0, dir: dir.to_path_buf(), mem: Vec::new(), spill: None, lens: Vec::new(), sums: Vec::new(), edges: 0 }
+    /// spool is dropped, or when the process dies), with at most `queue`
+    /// blocks waiting to be written.
+    pub(crate) fn new(budget: usize, queue: usize, dir: &Path) -> Self {
+        RowSpool { budget, held: 0, dir: dir.to_path_buf(), mem: Vec::new(), queue: queue.max(1), writer: None, spill: None, lens: Vec::new(), sums: Vec::new(), edges: 0 }
     }
 
-    /// Appends the next block of rows.
+    /// Appends the next block of rows: held while it fits the budget (and
+    /// nothing has been spilled), else queued for the spill writer. Fails
+    /// with the writer's error if it failed, and after
+    /// [`RowSpool::seal`].
     pub(crate) fn push(&mut self, block: Rows) -> io::Result<()> {
-        self.lens.extend_from_slice(&block.lens);
-        self.sums.extend_from_slice(&block.sums);
-        self.edges += block.cols.len();
-        let bytes = block.cols.capacity() * 4 + block.w.capacity() * 8;
-        if self.spill.is_none() && self.held + bytes <= self.budget {
-            self.held += bytes;
-            self.mem.push((block.cols, block.w, block.lens.len()));
-            return Ok(());
+        if self.spill.is_some() {
+            return Err(io::Error::other("a block pushed to a sealed spool"));
         }
-        let dir = &self.dir;
-        let at = |e: io::Error| io::Error::new(e.kind(), format!("writing spilled graph rows in {}: {e}", dir.display()));
-        let spill = match &mut self.spill {
-            Some(s) => s,
-            None => {
-                let file = tempfile::tempfile_in(dir).map_err(|e| io::Error::new(e.kind(), format!("creating a spill file in {}: {e}", dir.display())))?;
-                let direct = reopen_direct(&file);
-                self.spill.insert(Spill { file, direct, stage: std::sync::Mutex::new(Stage::new().map_err(at)?), blocks: Vec::new(), end: 0, bytes: 0 })
+        let Rows { cols, w, lens, sums } = block;
+        let bytes = cols.capacity() * 4 + w.capacity() * 8;
+        let edges = cols.len();
+        if self.writer.is_none() && self.held + bytes <= self.budget {
+            self.held += bytes;
+            self.mem.push((cols, w, lens.len()));
+        } else {
+            let writer = match &mut self.writer {
+                Some(w) => w,
+                None => {
+                    let writer = SpillWriter::start(&self.dir, self.queue)?;
+                    self.writer.insert(writer)
+                }
+            };
+            if writer.queue.send((cols, w, lens.len())).is_err() {
+                // The writer stopped: it failed, and its error says why.
+                return Err(self.seal().err().unwrap_or_else(|| io::Error::other("the spill writer stopped")));
             }
-        };
-        let e = block.cols.len();
-        let (pc, pw) = (padded(e * 4), padded(e * 8));
-        let mut stage = spill.stage.lock().expect("not poisoned");
-        let stage = stage.with_len(pc + pw).map_err(at)?;
-        stage[..e * 4].copy_from_slice(bytemuck::cast_slice(&block.cols));
-        stage[e * 4..pc].fill(0);
-        stage[pc..pc + e * 8].copy_from_slice(bytemuck::cast_slice(&block.w));
-        stage[pc + e * 8..].fill(0);
-        Spill::write_at(&spill.file, &mut spill.direct, stage, spill.end).map_err(at)?;
-        spill.end += (pc + pw) as u64;
-        spill.blocks.push((e, block.lens.len()));
-        spill.bytes += (e * 12) as u64;
+        }
+        self.lens.extend_from_slice(&lens);
+        self.sums.extend_from_slice(&sums);
+        self.edges += edges;
+        Ok(())
+    }
+
+    /// Waits until every spilled block is written; the rows can then be
+    /// read back ([`RowSpool::for_each_block`]). The writer's error, if it
+    /// failed.
+    pub(crate) fn seal(&mut self) -> io::Result<()> {
+        let Some(SpillWriter { queue, thread }) = self.writer.take() else { return Ok(()) };
+        drop(queue);
+        let spill = thread.join().map_err(|_| io::Error::other("the spill writer panicked"))??;
+        self.spill = Some(spill);
         Ok(())
     }
 
@@ -207,6 +280,9 @@ impl RowSpool {
     /// Calls `f` on every block in order; `weights: false` skips reading
     /// spilled weights (the view's `w` is then empty for those blocks).
     pub(crate) fn for_each_block(&self, weights: bool, mut f: impl FnMut(BlockView<'_>) -> io::Result<()>) -> io::Result<()> {
+        if self.writer.is_some() {
+            return Err(io::Error::other("the spilled rows are read back before the spool is sealed"));
+        }
         let mut row = 0;
         for (cols, w, n) in &self.mem {
             f(BlockView { cols, w, lens: &self.lens[row..row + n] })?;
@@ -266,6 +342,14 @@ impl RowSpool {
     }
 }
 
+impl Drop for RowSpool {
+    /// Closes the queue and waits for the writer, so that no thread
+    /// outlives the spool (its error, if any, no longer matters).
+    fn drop(&mut self) {
+        let _ = self.seal();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,14 +377,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shapes: [&[usize]; 4] = [&[1, 2], &[1024], &[1023, 1, 3000], &[]];
         for budget in [0, 100] {
-            let mut spool = RowSpool::new(budget, dir.path());
+            let mut spool = RowSpool::new(budget, 1, dir.path());
             let mut want = Vec::new();
             for (k, rows) in shapes.iter().enumerate() {
                 let b = block(k as u32 * 10_000, rows);
                 want.push((b.cols.clone(), b.w.clone(), b.lens.clone()));
                 spool.push(b).unwrap();
             }
-            assert!(spool.spilled_bytes() > 0);
+            // Not readable until sealed; then every block is on the disk.
+            assert!(spool.for_each_block(true, |_| Ok(())).unwrap_err().to_string().contains("before the spool is sealed"));
+            spool.seal().unwrap();
+            let spilled: usize = want[spool.mem.len()..].iter().map(|(c, _, _)| c.len() * 12).sum();
+            assert_eq!(spool.spilled_bytes(), spilled as u64);
+            assert!(spilled > 0);
+            // Nothing more goes in after.
+            assert!(spool.push(block(99_999, &[1])).unwrap_err().to_string().contains("sealed"));
             for weights in [true, false] {
                 let mut got = Vec::new();
                 spool.for_each_block(weights, |v| Ok(got.push((v.cols.to_vec(), v.w.to_vec(), v.lens.to_vec())))).unwrap();
@@ -318,5 +409,18 @@ mod tests {
             assert_eq!(seen, 1);
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Where no spill file can be made, the push that needed one fails
+    /// with the directory in its message; the blocks before it were held.
+    #[test]
+    fn a_spill_that_cannot_start_fails_the_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("missing");
+        let mut spool = RowSpool::new(60, 2, &gone);
+        spool.push(block(0, &[1, 1])).unwrap();
+        let err = spool.push(block(2, &[3])).unwrap_err();
+        assert!(err.to_string().contains("creating a spill file in") && err.to_string().contains("missing"), "{err}");
+        assert_eq!((spool.mem.len(), spool.lens.len(), spool.num_edges()), (1, 2, 2));
     }
 }

@@ -131,6 +131,13 @@ impl Graph {
         push(&out)
     }
 
+    /// Makes the next [`Graph::write_weights_and_columns`] free the disk
+    /// space of the spilled rows as it reads them; they cannot be read a
+    /// second time.
+    pub fn free_disk_as_written(&mut self) {
+        self.rows.free_disk_as_read();
+    }
+
     /// One pass over the rows (spilled rows are read back once): pushes
     /// the `E` float32 weights of `Â = D^-1/2 (A + I) D^-1/2` to `attr` and
     /// the `E` columns (the column half of `edge_index`) to `cols`, both in

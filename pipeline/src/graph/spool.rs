@@ -81,6 +81,10 @@ pub(crate) struct RowSpool {
     writer: Option<SpillWriter>,
     /// The spilled blocks, once sealed.
     spill: Option<Spill>,
+    /// Whether the next read of the spilled blocks frees their disk space
+    /// ([`RowSpool::free_disk_as_read`]), and whether one did.
+    release: bool,
+    released: std::sync::atomic::AtomicBool,
     /// Every row's length, in node order.
     pub(crate) lens: Vec<u32>,
     /// Every row's weight sum, in node order.
@@ -186,6 +190,17 @@ impl Spill {
         Ok(())
     }
 
+    /// Frees the disk space of `len` bytes at `at` (punches a hole; the
+    /// file keeps its length). Where the file system cannot, the space
+    /// stays taken until the file is closed: nothing else changes, so
+    /// that is only logged.
+    fn free(&self, at: u64, len: u64) {
+        use rustix::fs::FallocateFlags;
+        if let Err(e) = rustix::fs::fallocate(&self.file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, at, len) {
+            tracing::debug!("graph: the disk space of spilled rows read back stays taken until the end of the stage (punching a hole: {e})");
+        }
+    }
+
     /// Writes `bytes` (a multiple of [`ALIGN`], from the stage) at `at`:
     /// directly where allowed, else through the page cache.
     fn write_at(file: &File, direct: &mut Option<File>, bytes: &[u8], at: u64) -> io::Result<()> {
@@ -220,7 +235,20 @@ impl RowSpool {
     /// spool is dropped, or when the process dies), with at most `queue`
     /// blocks waiting to be written.
     pub(crate) fn new(budget: usize, queue: usize, dir: &Path) -> Self {
-        RowSpool { budget, held: 0, dir: dir.to_path_buf(), mem: Vec::new(), queue: queue.max(1), writer: None, spill: None, lens: Vec::new(), sums: Vec::new(), edges: 0 }
+        RowSpool {
+            budget,
+            held: 0,
+            dir: dir.to_path_buf(),
+            mem: Vec::new(),
+            queue: queue.max(1),
+            writer: None,
+            spill: None,
+            release: false,
+            released: std::sync::atomic::AtomicBool::new(false),
+            lens: Vec::new(),
+            sums: Vec::new(),
+            edges: 0,
+        }
     }
 
     /// Appends the next block of rows: held while it fits the budget (and
@@ -256,6 +284,15 @@ impl RowSpool {
         Ok(())
     }
 
+    /// Makes the next [`RowSpool::for_each_block`] free each spilled
+    /// block's disk space once it has read it (a hole punched in the spill
+    /// file), so that the spill and the files written from it do not need
+    /// the disk at once: 19 GB of spilled rows and 38 GB of artifacts at a
+    /// million documents. The spilled rows cannot be read again after.
+    pub(crate) fn free_disk_as_read(&mut self) {
+        self.release = true;
+    }
+
     /// Waits until every spilled block is written; the rows can then be
     /// read back ([`RowSpool::for_each_block`]). The writer's error, if it
     /// failed.
@@ -282,6 +319,10 @@ impl RowSpool {
     pub(crate) fn for_each_block(&self, weights: bool, mut f: impl FnMut(BlockView<'_>) -> io::Result<()>) -> io::Result<()> {
         if self.writer.is_some() {
             return Err(io::Error::other("the spilled rows are read back before the spool is sealed"));
+        }
+        let release = self.release && self.spill.is_some();
+        if release && self.released.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return Err(io::Error::other("the spilled rows were read once and their disk space freed"));
         }
         let mut row = 0;
         for (cols, w, n) in &self.mem {
@@ -310,6 +351,9 @@ impl RowSpool {
                     let (pc, pw) = (padded(e * 4), padded(e * 8));
                     let len = if weights { pc + pw } else { pc };
                     let read = stage.with_len(len).and_then(|buf| Spill::read_at(&spill.file, &spill.direct, buf, off)).map(|()| stage);
+                    if release && read.is_ok() {
+                        spill.free(off, (pc + pw) as u64);
+                    }
                     off += (pc + pw) as u64;
                     let failed = read.is_err();
                     if full_tx.send(read).is_err() || failed {
@@ -409,6 +453,40 @@ mod tests {
             assert_eq!(seen, 1);
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A read that frees the disk space leaves a spill file of no blocks
+    /// (where the file system punches holes) and the same rows; a second
+    /// read is refused rather than reading holes.
+    #[test]
+    fn freeing_the_disk_as_read_gives_the_rows_once() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = RowSpool::new(0, 2, dir.path());
+        let mut want = Vec::new();
+        for k in 0..5u32 {
+            let b = block(k * 100_000, &[3000, 1, 7000]);
+            want.push(b.cols.clone());
+            spool.push(b).unwrap();
+        }
+        spool.seal().unwrap();
+        let file = spool.spill.as_ref().unwrap().file.try_clone().unwrap();
+        assert!(file.metadata().unwrap().blocks() > 0);
+        spool.free_disk_as_read();
+        let mut got = Vec::new();
+        spool.for_each_block(true, |v| Ok(got.push(v.cols.to_vec()))).unwrap();
+        assert_eq!(got, want);
+        // Does this file system punch holes at all?
+        let probe = tempfile::tempfile_in(dir.path()).unwrap();
+        std::io::Write::write_all(&mut &probe, &[1u8; 8192]).unwrap();
+        probe.sync_all().unwrap();
+        let punches = rustix::fs::fallocate(&probe, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, 0, 8192).is_ok();
+        if punches {
+            assert_eq!(file.metadata().unwrap().blocks(), 0);
+        } else {
+            eprintln!("this file system does not punch holes: the space is only freed when the file closes");
+        }
+        assert!(spool.for_each_block(true, |_| Ok(())).unwrap_err().to_string().contains("read once"));
     }
 
     /// Where no spill file can be made, the push that needed one fails

@@ -139,7 +139,7 @@ impl Stage for Graph {
         let budget = free.saturating_sub(index_budget);
         let spill_dir = store.tmp_dir();
         let progress = |phase: &str, done: u64, total: u64| cx.progress(phase, done, total);
-        let g = match cx.cfg.config.build.engine {
+        let mut g = match cx.cfg.config.build.engine {
             Engine::Native => {
                 let memory = graph::RowMemory { budget, index_budget, spill_dir: &spill_dir, progress: &progress };
                 graph::build(&dt.offsets, &dt.ids, num_words, p.window_size, p.cooccurrence, memory)
@@ -181,6 +181,8 @@ impl Stage for Graph {
         // one pass over the rows feeds both files; its error, if any, is
         // kept as it is rather than as a write error of `edge_attr`.
         let _s = step("normalise and publish edge_attr and edge_index");
+        // One pass reads the spilled rows: their disk space goes as it does.
+        g.free_disk_as_written();
         let mut index = None;
         let attr = EdgeAttr::publish_streamed(store, num_edges, |attr| {
             let published = EdgeIndex::publish_streamed(store, num_edges, num_nodes, |idx| {

@@ -24,7 +24,7 @@ limit of `--executor-memory` when given, and reports the peak RSS of every
 process (VmHWM) and the bytes the executors shuffled (the files in their
 work directories when the build ends).
 
-Sizes whose artifacts would not fit the free disk (estimated from the
+Sizes whose artifacts and corpus would not fit the free disk (estimated from the
 largest size already measured, else ~45 KB per document) are skipped and
 said so.
 """
@@ -220,10 +220,10 @@ def main():
     per_doc = 45e3
     for n in [d for d in a.datasets.split(",") if d] + [int(x) for x in a.sizes.split(",") if x]:
         free = shutil.disk_usage(a.work).free
-        # The artifacts, and while the graph stage runs the rows that did
-        # not fit the memory limit (12 bytes an edge where the artifacts
-        # take 20: nearly all of them at a million documents), and a margin.
-        need = 0 if isinstance(n, str) else n * per_doc * 1.65
+        # The artifacts (the rows spilled beyond the memory limit give
+        # their space back as the artifacts are written from them), the
+        # corpus (~1.3 KB a document) and a margin.
+        need = 0 if isinstance(n, str) else n * (per_doc + 1.3e3) * 1.1
         if need > free:
             p(f"| {n:,} | skipped: needs about {need / 1e9:.0f} GB of disk, {free / 1e9:.0f} GB free | | | | | | | | | | | | | | | |")
             continue

@@ -253,8 +253,8 @@ impl RowSpool {
 
     /// Appends the next block of rows: held while it fits the budget (and
     /// nothing has been spilled), else queued for the spill writer. Fails
-    /// with the writer's error if it failed, and after
-    /// [`RowSpool::seal`].
+    /// with the writer's error if it failed, and once a spool that spilled
+    /// is sealed ([`RowSpool::seal`]).
     pub(crate) fn push(&mut self, block: Rows) -> io::Result<()> {
         if self.spill.is_some() {
             return Err(io::Error::other("a block pushed to a sealed spool"));

@@ -562,10 +562,10 @@ fn build_impl(offsets: &[usize], ids: &[u32], num_words: usize, window: usize, m
     if ranges.len() > 1 {
         tracing::info!("graph: word rows in {} passes over the token ids (inverted index limited to {:.1} MiB)", ranges.len(), memory.index_budget as f64 / 1048576.0);
     }
+    let prefetch_counters = tuning.prefetch_counters.unwrap_or(nv >= PREFETCH_COUNTERS_FROM);
     let mut word_pairs = 0;
     for range in ranges {
         let index = RangeIndex::build(offsets, ids, &count, range.clone());
-        let prefetch_counters = tuning.prefetch_counters.unwrap_or(nv >= PREFETCH_COUNTERS_FROM);
         let ctx = RowCtx { nd, ids, offsets, index: &index, idf: &idf, wfreq: &wfreq, num_windows, window, mode, wide_from, prefetch_counters };
         let blocks: Vec<_> = blocks_by_estimate(range.len(), target(total), |k| word_estimate(range.start + k)).into_iter().map(|b| b.start + range.start..b.end + range.start).collect();
         word_pairs += word_rows(&ctx, &blocks, &mut spool, memory.progress)?;

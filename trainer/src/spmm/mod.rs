@@ -47,7 +47,17 @@
 //! 2026-12-06): 0.37-0.49 s a product in panels of 8,192-12,288 columns
 //! against 0.66-0.94 s in one pass; a 20ng epoch 0.88-0.91 s in 6 panels
 //! of 8 MiB against 1.58-1.65 s. At most [`MAX_PANELS`] panels: each
-//! costs a sweep of the output, so a larger `X` gets wider ones.
+//! costs a sweep of the output, so a larger `X` gets wider ones. A pass
+//! finds each row's non-zeros of its panel where the previous pass left
+//! that row (a cursor per row), not by searching the row: a binary search
+//! waits on a cache miss at each step.
+//!
+//! The best panel size depends on the host's caches (8 MiB on the AMD
+//! EPYC host, 2 MiB on the Intel Xeon one: 20ng epochs of 0.77 s against
+//! 1.0 s), so a product of a new shape is made in each of
+//! [`TRIED_PANELS`] in turn, [`TRIALS`] times, and the fastest is kept
+//! ([`tuned`]); the panels never change the bits, so the choice changes
+//! only the speed.
 //!
 //! Panels re-read `Â` once a pass. For the mapped graph that is the page
 //! cache's copy, as long as the cache can keep it; a graph larger than the
@@ -194,7 +204,8 @@ impl Csr<'_> {
     }
 
     fn product(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, out: &mut [f32]) {
-        self.product_in_panels(kernel, col_end, x, k, out, Panels::for_csr(self, k, col_end, x.len() / k.max(1)));
+        let x_rows = x.len() / k.max(1);
+        tuned(self.rows(), k, col_end, x_rows, Panels::for_csr(self, k, col_end, x_rows), |p| self.product_in_panels(kernel, col_end, x, k, out, p));
     }
 
     /// [`Csr::product`] in passes over panels of columns whose rows of `x`
@@ -221,7 +232,8 @@ impl Csr<'_> {
     /// sums of all but the last are held in one `[rows, k]` buffer, and
     /// the last panel's pass hands each block on.
     pub fn mul_dense_then(&self, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync) {
-        self.mul_dense_then_in_panels(Kernel::pick(), x, k, rows, then, Panels::for_csr(self, k, None, x.len() / k.max(1)));
+        let x_rows = x.len() / k.max(1);
+        tuned(self.rows(), k, None, x_rows, Panels::for_csr(self, k, None, x_rows), |p| self.mul_dense_then_in_panels(Kernel::pick(), x, k, rows, then, p));
     }
 
     fn mul_dense_then_in_panels(&self, kernel: Kernel, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync, sizes: Panels) {
@@ -312,13 +324,28 @@ impl Csr<'_> {
 /// 499/380, 16 MiB 454/412, 24 MiB 547/370.
 pub const PANEL_BYTES: usize = 8 << 20;
 
-/// At most this many panels: each costs a sweep of the output (loading
-/// and storing every row's partial sums) and a search of each row's
-/// panel, so a larger `x` gets wider panels. The generated 100k-document
-/// corpus (326k nodes, `x` 261 MB; a training epoch, seconds, the same
-/// minutes): one pass 8.6 / 9.3, panels of 8 MiB (32 panels) 9.5, 16 MiB
-/// 6.9, 32 MiB 6.9 / 7.3, 64 MiB 9.1.
+/// At most this many panels of [`PANEL_BYTES`]: each costs a sweep of
+/// the output (loading and storing every row's partial sums), so a larger
+/// `x` gets wider panels. The generated 100k-document corpus (326k nodes,
+/// `x` 261 MB; a training epoch, seconds, the same minutes, when each
+/// panel also binary-searched every row): one pass 8.6 / 9.3, panels of
+/// 8 MiB (32 panels) 9.5, 16 MiB 6.9, 32 MiB 6.9 / 7.3, 64 MiB 9.1.
 pub const MAX_PANELS: usize = 12;
+
+/// The panel sizes a product of a given shape is tried in, with at most
+/// how many panels each (see [`tuned`]): [`PANEL_BYTES`] first, then
+/// narrower panels, in more of them. Which is fastest depends on the
+/// host's caches: 20ng's epoch (k = 200, 2 threads, the Intel Xeon host
+/// with 2 MiB of L2 a core, 2026-12-07, after panels stopped searching
+/// their rows; `--epochs 6`, seconds) took 1.05-1.08 in panels of 8 MiB
+/// (6), 0.84-0.86 in 4 MiB (12), 0.69-0.73 in 2 MiB (24), 0.79-0.85 in
+/// 1 MiB (47), while on the AMD EPYC host (its 32 MB of L3) 8 MiB was the
+/// fastest (see [`PANEL_BYTES`]).
+const TRIED_PANELS: [(usize, usize); 3] = [(PANEL_BYTES, MAX_PANELS), (4 << 20, 2 * MAX_PANELS), (2 << 20, 4 * MAX_PANELS)];
+
+/// How many times each distinct panel size is timed before the fastest
+/// is kept (the first product of a run also faults the mapped graph in).
+const TRIALS: usize = 2;
 
 /// Up to this many bytes `x` is gathered from in one pass: the smaller
 /// benchmark graphs lose by panels (the training step's `Â·W0`, ms, one
@@ -334,6 +361,8 @@ struct Panels {
     bytes: usize,
     /// Up to this many bytes of `x`, one pass.
     one_pass: usize,
+    /// At most this many panels (wider ones where `bytes` would need more).
+    max: usize,
     /// Set by `TEXTGCN_SPMM_PANEL_BYTES` (or a test): kept whatever the
     /// memory.
     fixed: bool,
@@ -341,7 +370,7 @@ struct Panels {
 
 impl Panels {
     /// Every product in one pass.
-    const ONE_PASS: Panels = Panels { bytes: usize::MAX, one_pass: usize::MAX, fixed: false };
+    const ONE_PASS: Panels = Panels { bytes: usize::MAX, one_pass: usize::MAX, max: 1, fixed: false };
 
     /// [`PANEL_BYTES`] and [`ONE_PASS_BYTES`]; `TEXTGCN_SPMM_PANEL_BYTES`
     /// sets both (for measurements: a size past `x`'s is one pass, a
@@ -349,8 +378,8 @@ impl Panels {
     fn current() -> Panels {
         static P: std::sync::OnceLock<Panels> = std::sync::OnceLock::new();
         *P.get_or_init(|| match std::env::var("TEXTGCN_SPMM_PANEL_BYTES").ok().and_then(|v| v.parse().ok()) {
-            Some(bytes) => Panels { bytes, one_pass: bytes, fixed: true },
-            None => Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, fixed: false },
+            Some(bytes) => Panels { bytes, one_pass: bytes, max: MAX_PANELS, fixed: true },
+            None => Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, fixed: false },
         })
     }
 
@@ -399,7 +428,7 @@ impl Panels {
     /// Panels of `bytes` whatever the size of `x` (tests).
     #[cfg(test)]
     fn of(bytes: usize) -> Panels {
-        Panels { bytes, one_pass: 0, fixed: true }
+        Panels { bytes, one_pass: 0, max: MAX_PANELS, fixed: true }
     }
 }
 
@@ -413,14 +442,107 @@ impl Panels {
 /// Each pass adds its panel's terms to the partial sums of the ones before,
 /// and the columns are in order within a row: every output float is the
 /// same chain of multiply-adds, in column order, as in one pass.
-fn panels(k: usize, col_end: Option<usize>, x_rows: usize, Panels { bytes, one_pass, .. }: Panels) -> Vec<(usize, usize)> {
+fn panels(k: usize, col_end: Option<usize>, x_rows: usize, Panels { bytes, one_pass, max, .. }: Panels) -> Vec<(usize, usize)> {
     let end = col_end.unwrap_or(usize::MAX);
     let ncols = end.min(x_rows);
-    let width = (bytes / (k.max(1) * 4)).max(ncols.div_ceil(MAX_PANELS)).max(1);
+    let width = (bytes / (k.max(1) * 4)).max(ncols.div_ceil(max.max(1))).max(1);
     if ncols <= width || ncols.saturating_mul(k * 4) <= one_pass {
         return vec![(0, end)];
     }
     (0..ncols).step_by(width).map(|lo| (lo, if lo + width >= ncols { end } else { lo + width })).collect()
+}
+
+/// Runs a product of a `rows`-row matrix with `x` of `x_rows` rows of `k`
+/// (up to column `col_end`) by `run`, in the panels that have been the
+/// fastest for products of this shape. `base` is [`Panels::for_csr`]'s
+/// choice: where that is not the usual panels (fixed by
+/// `TEXTGCN_SPMM_PANEL_BYTES`, or one pass for a graph the page cache
+/// cannot keep), it is kept. Otherwise each of [`TRIED_PANELS`] that
+/// splits this product differently is timed [`TRIALS`] times, in turns,
+/// and the fastest is kept for the rest of the process. The panels never
+/// change a product's bits (tested), so neither does the choice: only
+/// its speed, which depends on the host.
+fn tuned(rows: usize, k: usize, col_end: Option<usize>, x_rows: usize, base: Panels, run: impl FnOnce(Panels)) {
+    if base.fixed || base != Panels::current() {
+        return run(base);
+    }
+    let (candidates, seen) = candidates(k, col_end, x_rows, base);
+    if candidates.len() < 2 {
+        return run(base);
+    }
+    type Shapes = std::collections::HashMap<(usize, usize, Option<usize>, usize), Trial>;
+    static SHAPES: std::sync::OnceLock<std::sync::Mutex<Shapes>> = std::sync::OnceLock::new();
+    let shapes = SHAPES.get_or_init(Default::default);
+    let key = (rows, k, col_end, x_rows);
+    let i = shapes.lock().expect("not poisoned").entry(key).or_insert_with(|| Trial::new(candidates.len())).next();
+    let started = std::time::Instant::now();
+    run(candidates[i]);
+    let seconds = started.elapsed().as_secs_f64();
+    let mut shapes = shapes.lock().expect("not poisoned");
+    let trial = shapes.get_mut(&key).expect("inserted above");
+    if let Some(best) = trial.record(i, seconds) {
+        tracing::debug!(
+            "sparse product [{rows} × {x_rows}] · [{x_rows} × {k}]: panels of {} MiB ({} of them) are the fastest here; best seconds of each size tried: {:?}",
+            candidates[best].bytes >> 20,
+            seen[best].len(),
+            trial.best
+        );
+    }
+}
+
+/// The sizes of [`TRIED_PANELS`] (on `base`'s one-pass limit) that split
+/// a product of `x` of `x_rows` rows of `k` (up to `col_end`) into
+/// different panels, and those panels.
+fn candidates(k: usize, col_end: Option<usize>, x_rows: usize, base: Panels) -> (Vec<Panels>, Vec<Vec<(usize, usize)>>) {
+    let mut candidates: Vec<Panels> = Vec::new();
+    let mut seen: Vec<Vec<(usize, usize)>> = Vec::new();
+    for (bytes, max) in TRIED_PANELS {
+        let p = Panels { bytes, max, ..base };
+        let split = panels(k, col_end, x_rows, p);
+        if !seen.contains(&split) {
+            seen.push(split);
+            candidates.push(p);
+        }
+    }
+    (candidates, seen)
+}
+
+/// The timing of a product's candidate panel sizes (see [`tuned`]).
+#[derive(Debug)]
+struct Trial {
+    /// The fastest time of each candidate so far.
+    best: Vec<f64>,
+    /// Products timed.
+    runs: usize,
+    /// The candidate kept, once every one has had its [`TRIALS`].
+    chosen: Option<usize>,
+}
+
+impl Trial {
+    fn new(candidates: usize) -> Self {
+        Trial { best: vec![f64::INFINITY; candidates], runs: 0, chosen: None }
+    }
+
+    /// The candidate for the next product: each in turn, then the one kept.
+    fn next(&self) -> usize {
+        self.chosen.unwrap_or(self.runs % self.best.len())
+    }
+
+    /// Records that candidate `i` took `seconds`; returns the candidate
+    /// kept when this was the last trial (the fastest; the first of equals).
+    fn record(&mut self, i: usize, seconds: f64) -> Option<usize> {
+        if self.chosen.is_some() {
+            return None;
+        }
+        self.best[i] = self.best[i].min(seconds);
+        self.runs += 1;
+        if self.runs < TRIALS * self.best.len() {
+            return None;
+        }
+        let fastest = (0..self.best.len()).fold(0, |b, c| if self.best[c] < self.best[b] { c } else { b });
+        self.chosen = Some(fastest);
+        self.chosen
+    }
 }
 
 /// Rows of a block, the unit of parallel work.
@@ -716,7 +838,7 @@ mod tests {
     /// or sizes fixed by `TEXTGCN_SPMM_PANEL_BYTES`, whatever the memory.
     #[test]
     fn panels_only_while_the_page_cache_keeps_the_graph() {
-        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, fixed: false };
+        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, fixed: false };
         assert_eq!(Panels::choose(now, 750, Some(1000)), now);
         assert_eq!(Panels::choose(now, 751, Some(1000)), Panels::ONE_PASS);
         assert_eq!(Panels::choose(now, 1 << 40, None), now);
@@ -738,11 +860,45 @@ mod tests {
         }
     }
 
+    /// Every candidate is timed twice, in turns; then the fastest (by its
+    /// best time; the first of equals) is kept and later times change
+    /// nothing. Which sizes are candidates: those that split the product
+    /// differently.
+    #[test]
+    fn the_fastest_panels_are_kept_after_the_trials() {
+        let mut t = Trial::new(3);
+        let mut order = Vec::new();
+        for s in [0.5, 0.3, 0.4, 0.6, 0.35, 0.2] {
+            let i = t.next();
+            order.push(i);
+            assert_eq!(t.record(i, s), if order.len() == 6 { Some(2) } else { None });
+        }
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(t.best, [0.5, 0.3, 0.2]);
+        assert_eq!((t.next(), t.record(2, 9.0), t.next(), t.record(0, 0.01), t.next()), (2, None, 2, None, 2));
+        let mut tie = Trial::new(2);
+        for s in [0.4, 0.4, 0.4, 0.4] {
+            let i = tie.next();
+            tie.record(i, s);
+        }
+        assert_eq!(tie.next(), 0);
+        // 20ng's hidden products: 6, 12 and 24 panels; its 20-wide ones
+        // and R8's one pass, so nothing to try; the generated 100k corpus
+        // 12, 24 and 48.
+        let now = Panels::current();
+        let sizes = |k, rows| candidates(k, None, rows, now).1.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(200, 61_603), [6, 12, 24]);
+        assert_eq!(sizes(20, 61_603), [1]);
+        assert_eq!(sizes(200, 15_362), [1]);
+        assert_eq!(sizes(200, 326_597), [12, 24, 48]);
+        assert_eq!(candidates(200, None, 61_603, now).0[0], now);
+    }
+
     /// The panels cover the columns once, in order, each within the bytes
     /// (or of one column), the last one open-ended.
     #[test]
     fn panels_cover_the_columns_in_order() {
-        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, fixed: false };
+        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, fixed: false };
         // 20ng's hidden products in 6 panels; its 20-wide ones, R8's,
         // ohsumed's and mr's in one pass.
         assert_eq!(panels(200, None, 61_603, now).len(), 6);

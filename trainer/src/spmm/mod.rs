@@ -56,8 +56,11 @@
 //! EPYC host, 2 MiB on the Intel Xeon one: 20ng epochs of 0.77 s against
 //! 1.0 s), so a product of a new shape is made in each of
 //! [`TRIED_PANELS`] in turn, [`TRIALS`] times, and the fastest is kept
-//! ([`tuned`]); the panels never change the bits, so the choice changes
-//! only the speed.
+//! ([`tuned`]); an `X` within [`ONE_PASS_BYTES`] is also tried in one
+//! pass (first), which the AMD host's caches favour for the smaller
+//! benchmark graphs and the Intel host's do not (R8's epoch 0.114-0.122
+//! s in one pass, 0.072-0.074 s in panels of 2 MiB). The panels never
+//! change the bits, so the choice changes only the speed.
 //!
 //! Panels re-read `Â` once a pass. For the mapped graph that is the page
 //! cache's copy, as long as the cache can keep it; a graph larger than the
@@ -347,11 +350,16 @@ const TRIED_PANELS: [(usize, usize); 3] = [(PANEL_BYTES, MAX_PANELS), (4 << 20, 
 /// is kept (the first product of a run also faults the mapped graph in).
 const TRIALS: usize = 2;
 
-/// Up to this many bytes `x` is gathered from in one pass: the smaller
-/// benchmark graphs lose by panels (the training step's `Â·W0`, ms, one
-/// pass against panels of 8 MiB, 3 runs each: R8, 12.3 MB of `x`, 30-34
-/// against 34-37; ohsumed, 17.2 MB, 79-85 against 85-87; mr, 23.5 MB,
-/// 20-25 against 23; 20ng, 49 MB, 728-747 against 384-397).
+/// Up to this many bytes `x` is gathered from in one pass, unless the
+/// trials of [`tuned`] find panels faster: one pass is then the first
+/// candidate. On the AMD EPYC host the smaller benchmark graphs lost by
+/// panels (the training step's `Â·W0`, ms, one pass against panels of 8
+/// MiB, 3 runs each: R8, 12.3 MB of `x`, 30-34 against 34-37; ohsumed,
+/// 17.2 MB, 79-85 against 85-87; mr, 23.5 MB, 20-25 against 23; 20ng, 49
+/// MB, 728-747 against 384-397); on the Intel Xeon host (2 MiB of L2 a
+/// core, 2026-12-07) they win: trials of R8's products, best seconds, one
+/// pass 0.048, panels of 8 MiB 0.045, 4 MiB 0.035, 2 MiB 0.031; ohsumed
+/// 0.125, 0.103, 0.089, 0.074.
 pub const ONE_PASS_BYTES: usize = 24 << 20;
 
 /// How a product is split into panels (see [`panels`]).
@@ -391,7 +399,7 @@ impl Panels {
     /// See [`Panels::choose`].
     fn for_csr(csr: &Csr, k: usize, col_end: Option<usize>, x_rows: usize) -> Panels {
         let p = Panels::current();
-        if !csr.mapped || p.fixed || panels(k, col_end, x_rows, p).len() < 2 {
+        if !csr.mapped || p.fixed || candidates(k, col_end, x_rows, p).1.iter().all(|split| split.len() < 2) {
             return p;
         }
         let bytes = csr.bytes();
@@ -492,12 +500,15 @@ fn tuned(rows: usize, k: usize, col_end: Option<usize>, x_rows: usize, base: Pan
 
 /// The sizes of [`TRIED_PANELS`] (on `base`'s one-pass limit) that split
 /// a product of `x` of `x_rows` rows of `k` (up to `col_end`) into
-/// different panels, and those panels.
+/// different panels, and those panels. Where `base` makes the product one
+/// pass (`x` within [`ONE_PASS_BYTES`]), that pass is the first candidate
+/// and the sizes are tried against it, without the limit.
 fn candidates(k: usize, col_end: Option<usize>, x_rows: usize, base: Panels) -> (Vec<Panels>, Vec<Vec<(usize, usize)>>) {
     let mut candidates: Vec<Panels> = Vec::new();
     let mut seen: Vec<Vec<(usize, usize)>> = Vec::new();
-    for (bytes, max) in TRIED_PANELS {
-        let p = Panels { bytes, max, ..base };
+    let one_pass = panels(k, col_end, x_rows, base).len() == 1;
+    let sizes = TRIED_PANELS.iter().map(|&(bytes, max)| Panels { bytes, max, one_pass: if one_pass { 0 } else { base.one_pass }, ..base });
+    for p in one_pass.then_some(base).into_iter().chain(sizes) {
         let split = panels(k, col_end, x_rows, p);
         if !seen.contains(&split) {
             seen.push(split);
@@ -882,16 +893,21 @@ mod tests {
             tie.record(i, s);
         }
         assert_eq!(tie.next(), 0);
-        // 20ng's hidden products: 6, 12 and 24 panels; its 20-wide ones
-        // and R8's one pass, so nothing to try; the generated 100k corpus
-        // 12, 24 and 48.
+        // 20ng's hidden products: 6, 12 and 24 panels; the generated 100k
+        // corpus 12, 24 and 48. Where `x` is within the one-pass limit,
+        // one pass and the panels that split it: R8's hidden products
+        // (12.3 MB of `x`) one pass, 2, 3 or 6 panels; 20ng's 20-wide ones
+        // (4.9 MB) one pass, 2 or 3; an `x` within the smallest panel
+        // one pass only, so nothing to try.
         let now = Panels::current();
         let sizes = |k, rows| candidates(k, None, rows, now).1.iter().map(Vec::len).collect::<Vec<_>>();
         assert_eq!(sizes(200, 61_603), [6, 12, 24]);
-        assert_eq!(sizes(20, 61_603), [1]);
-        assert_eq!(sizes(200, 15_362), [1]);
         assert_eq!(sizes(200, 326_597), [12, 24, 48]);
+        assert_eq!(sizes(200, 15_362), [1, 2, 3, 6]);
+        assert_eq!(sizes(20, 61_603), [1, 2, 3]);
+        assert_eq!(sizes(200, 2_000), [1]);
         assert_eq!(candidates(200, None, 61_603, now).0[0], now);
+        assert_eq!(candidates(200, None, 15_362, now).0[0], now);
     }
 
     /// The panels cover the columns once, in order, each within the bytes

@@ -99,7 +99,7 @@ fn builds_are_byte_identical_across_runs_threads_and_environments() {
     let cfg = repo().join("configs/mr.toml");
     let mut c = std::process::Command::new("sh");
     c.arg("-c")
-        .arg(format!("umask 0077; exec \"$0\" --store \"$1\" --threads 2 build --config \"$2\""))
+        .arg("umask 0077; exec \"$0\" --store \"$1\" --threads 2 build --config \"$2\"")
         .arg(bin("textgcn"))
         .arg(&b)
         .arg(&cfg)

@@ -23,7 +23,7 @@ fn r8_learns_and_is_reproducible() {
     }
     let ea = std::fs::read_to_string(dir.path().join("a/epochs.csv")).unwrap();
     let eb = std::fs::read_to_string(dir.path().join("b/epochs.csv")).unwrap();
-    let losses = |s: &str| s.lines().map(|l| l.rsplitn(2, ',').nth(1).unwrap().to_owned()).collect::<Vec<_>>();
+    let losses = |s: &str| s.lines().map(|l| l.rsplit_once(',').unwrap().0.to_owned()).collect::<Vec<_>>();
     assert_eq!(losses(&ea), losses(&eb), "per-epoch losses differ");
     for f in ["metrics.json", "epochs.csv", "predictions.parquet", "model.safetensors"] {
         assert!(dir.path().join("a").join(f).is_file(), "{f} missing");

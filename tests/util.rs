@@ -179,7 +179,7 @@ pub fn json_of(o: &Output) -> serde_json::Value {
 
 /// A run directory's `epochs.csv` without its wall-time column.
 pub fn losses(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("epochs.csv")).expect("epochs.csv").lines().map(|l| l.rsplitn(2, ',').nth(1).expect("a csv line").to_owned()).collect()
+    std::fs::read_to_string(run.join("epochs.csv")).expect("epochs.csv").lines().map(|l| l.rsplit_once(',').expect("a csv line").0.to_owned()).collect()
 }
 
 /// The ref of `name` in `store` as `tests/expected/benchmark-builds.txt`

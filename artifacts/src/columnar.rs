@@ -304,7 +304,7 @@ impl EdgeIndex {
     /// Publishes `data` (`2·E` values: rows, then columns) for a graph of
     /// `num_nodes` nodes.
     pub fn publish(store: &Store, data: Vec<i64>, num_nodes: usize) -> Result<ObjectId> {
-        assert!(data.len() % 2 == 0, "edge_index holds rows then columns");
+        assert!(data.len().is_multiple_of(2), "edge_index holds rows then columns");
         Self::publish_streamed(store, data.len() / 2, num_nodes, |sink| sink.push(&data))
     }
     /// Publishes the `2·E` values that `fill` pushes (all rows, then all

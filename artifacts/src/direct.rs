@@ -141,11 +141,11 @@ impl<'a> DirectWriter<'a> {
                 // O_DIRECT works here: the next chunks go to the thread
                 // (or are written here as this one was, without a thread
                 // or without a second buffer for it).
-                if let Ok(spare) = AlignedBuf::new(CHUNK_BLOCKS) {
-                    if let Some(bg) = Background::start(d) {
-                        self.background = Some(bg);
-                        self.spare = Some(spare);
-                    }
+                if let Ok(spare) = AlignedBuf::new(CHUNK_BLOCKS)
+                    && let Some(bg) = Background::start(d)
+                {
+                    self.background = Some(bg);
+                    self.spare = Some(spare);
                 }
             }
         }

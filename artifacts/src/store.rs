@@ -294,7 +294,7 @@ impl Store {
     /// [`StoreError::Corrupt`] naming the object and both hashes.
     pub fn map_verified(&self, id: &ObjectId) -> Result<Mmap> {
         let f = self.open_verified(id)?;
-        map_readonly(&f).ctx("mapping", &self.object_path(id))
+        map_readonly(&f).ctx("mapping", self.object_path(id))
     }
 
     /// Opens an object after checking that its bytes hash to its id (as

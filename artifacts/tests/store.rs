@@ -549,7 +549,7 @@ fn a_store_touches_nothing_that_is_not_its_own() {
     fs::remove_file(root.join("tmp")).unwrap();
     fs::create_dir(root.join("tmp")).unwrap();
     let prefix = "ab";
-    let victim = format!("{}", "c".repeat(62));
+    let victim = "c".repeat(62);
     fs::write(outside.join(&victim), b"v").unwrap();
     std::os::unix::fs::symlink(&outside, root.join("objects").join(prefix)).unwrap();
     Store::open(&root, OpenMode::Read).unwrap().gc().unwrap();

@@ -83,7 +83,7 @@ pub fn spinner(v: Verbosity, message: impl Into<String>) -> ProgressBar {
 /// is logged instead (seen at `-v`).
 pub fn show_progress(pb: &ProgressBar, label: &str, phase: &str, done: u64, total: u64) {
     if pb.is_hidden() {
-        let tenth = |x: u64| if total == 0 { 10 } else { x.saturating_mul(10) / total };
+        let tenth = |x: u64| x.saturating_mul(10).checked_div(total).unwrap_or(10);
         if pb.length() != Some(total) || tenth(done) != tenth(pb.position()) {
             tracing::info!("{label}: {phase} {done}/{total}");
         }

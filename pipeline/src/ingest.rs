@@ -707,9 +707,14 @@ mod tests {
         assert!(run(b"a\nb\n", b"a\ttrain\tx\nb\ttest\tx\n", Encoding::Latin1).unwrap_err().to_string().contains("only one class"));
         assert!(run(b"a\nb\n", b"a\ttrain\tx\nb test y\n", Encoding::Latin1).unwrap_err().to_string().contains("m.txt:2: expected name<TAB>split<TAB>label"));
     }
+    /// What [`scan_oracle`] finds: lines, whether the file starts with a
+    /// UTF-16 byte-order mark, the first NUL byte (line, offset) and the
+    /// first too-long line (index, length, carriage returns).
+    type Scanned = (usize, bool, Option<(usize, usize)>, Option<(usize, usize, usize)>);
+
     /// The scan as a loop over every byte (the code before the vectorised
     /// search), whole file at once.
-    fn scan_oracle(bytes: &[u8], limit: u64) -> (usize, bool, Option<(usize, usize)>, Option<(usize, usize, usize)>) {
+    fn scan_oracle(bytes: &[u8], limit: u64) -> Scanned {
         let (mut lines, mut nul, mut too_long, mut line_len, mut crs) = (0, None, None, 0usize, 0usize);
         for (i, &b) in bytes.iter().enumerate() {
             match b {

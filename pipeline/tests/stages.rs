@@ -58,7 +58,7 @@ fn corpus(dir: &std::path::Path) -> config::LoadedConfig {
 fn a_sixth_stage_needs_one_type_and_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = corpus(dir.path());
-    let store = Store::open(&dir.path().join("store"), OpenMode::Write).unwrap();
+    let store = Store::open(dir.path().join("store"), OpenMode::Write).unwrap();
 
     let standard = Pipeline::standard().build(&store, &cfg, |_| {}).unwrap();
     // The registration: one line.

@@ -17,6 +17,9 @@ use crate::mapping::MappedTensor;
 use textgcn_pipeline::ingest::Documents;
 
 /// `Â` on one device, as whatever computes `Â · X` best there.
+// One value a run (or two), never in a collection: boxing the large
+// variant would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Adj {
     /// CPU: the native kernel over the mapped CSR arrays ([`crate::spmm`]).
     Native {

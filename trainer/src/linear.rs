@@ -116,6 +116,8 @@ pub fn training_bytes(params: usize, nodes: usize, classes: usize, docs: usize, 
 }
 
 /// The features as an operator on the weights.
+// One value a fit, never in a collection (see `Adj`).
+#[allow(clippy::large_enum_variant)]
 enum Operator<'a> {
     /// Rows `0..D` of `Σ_k coef[k]·Â^k` (SGC, SSGC). `doc_ends[i]`, on the
     /// CPU, is where row `i`'s document columns end (columns are sorted,
@@ -752,7 +754,7 @@ mod tests {
                 let w = t.narrow(0, 0, (params * classes) as i64).view([params as i64, classes as i64]);
                 let mut z = dense.mm(&w);
                 if bias {
-                    z = z + t.narrow(0, (params * classes) as i64, classes as i64);
+                    z += t.narrow(0, (params * classes) as i64, classes as i64);
                 }
                 let wm = match &mask {
                     Some(m) => &w * m,

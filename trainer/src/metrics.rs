@@ -96,7 +96,7 @@ pub struct PrecisionAt {
 /// a document the model cannot score gets no hits).
 pub fn multi_label(truth: &[u8], probs: &[f32], labels: &[String], threshold: f64) -> MultiLabelScores {
     let c = labels.len();
-    let n = if c == 0 { 0 } else { truth.len() / c };
+    let n = truth.len().checked_div(c).unwrap_or(0);
     assert_eq!(truth.len(), probs.len(), "truth and probabilities of the same shape");
     let (mut tp, mut fp, mut fne) = (vec![0usize; c], vec![0usize; c], vec![0usize; c]);
     let (mut exact, mut wrong_pairs) = (0usize, 0usize);

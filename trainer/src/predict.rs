@@ -197,6 +197,10 @@ fn to_f32(t: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1))?)
 }
 
+/// A function giving each known word's exact additive part of every
+/// class's logit (see `Predictor::logits`).
+type WordParts<'a> = Box<dyn Fn(usize) -> Vec<f32> + 'a>;
+
 impl Predictor {
     /// Builds the predictor at the end of training. `z1` is `Â·W0` of the
     /// final weights, `w0`/`w1` the weights, `word_self_loops` the diagonal
@@ -414,7 +418,7 @@ impl Predictor {
     /// The logits of a document with known `words` (id, TF-IDF weight), and
     /// a function giving each word's exact additive part of a class's
     /// logit (the constant and bias belong to no word).
-    fn logits<'a>(&'a self, words: &'a [(usize, f64)]) -> (Vec<f32>, Box<dyn Fn(usize) -> Vec<f32> + 'a>) {
+    fn logits<'a>(&'a self, words: &'a [(usize, f64)]) -> (Vec<f32>, WordParts<'a>) {
         let c = self.classes;
         // The new node's normalised edges (the graph models).
         let dinv_d = (1.0 + words.iter().map(|w| w.1).sum::<f64>()).powf(-0.5);
@@ -524,7 +528,7 @@ mod tests {
         let (ta, tb) = (4f64.ln(), 2.0 * 2f64.ln());
         let n = (ta * ta + tb * tb).sqrt();
         let (xa, xb) = (ta / n, tb / n);
-        let logits = [xa * 1.0 + xb * 0.5 + 0.1, xa * -1.0 + xb * 2.0 - 0.2];
+        let logits = [xa * 1.0 + xb * 0.5 + 0.1, -xa + xb * 2.0 - 0.2];
         let got = p.predict("a b b c", 3);
         assert!(close(&got.probabilities, &softmax(&logits)), "{:?} vs {:?}", got.probabilities, softmax(&logits));
         assert_eq!(got.label.as_deref(), Some("x"), "logits {logits:?}");

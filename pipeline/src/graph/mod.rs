@@ -460,8 +460,8 @@ impl RangeIndex {
         let (mut occ, mut doc) = (vec![0u32; n], vec![0u32; n]);
         let (lo, len) = (first as u32, range.len() as u32);
         for d in 0..offsets.len() - 1 {
-            for g in offsets[d]..offsets[d + 1] {
-                let k = ids[g].wrapping_sub(lo);
+            for (g, &id) in ids.iter().enumerate().take(offsets[d + 1]).skip(offsets[d]) {
+                let k = id.wrapping_sub(lo);
                 if k < len {
                     let at = &mut fill[k as usize];
                     occ[*at] = g as u32;
@@ -965,13 +965,13 @@ fn count_position_pairs<A: Accumulator, const COUNTERS: bool>(occs: &[u32], docs
             crate::prefetch::prefetch(ids, ga + w - 1);
             crate::prefetch::prefetch(offsets, da as usize);
         }
-        if COUNTERS {
-            if let (Some(&gb), Some(&db)) = (occs.get(k + COUNTERS_AHEAD), docs.get(k + COUNTERS_AHEAD)) {
-                let (gb, db) = (gb as usize, db as usize);
-                let near = &ids[gb.saturating_sub(w - 1).max(offsets[db])..(gb + w).min(offsets[db + 1])];
-                for &j in near {
-                    acc.prefetch(j as usize);
-                }
+        if COUNTERS
+            && let (Some(&gb), Some(&db)) = (occs.get(k + COUNTERS_AHEAD), docs.get(k + COUNTERS_AHEAD))
+        {
+            let (gb, db) = (gb as usize, db as usize);
+            let near = &ids[gb.saturating_sub(w - 1).max(offsets[db])..(gb + w).min(offsets[db + 1])];
+            for &j in near {
+                acc.prefetch(j as usize);
             }
         }
         let d = d as usize;
@@ -1132,8 +1132,22 @@ mod tests {
     /// The three outputs of a graph, collected.
     fn outputs(g: &Graph) -> (Vec<i64>, Vec<f32>, Vec<i64>) {
         let (mut attr, mut idx, mut cols) = (Vec::new(), Vec::new(), Vec::new());
-        g.write_edge_rows(|v| Ok(idx.extend_from_slice(v))).unwrap();
-        g.write_weights_and_columns(|v| Ok(attr.extend_from_slice(v)), |v| Ok(cols.extend_from_slice(v))).unwrap();
+        g.write_edge_rows(|v| {
+            idx.extend_from_slice(v);
+            Ok(())
+        })
+        .unwrap();
+        g.write_weights_and_columns(
+            |v| {
+                attr.extend_from_slice(v);
+                Ok(())
+            },
+            |v| {
+                cols.extend_from_slice(v);
+                Ok(())
+            },
+        )
+        .unwrap();
         idx.extend_from_slice(&cols);
         (g.row_ptr(), attr, idx)
     }

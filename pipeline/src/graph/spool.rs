@@ -438,7 +438,12 @@ mod tests {
             assert!(spool.push(block(99_999, &[1])).unwrap_err().to_string().contains("sealed"));
             for weights in [true, false] {
                 let mut got = Vec::new();
-                spool.for_each_block(weights, |v| Ok(got.push((v.cols.to_vec(), v.w.to_vec(), v.lens.to_vec())))).unwrap();
+                spool
+                    .for_each_block(weights, |v| {
+                        got.push((v.cols.to_vec(), v.w.to_vec(), v.lens.to_vec()));
+                        Ok(())
+                    })
+                    .unwrap();
                 let expect: Vec<_> = want.iter().map(|(c, w, l)| (c.clone(), if weights { w.clone() } else { Vec::new() }, l.clone())).collect();
                 // Blocks held in memory always show their weights.
                 let held = spool.mem.len();
@@ -474,7 +479,12 @@ mod tests {
         assert!(file.metadata().unwrap().blocks() > 0);
         spool.free_disk_as_read();
         let mut got = Vec::new();
-        spool.for_each_block(true, |v| Ok(got.push(v.cols.to_vec()))).unwrap();
+        spool
+            .for_each_block(true, |v| {
+                got.push(v.cols.to_vec());
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(got, want);
         // Does this file system punch holes at all?
         let probe = tempfile::tempfile_in(dir.path()).unwrap();

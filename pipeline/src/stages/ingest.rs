@@ -105,7 +105,7 @@ impl Stage for Ingest {
             match (&ing.meta, &tabular) {
                 (Some(meta), _) => ingest::stream_textgcn(&corpus, &cfg.data_path(meta), ing, each),
                 (None, Some(docs)) => {
-                    docs.iter().try_for_each(|d| each(d))?;
+                    docs.iter().try_for_each(&mut *each)?;
                     Ok(docs.replacements)
                 }
                 (None, None) => unreachable!("a tabular corpus was read"),

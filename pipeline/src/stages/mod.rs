@@ -252,7 +252,7 @@ impl Plan {
 }
 
 /// Finds output `key` among the records of the stages built so far.
-fn find_output<'a>(records: &'a [StageRecord], key: OutputKey) -> Result<&'a ObjectId, PipelineError> {
+fn find_output(records: &[StageRecord], key: OutputKey) -> Result<&ObjectId, PipelineError> {
     let rec = records.iter().find(|r| r.stage == key.stage).ok_or_else(|| PipelineError::Other(format!("stage {} has not run before the stage that reads {}", key.stage, key.input_name())))?;
     rec.output_id(key.name).map_err(PipelineError::Contract)
 }

@@ -54,24 +54,24 @@ impl Fixture {
     pub fn damage(&self, k: usize, bytes: &[u8], reseal: bool) {
         let f = &self.files[k];
         let is_ref = k == self.files.len() - 1;
-        if reseal && !is_ref {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
-                && let Ok(rec) = serde_json::from_value::<StageRecord>(v["record"].clone())
+        if reseal
+            && !is_ref
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
+            && let Ok(rec) = serde_json::from_value::<StageRecord>(v["record"].clone())
+        {
+            let digest = rec.digest();
+            write(f, &serde_json::to_vec(&serde_json::json!({"digest": digest, "record": v["record"]})).unwrap());
+            let fp = f.file_stem().unwrap().to_string_lossy().into_owned();
+            let ref_file = &self.files[self.files.len() - 1];
+            if let Ok(mut r) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(ref_file).unwrap())
+                && let Some(stages) = r["stages"].as_array_mut()
             {
-                let digest = rec.digest();
-                write(f, &serde_json::to_vec(&serde_json::json!({"digest": digest, "record": v["record"]})).unwrap());
-                let fp = f.file_stem().unwrap().to_string_lossy().into_owned();
-                let ref_file = &self.files[self.files.len() - 1];
-                if let Ok(mut r) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(ref_file).unwrap())
-                    && let Some(stages) = r["stages"].as_array_mut()
-                {
-                    for s in stages.iter_mut().filter(|s| s["fingerprint"] == fp.as_str()) {
-                        s["record"] = digest.clone().into();
-                    }
-                    write(ref_file, &serde_json::to_vec(&r).unwrap());
+                for s in stages.iter_mut().filter(|s| s["fingerprint"] == fp.as_str()) {
+                    s["record"] = digest.clone().into();
                 }
-                return;
+                write(ref_file, &serde_json::to_vec(&r).unwrap());
             }
+            return;
         }
         write(f, bytes);
     }

@@ -79,15 +79,15 @@ pub fn fetch(dataset: &str, dir: &Path, base: &str, v: Verbosity) -> Result<Vec<
     let mut out = Vec::new();
     for (url_path, local) in files(dataset) {
         let path = target.join(&local);
-        if path.is_file() {
-            if let Some((_, want)) = sums.iter().find(|(f, _)| *f == local) {
-                let got = sha256_file(&path)?;
-                if &got != want {
-                    bail!("{} does not match its recorded SHA-256 in {} (expected {want}, found {got}); delete it to download it again", path.display(), sums_path.display());
-                }
-                out.push(Fetched { bytes: fs::metadata(&path)?.len(), path, sha256: got, action: "present" });
-                continue;
+        if path.is_file()
+            && let Some((_, want)) = sums.iter().find(|(f, _)| *f == local)
+        {
+            let got = sha256_file(&path)?;
+            if &got != want {
+                bail!("{} does not match its recorded SHA-256 in {} (expected {want}, found {got}); delete it to download it again", path.display(), sums_path.display());
             }
+            out.push(Fetched { bytes: fs::metadata(&path)?.len(), path, sha256: got, action: "present" });
+            continue;
         }
         let url = format!("{}/{url_path}", base.trim_end_matches('/'));
         let f = download(&agent, &url, &path, v)?;

@@ -111,10 +111,10 @@ impl Spec {
                 bail!("{flag} must be between 0 and 1, not {v}");
             }
         }
-        if let Some(n) = &self.name {
-            if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || n.starts_with('.') {
-                bail!("--name {n:?} must be letters, digits, '-', '_' or '.'");
-            }
+        if let Some(n) = &self.name
+            && (n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || n.starts_with('.'))
+        {
+            bail!("--name {n:?} must be letters, digits, '-', '_' or '.'");
         }
         Ok(())
     }

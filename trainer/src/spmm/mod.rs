@@ -220,8 +220,14 @@ impl Csr<'_> {
         if k == 0 {
             return;
         }
+        let panels = panels(k, col_end, x.len() / k, sizes);
+        if let [columns] = panels[..] {
+            // One pass: no cursors to keep between passes.
+            out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, false, x, k, ci * ROWS, chunk, &mut [0; ROWS]));
+            return;
+        }
         let mut at = vec![0u32; n];
-        for (i, columns) in panels(k, col_end, x.len() / k, sizes).into_iter().enumerate() {
+        for (i, columns) in panels.into_iter().enumerate() {
             out.par_chunks_mut(ROWS * k).zip(at.par_chunks_mut(ROWS)).enumerate().for_each(|(ci, (chunk, at))| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk, at));
         }
     }

@@ -398,8 +398,9 @@ impl Panels {
     }
 
     /// The panels of a product of `csr` with `x` of `x_rows` rows of `k`
-    /// (see [`panels`]): [`Panels::current`], unless they would split it,
-    /// `csr` is mapped and the page cache cannot keep it (the
+    /// (see [`panels`]): [`Panels::current`], unless they or a size the
+    /// trials would try ([`candidates`]) split it, `csr` is mapped and the
+    /// page cache cannot keep it (the
     /// [`crate::metrics::memory_room`] left for file pages, read at each
     /// such product: the trainer's own memory grows in its first step).
     /// See [`Panels::choose`].

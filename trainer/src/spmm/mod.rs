@@ -84,6 +84,7 @@
 //! [`textgcn_pipeline::prefetch`].
 
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use textgcn_pipeline::prefetch::prefetch;
 
 #[cfg(target_arch = "x86_64")]
@@ -179,6 +180,16 @@ impl Csr<'_> {
         (std::mem::size_of_val(self.row_ptr) + std::mem::size_of_val(self.cols) + std::mem::size_of_val(self.vals)) as u64
     }
 
+    /// Hints that the non-zeros from `i` on will be read soon: the cache
+    /// lines of their first 16 columns and first values (three lines
+    /// measured alike with five).
+    #[inline(always)]
+    fn prefetch_from(&self, i: usize) {
+        prefetch(self.cols, i);
+        prefetch(self.cols, i + 8);
+        prefetch(self.vals, i);
+    }
+
     /// The first `rows` rows (row offsets start at 0, so they are a prefix
     /// of the arrays).
     pub fn prefix(&self, rows: usize) -> Self {
@@ -223,12 +234,12 @@ impl Csr<'_> {
         let panels = panels(k, col_end, x.len() / k, sizes);
         if let [columns] = panels[..] {
             // One pass: no cursors to keep between passes.
-            out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, false, x, k, ci * ROWS, chunk, &mut [0; ROWS]));
+            out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, false, x, k, ci * ROWS, chunk, &[]));
             return;
         }
-        let mut at = vec![0u32; n];
+        let at = cursors(n);
         for (i, columns) in panels.into_iter().enumerate() {
-            out.par_chunks_mut(ROWS * k).zip(at.par_chunks_mut(ROWS)).enumerate().for_each(|(ci, (chunk, at))| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk, at));
+            out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk, &at));
         }
     }
 
@@ -258,43 +269,70 @@ impl Csr<'_> {
         let Some((&last, before)) = panels.split_last().filter(|(_, before)| !before.is_empty()) else {
             blocks.for_each(|(ci, ((a, b), c))| {
                 let mut block = vec![0f32; a.len()];
-                self.block(kernel, (0, usize::MAX), false, x, k, ci * ROWS, &mut block, &mut [0; ROWS]);
+                self.block(kernel, (0, usize::MAX), false, x, k, ci * ROWS, &mut block, &[]);
                 then(&mut block, [a, b, c]);
             });
             return;
         };
         let mut partial = vec![0f32; n * k];
-        let mut at = vec![0u32; n];
+        let at = cursors(n);
         for (i, &columns) in before.iter().enumerate() {
-            partial.par_chunks_mut(ROWS * k).zip(at.par_chunks_mut(ROWS)).enumerate().for_each(|(ci, (chunk, at))| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk, at));
+            partial.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk, &at));
         }
-        partial.par_chunks_mut(ROWS * k).zip(at.par_chunks_mut(ROWS)).zip(blocks).for_each(|((block, at), (ci, ((a, b), c)))| {
-            self.block(kernel, last, true, x, k, ci * ROWS, block, at);
+        partial.par_chunks_mut(ROWS * k).zip(blocks).for_each(|(block, (ci, ((a, b), c)))| {
+            self.block(kernel, last, true, x, k, ci * ROWS, block, &at);
             then(block, [a, b, c]);
         });
     }
 
     /// Rows `first..` of the product (as many as `chunk` holds) into
     /// `chunk`, by `kernel`, for the non-zeros of the columns
-    /// `columns.0..columns.1`. `at` holds, for each of these rows, where
-    /// its non-zeros of those columns begin (counted from the row's start:
-    /// where the previous panel's pass ended, 0 for the first), and is
-    /// moved past them. So no row is searched: a binary search of a row's
-    /// columns for a panel's bounds waits on a cache miss at each step (14
-    /// % of a 20ng product's samples on the Intel host), while the scan
-    /// for the end reads what the product reads next.
+    /// `columns.0..columns.1`. `at` holds a cursor per row of the matrix
+    /// (empty for a product in one pass): where the row's non-zeros of
+    /// these columns begin, counted from the row's start (where the
+    /// previous panel's pass ended, 0 for the first); the block moves its
+    /// rows' cursors past them. So no row is searched: a binary search of a
+    /// row's columns for a panel's bounds waits on a cache miss at each
+    /// step (14 % of a 20ng product's samples on the Intel host), while the
+    /// scan for the end reads what the product reads next.
+    ///
+    /// A pass over a panel reads a short run of each row's non-zeros (18 on
+    /// average for 20ng in 2 MiB panels) and jumps to the next row's: no
+    /// hardware prefetcher follows that, and the scan for a row's end
+    /// cannot start before the last row's ended (the branch that ends it
+    /// mispredicts), so each row waited on memory in turn (`Csr::block`,
+    /// mostly this scan, was 18 % of a 20ng epoch's samples). The block
+    /// therefore prefetches its rows' runs before it scans them, and the
+    /// next block's runs before its tiles, which then hide their latency
+    /// (the next block is, as a rule, the same thread's next). Reading
+    /// another block's cursors for this is a race only for the hint: a
+    /// cursor the other block's thread already moved gives a useless
+    /// prefetch, never a different result, since each block reads the
+    /// cursors it computes with only after the previous pass ended.
     #[allow(clippy::too_many_arguments)]
-    fn block(&self, kernel: Kernel, columns: (usize, usize), accumulate: bool, x: &[f32], k: usize, first: usize, chunk: &mut [f32], at: &mut [u32]) {
+    fn block(&self, kernel: Kernel, columns: (usize, usize), accumulate: bool, x: &[f32], k: usize, first: usize, chunk: &mut [f32], at: &[AtomicU32]) {
         let rows = chunk.len() / k;
         let (a, b) = (self.row_ptr[first] as usize, self.row_ptr[first + rows] as usize);
+        // Where row `r`'s non-zeros of the panel begin (`at` is only read
+        // past the first panel, so it may be empty for a single pass).
+        let start = |r: usize| self.row_ptr[r] as usize + if columns.0 == 0 { 0 } else { at[r].load(Relaxed) as usize };
+        if !at.is_empty() {
+            (first..first + rows).for_each(|r| self.prefetch_from(start(r)));
+        }
         let mut bounds = [(0usize, 0usize); ROWS];
-        for (r, (bound, at)) in bounds.iter_mut().zip(at.iter_mut()).take(rows).enumerate() {
-            let (start, end) = (self.row_ptr[first + r] as usize, self.row_ptr[first + r + 1] as usize);
-            let lo = if columns.0 == 0 { start } else { start + *at as usize };
+        for (r, bound) in bounds.iter_mut().take(rows).enumerate() {
+            let (row_start, end) = (self.row_ptr[first + r] as usize, self.row_ptr[first + r + 1] as usize);
+            let lo = start(first + r);
             let hi = if columns.1 == usize::MAX { end } else { lo + self.cols[lo..end].iter().take_while(|&&c| (c as usize) < columns.1).count() };
-            debug_assert_eq!(lo, start + self.cols[start..end].partition_point(|&c| (c as usize) < columns.0));
-            *at = u32::try_from(hi - start).expect("a row of fewer than 2^32 non-zeros");
+            debug_assert_eq!(lo, row_start + self.cols[row_start..end].partition_point(|&c| (c as usize) < columns.0));
+            if let Some(at) = at.get(first + r) {
+                at.store(u32::try_from(hi - row_start).expect("a row of fewer than 2^32 non-zeros"), Relaxed);
+            }
             *bound = (lo - a, hi - a);
+        }
+        if !at.is_empty() {
+            let next = first + ROWS;
+            (next..(next + ROWS).min(self.rows())).for_each(|r| self.prefetch_from(start(r)));
         }
         let block = Block { bounds: &bounds[..rows], cols: &self.cols[a..b], vals: &self.vals[a..b], accumulate };
         match kernel {
@@ -565,6 +603,11 @@ impl Trial {
 
 /// Rows of a block, the unit of parallel work.
 const ROWS: usize = 64;
+
+/// A cursor per row (see [`Csr::block`]), each 0.
+fn cursors(n: usize) -> Vec<AtomicU32> {
+    (0..n).map(|_| AtomicU32::new(0)).collect()
+}
 
 /// Which inner loop runs: register tiles with AVX-512 or AVX2 (and FMA)
 /// where the CPU has them, else an axpy per non-zero (with AVX2+FMA when

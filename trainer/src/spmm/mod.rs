@@ -387,8 +387,13 @@ pub const MAX_PANELS: usize = 12;
 /// their rows; `--epochs 6`, seconds) took 1.05-1.08 in panels of 8 MiB
 /// (6), 0.84-0.86 in 4 MiB (12), 0.69-0.73 in 2 MiB (24), 0.79-0.85 in
 /// 1 MiB (47), while on the AMD EPYC host (its 32 MB of L3) 8 MiB was the
-/// fastest (see [`PANEL_BYTES`]).
-const TRIED_PANELS: [(usize, usize); 3] = [(PANEL_BYTES, MAX_PANELS), (4 << 20, 2 * MAX_PANELS), (2 << 20, 4 * MAX_PANELS)];
+/// fastest (see [`PANEL_BYTES`]). R8's (the same Intel host, 2026-12-07
+/// 16:30, after the blocks prefetched their rows' runs; `--epochs 40`,
+/// alternating, load 1.5-1.6): 0.103-0.122 s with 2 MiB the narrowest
+/// tried, 0.086-0.095 s once 1 MiB (12 panels) was tried and chosen.
+/// 1 MiB panels are at most as many as 2 MiB ones may be: a larger `x`
+/// gets the same split, which the trials then time once.
+const TRIED_PANELS: [(usize, usize); 4] = [(PANEL_BYTES, MAX_PANELS), (4 << 20, 2 * MAX_PANELS), (2 << 20, 4 * MAX_PANELS), (1 << 20, 4 * MAX_PANELS)];
 
 /// How many times each distinct panel size is timed before the fastest
 /// is kept (the first product of a run also faults the mapped graph in).
@@ -943,19 +948,22 @@ mod tests {
             tie.record(i, s);
         }
         assert_eq!(tie.next(), 0);
-        // 20ng's hidden products: 6, 12 and 24 panels; the generated 100k
-        // corpus 12, 24 and 48. Where `x` is within the one-pass limit,
-        // one pass and the panels that split it: R8's hidden products
-        // (12.3 MB of `x`) one pass, 2, 3 or 6 panels; 20ng's 20-wide ones
-        // (4.9 MB) one pass, 2 or 3; an `x` within the smallest panel
-        // one pass only, so nothing to try.
+        // 20ng's hidden products: 6, 12, 24 and 48 panels; the generated
+        // 100k corpus 12, 24 and 48 (1 MiB panels would be more than 48:
+        // the same split as 2 MiB's, tried once). Where `x` is within the
+        // one-pass limit, one pass and the panels that split it: R8's
+        // hidden products (12.3 MB of `x`) one pass, 2, 3, 6 or 12
+        // panels; 20ng's 20-wide ones (4.9 MB) one pass, 2, 3 or 5; a 1.6
+        // MB `x` one pass or 2; an `x` within the smallest panel one pass
+        // only, so nothing to try.
         let now = Panels::current();
         let sizes = |k, rows| candidates(k, None, rows, now).1.iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(sizes(200, 61_603), [6, 12, 24]);
+        assert_eq!(sizes(200, 61_603), [6, 12, 24, 48]);
         assert_eq!(sizes(200, 326_597), [12, 24, 48]);
-        assert_eq!(sizes(200, 15_362), [1, 2, 3, 6]);
-        assert_eq!(sizes(20, 61_603), [1, 2, 3]);
-        assert_eq!(sizes(200, 2_000), [1]);
+        assert_eq!(sizes(200, 15_362), [1, 2, 3, 6, 12]);
+        assert_eq!(sizes(20, 61_603), [1, 2, 3, 5]);
+        assert_eq!(sizes(200, 2_000), [1, 2]);
+        assert_eq!(sizes(200, 1_000), [1]);
         assert_eq!(candidates(200, None, 61_603, now).0[0], now);
         assert_eq!(candidates(200, None, 15_362, now).0[0], now);
     }

@@ -296,7 +296,7 @@ impl Csr<'_> {
     /// step (14 % of a 20ng product's samples on the Intel host), while the
     /// scan for the end reads what the product reads next.
     ///
-    /// A pass over a panel reads a short run of each row's non-zeros (18 on
+    /// A pass over a panel reads a short run of each row's non-zeros (27 on
     /// average for 20ng in 2 MiB panels) and jumps to the next row's: no
     /// hardware prefetcher follows that, and the scan for a row's end
     /// cannot start before the last row's ended (the branch that ends it

@@ -27,7 +27,7 @@ mod predict_cmd;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Run config (TOML); its [train] section gives the defaults.
+    /// Run config (TOML); its `[train]` section gives the defaults.
     #[arg(long, required = true)]
     config: Option<PathBuf>,
     /// Store directory (default: $TEXTGCN_STORE, else ./.textgcn-store).

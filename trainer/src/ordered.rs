@@ -5,7 +5,7 @@
 //! products over a long inner dimension, ATen's sums over more than 32,768
 //! elements), so the rounding of the result changes with `--threads`, and
 //! with it every later step of a run. On the CPU these functions sum fixed
-//! chunks of [`CHUNK`] elements, each in order, and add the chunks' sums in
+//! chunks of `CHUNK` elements, each in order, and add the chunks' sums in
 //! order: parallel, and the same floats on any number of threads. Elsewhere
 //! (CUDA) they are libtorch's operations.
 

@@ -55,8 +55,8 @@
 //! The best panel size depends on the host's caches (8 MiB on the AMD
 //! EPYC host, 2 MiB on the Intel Xeon one: 20ng epochs of 0.77 s against
 //! 1.0 s), so a product of a new shape is made in each of
-//! [`TRIED_PANELS`] in turn, [`TRIALS`] times, and the fastest is kept
-//! ([`tuned`]); an `X` within [`ONE_PASS_BYTES`] is also tried in one
+//! `TRIED_PANELS` in turn, `TRIALS` times, and the fastest is kept
+//! (`tuned`); an `X` within [`ONE_PASS_BYTES`] is also tried in one
 //! pass (first), which the AMD host's caches favour for the smaller
 //! benchmark graphs and the Intel host's do not (R8's epoch 0.114-0.122
 //! s in one pass, 0.072-0.074 s in panels of 2 MiB). The panels never
@@ -67,7 +67,7 @@
 //! memory left for the page cache (a million-document corpus on a 24 GB
 //! machine, or any graph under a tight cgroup limit) would be read from
 //! the disk once a pass, so its products are made in one pass
-//! ([`Panels::for_csr`]).
+//! (`Panels::for_csr`).
 //!
 //! A few tile widths come out of the compiler as scalar code (40 and 48
 //! floats with AVX-512; 32, 40 and 48 with AVX2: `SCALAR_TILES_AVX512`),
@@ -165,7 +165,7 @@ pub struct Csr<'a> {
     pub vals: &'a [f32],
     /// Whether the arrays are mapped files, which the page cache holds
     /// (and may drop): then a product is split into panels only where
-    /// the arrays stay resident between the passes (see [`Panels::for_csr`]).
+    /// the arrays stay resident between the passes (see `Panels::for_csr`).
     pub mapped: bool,
 }
 
@@ -223,7 +223,8 @@ impl Csr<'_> {
     }
 
     /// [`Csr::product`] in passes over panels of columns whose rows of `x`
-    /// take at most `sizes.bytes` (see [`panels`]).
+    /// take at most `sizes.bytes` (see [`panels`]), all of them over one
+    /// group of rows after another (see [`groups`]).
     fn product_in_panels(&self, kernel: Kernel, col_end: Option<usize>, x: &[f32], k: usize, out: &mut [f32], sizes: Panels) {
         let n = self.rows();
         assert_eq!(out.len(), n * k, "output size");
@@ -238,8 +239,11 @@ impl Csr<'_> {
             return;
         }
         let at = cursors(n);
-        for (i, columns) in panels.into_iter().enumerate() {
-            out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk, &at));
+        for rows in groups(n, k, sizes.group) {
+            let out = &mut out[rows.start * k..rows.end * k];
+            for (i, &columns) in panels.iter().enumerate() {
+                out.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, rows.start + ci * ROWS, chunk, &at));
+            }
         }
     }
 
@@ -249,8 +253,8 @@ impl Csr<'_> {
     /// gradient of `W0` to `W0` and Adam's moments this way). Blocks run in
     /// parallel, each row once; the product's floats are
     /// [`Csr::mul_dense`]'s. When `x` needs several panels, the partial
-    /// sums of all but the last are held in one `[rows, k]` buffer, and
-    /// the last panel's pass hands each block on.
+    /// sums of all but the last are held in a buffer of a group of rows
+    /// (see [`groups`]), and the last panel's pass hands each block on.
     pub fn mul_dense_then(&self, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync) {
         let x_rows = x.len() / k.max(1);
         tuned(self.rows(), k, None, x_rows, Panels::for_csr(self, k, None, x_rows), |p| self.mul_dense_then_in_panels(Kernel::pick(), x, k, rows, then, p));
@@ -264,9 +268,9 @@ impl Csr<'_> {
             return;
         }
         let [a, b, c] = rows;
-        let blocks = a.par_chunks_mut(ROWS * k).zip(b.par_chunks_mut(ROWS * k)).zip(c.par_chunks_mut(ROWS * k)).enumerate();
         let panels = panels(k, None, x.len() / k, sizes);
         let Some((&last, before)) = panels.split_last().filter(|(_, before)| !before.is_empty()) else {
+            let blocks = a.par_chunks_mut(ROWS * k).zip(b.par_chunks_mut(ROWS * k)).zip(c.par_chunks_mut(ROWS * k)).enumerate();
             blocks.for_each(|(ci, ((a, b), c))| {
                 let mut block = vec![0f32; a.len()];
                 self.block(kernel, (0, usize::MAX), false, x, k, ci * ROWS, &mut block, &[]);
@@ -274,15 +278,21 @@ impl Csr<'_> {
             });
             return;
         };
-        let mut partial = vec![0f32; n * k];
+        let groups = groups(n, k, sizes.group);
+        let mut partial = vec![0f32; groups.iter().map(|g| g.len()).max().unwrap_or(0) * k];
         let at = cursors(n);
-        for (i, &columns) in before.iter().enumerate() {
-            partial.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, ci * ROWS, chunk, &at));
+        for rows in groups {
+            let range = rows.start * k..rows.end * k;
+            let partial = &mut partial[..range.len()];
+            for (i, &columns) in before.iter().enumerate() {
+                partial.par_chunks_mut(ROWS * k).enumerate().for_each(|(ci, chunk)| self.block(kernel, columns, i > 0, x, k, rows.start + ci * ROWS, chunk, &at));
+            }
+            let blocks = a[range.clone()].par_chunks_mut(ROWS * k).zip(b[range.clone()].par_chunks_mut(ROWS * k)).zip(c[range].par_chunks_mut(ROWS * k));
+            partial.par_chunks_mut(ROWS * k).zip(blocks).enumerate().for_each(|(ci, (block, ((a, b), c)))| {
+                self.block(kernel, last, true, x, k, rows.start + ci * ROWS, block, &at);
+                then(block, [a, b, c]);
+            });
         }
-        partial.par_chunks_mut(ROWS * k).zip(blocks).for_each(|(block, (ci, ((a, b), c)))| {
-            self.block(kernel, last, true, x, k, ci * ROWS, block, &at);
-            then(block, [a, b, c]);
-        });
     }
 
     /// Rows `first..` of the product (as many as `chunk` holds) into
@@ -359,7 +369,7 @@ impl Csr<'_> {
 }
 
 /// The most bytes of `x` one pass of the product gathers from: the rows
-/// of `x` of a panel of columns (see [`panels`]). A gather that misses the
+/// of `x` of a panel of columns (see `panels`). A gather that misses the
 /// cache waits on memory; this host's VM gets far less of the L3 than its
 /// 32 MB (20ng's products slow down past about 10 MB of `x`). Measured on
 /// 20ng (k = 200, 2 threads, the AMD EPYC host, 2026-12-06): seconds a
@@ -395,12 +405,19 @@ pub const MAX_PANELS: usize = 12;
 /// gets the same split, which the trials then time once.
 const TRIED_PANELS: [(usize, usize); 4] = [(PANEL_BYTES, MAX_PANELS), (4 << 20, 2 * MAX_PANELS), (2 << 20, 4 * MAX_PANELS), (1 << 20, 4 * MAX_PANELS)];
 
+/// The groups of rows of the panels tried (see [`groups`]): on the Intel
+/// Xeon host, 20ng's epochs in groups of 4-16 MiB were alike, 5 % faster
+/// than in one group. (Tried as candidates beside one group, the two
+/// trials of each could not tell them apart: the choice flipped between
+/// runs.)
+const GROUP_BYTES: usize = 8 << 20;
+
 /// How many times each distinct panel size is timed before the fastest
 /// is kept (the first product of a run also faults the mapped graph in).
 const TRIALS: usize = 2;
 
 /// Up to this many bytes `x` is gathered from in one pass, unless the
-/// trials of [`tuned`] find panels faster: one pass is then the first
+/// trials of `tuned` find panels faster: one pass is then the first
 /// candidate. On the AMD EPYC host the smaller benchmark graphs lost by
 /// panels (the training step's `Â·W0`, ms, one pass against panels of 8
 /// MiB, 3 runs each: R8, 12.3 MB of `x`, 30-34 against 34-37; ohsumed,
@@ -420,6 +437,9 @@ struct Panels {
     one_pass: usize,
     /// At most this many panels (wider ones where `bytes` would need more).
     max: usize,
+    /// The most bytes of output a group of rows takes (see [`groups`]):
+    /// `usize::MAX` for one group of all rows.
+    group: usize,
     /// Set by `TEXTGCN_SPMM_PANEL_BYTES` (or a test): kept whatever the
     /// memory.
     fixed: bool,
@@ -427,16 +447,18 @@ struct Panels {
 
 impl Panels {
     /// Every product in one pass.
-    const ONE_PASS: Panels = Panels { bytes: usize::MAX, one_pass: usize::MAX, max: 1, fixed: false };
+    const ONE_PASS: Panels = Panels { bytes: usize::MAX, one_pass: usize::MAX, max: 1, group: usize::MAX, fixed: false };
 
-    /// [`PANEL_BYTES`] and [`ONE_PASS_BYTES`]; `TEXTGCN_SPMM_PANEL_BYTES`
-    /// sets both (for measurements: a size past `x`'s is one pass, a
-    /// small one splits any product).
+    /// [`PANEL_BYTES`] and [`ONE_PASS_BYTES`], all rows in one group;
+    /// `TEXTGCN_SPMM_PANEL_BYTES` sets both sizes (for measurements: a
+    /// size past `x`'s is one pass, a small one splits any product), and
+    /// with it `TEXTGCN_SPMM_GROUP_BYTES` the groups of rows.
     fn current() -> Panels {
         static P: std::sync::OnceLock<Panels> = std::sync::OnceLock::new();
-        *P.get_or_init(|| match std::env::var("TEXTGCN_SPMM_PANEL_BYTES").ok().and_then(|v| v.parse().ok()) {
-            Some(bytes) => Panels { bytes, one_pass: bytes, max: MAX_PANELS, fixed: true },
-            None => Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, fixed: false },
+        let var = |name| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        *P.get_or_init(|| match var("TEXTGCN_SPMM_PANEL_BYTES") {
+            Some(bytes) => Panels { bytes, one_pass: bytes, max: MAX_PANELS, group: var("TEXTGCN_SPMM_GROUP_BYTES").unwrap_or(usize::MAX), fixed: true },
+            None => Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, group: usize::MAX, fixed: false },
         })
     }
 
@@ -449,7 +471,7 @@ impl Panels {
     /// See [`Panels::choose`].
     fn for_csr(csr: &Csr, k: usize, col_end: Option<usize>, x_rows: usize) -> Panels {
         let p = Panels::current();
-        if !csr.mapped || p.fixed || candidates(k, col_end, x_rows, p).1.iter().all(|split| split.len() < 2) {
+        if !csr.mapped || p.fixed || candidates(csr.rows(), k, col_end, x_rows, p).1.iter().all(|(split, _)| split.len() < 2) {
             return p;
         }
         let bytes = csr.bytes();
@@ -486,7 +508,7 @@ impl Panels {
     /// Panels of `bytes` whatever the size of `x` (tests).
     #[cfg(test)]
     fn of(bytes: usize) -> Panels {
-        Panels { bytes, one_pass: 0, max: MAX_PANELS, fixed: true }
+        Panels { bytes, one_pass: 0, max: MAX_PANELS, group: usize::MAX, fixed: true }
     }
 }
 
@@ -524,9 +546,9 @@ fn tuned(rows: usize, k: usize, col_end: Option<usize>, x_rows: usize, base: Pan
     if base.fixed || base != Panels::current() {
         return run(base);
     }
-    let (candidates, seen) = candidates(k, col_end, x_rows, base);
+    let (candidates, seen) = candidates(rows, k, col_end, x_rows, base);
     if candidates.len() < 2 {
-        return run(base);
+        return run(candidates.first().copied().unwrap_or(base));
     }
     type Shapes = std::collections::HashMap<(usize, usize, Option<usize>, usize), Trial>;
     static SHAPES: std::sync::OnceLock<std::sync::Mutex<Shapes>> = std::sync::OnceLock::new();
@@ -540,28 +562,33 @@ fn tuned(rows: usize, k: usize, col_end: Option<usize>, x_rows: usize, base: Pan
     let trial = shapes.get_mut(&key).expect("inserted above");
     if let Some(best) = trial.record(i, seconds) {
         tracing::debug!(
-            "sparse product [{rows} × {x_rows}] · [{x_rows} × {k}]: panels of {} MiB ({} of them) are the fastest here; best seconds of each size tried: {:?}",
+            "sparse product [{rows} × {x_rows}] · [{x_rows} × {k}]: panels of {} MiB ({} of them) in {} group(s) of rows are the fastest here; best seconds of each candidate tried: {:?}",
             candidates[best].bytes >> 20,
-            seen[best].len(),
+            seen[best].0.len(),
+            seen[best].1,
             trial.best
         );
     }
 }
 
-/// The sizes of [`TRIED_PANELS`] (on `base`'s one-pass limit) that split
-/// a product of `x` of `x_rows` rows of `k` (up to `col_end`) into
-/// different panels, and those panels. Where `base` makes the product one
-/// pass (`x` within [`ONE_PASS_BYTES`]), that pass is the first candidate
-/// and the sizes are tried against it, without the limit.
-fn candidates(k: usize, col_end: Option<usize>, x_rows: usize, base: Panels) -> (Vec<Panels>, Vec<Vec<(usize, usize)>>) {
+/// The sizes of [`TRIED_PANELS`] (on `base`'s one-pass limit), over
+/// groups of [`GROUP_BYTES`] of rows, that split a product of a
+/// `rows`-row matrix with `x` of `x_rows` rows of `k` (up to `col_end`)
+/// into different panels; and those panels with their numbers of groups.
+/// Where `base` makes the product one pass (`x` within
+/// [`ONE_PASS_BYTES`]), that pass is the first candidate and the sizes
+/// are tried against it, without the limit.
+fn candidates(rows: usize, k: usize, col_end: Option<usize>, x_rows: usize, base: Panels) -> (Vec<Panels>, Vec<(Vec<(usize, usize)>, usize)>) {
     let mut candidates: Vec<Panels> = Vec::new();
-    let mut seen: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut seen: Vec<(Vec<(usize, usize)>, usize)> = Vec::new();
     let one_pass = panels(k, col_end, x_rows, base).len() == 1;
-    let sizes = TRIED_PANELS.iter().map(|&(bytes, max)| Panels { bytes, max, one_pass: if one_pass { 0 } else { base.one_pass }, ..base });
+    let sizes = TRIED_PANELS.iter().map(|&(bytes, max)| Panels { bytes, max, group: GROUP_BYTES, one_pass: if one_pass { 0 } else { base.one_pass }, ..base });
     for p in one_pass.then_some(base).into_iter().chain(sizes) {
         let split = panels(k, col_end, x_rows, p);
-        if !seen.contains(&split) {
-            seen.push(split);
+        // One pass has no partial sums to keep: its rows are never grouped.
+        let groups = if split.len() < 2 { 1 } else { groups(rows, k, p.group).len() };
+        if !seen.iter().any(|(s, g)| *s == split && *g == groups) {
+            seen.push((split, groups));
             candidates.push(p);
         }
     }
@@ -608,6 +635,28 @@ impl Trial {
 
 /// Rows of a block, the unit of parallel work.
 const ROWS: usize = 64;
+
+/// The groups of rows that a product in panels runs all its panels over,
+/// one group after another: consecutive rows whose `k` output floats take
+/// at most `bytes` (a multiple of [`ROWS`] rows, at least one block;
+/// `usize::MAX`: all rows in one group).
+///
+/// A pass over a panel loads and stores the partial sums of every row
+/// with a non-zero in the panel: on 20ng in 24 panels of 2 MiB, 1.6 GB a
+/// 200-wide product, 49 MB of output swept 24 times from memory. Over a
+/// group of rows whose output the cache can keep, the sweeps hit the
+/// cache, at the cost of gathering the panel's rows of `x` once a group
+/// instead of once. Each row's floats are the same chain of multiply-adds
+/// in column order whatever the groups: the same bits (tested). 20ng
+/// (the Intel Xeon host, 2026-12-07 18:44, `--epochs 16`, alternating,
+/// load 1.8-2.2, seconds an epoch): all rows 0.771-0.808, groups of 1 MiB
+/// 0.822-0.845, 2 MiB 0.747-0.766, 4 MiB 0.717-0.749, 8 MiB 0.727-0.740,
+/// 16 MiB 0.721-0.758. The panels tried are over groups of
+/// [`GROUP_BYTES`] (see `candidates`).
+fn groups(n: usize, k: usize, bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let rows = (bytes / (k.max(1) * 4) / ROWS * ROWS).max(ROWS);
+    (0..n).step_by(rows).map(|r| r..(r + rows).min(n)).collect()
+}
 
 /// A cursor per row (see [`Csr::block`]), each 0.
 fn cursors(n: usize) -> Vec<AtomicU32> {
@@ -904,7 +953,7 @@ mod tests {
     /// or sizes fixed by `TEXTGCN_SPMM_PANEL_BYTES`, whatever the memory.
     #[test]
     fn panels_only_while_the_page_cache_keeps_the_graph() {
-        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, fixed: false };
+        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, group: usize::MAX, fixed: false };
         assert_eq!(Panels::choose(now, 750, Some(1000)), now);
         assert_eq!(Panels::choose(now, 751, Some(1000)), Panels::ONE_PASS);
         assert_eq!(Panels::choose(now, 1 << 40, None), now);
@@ -956,23 +1005,27 @@ mod tests {
         // panels; 20ng's 20-wide ones (4.9 MB) one pass, 2, 3 or 5; a 1.6
         // MB `x` one pass or 2; an `x` within the smallest panel one pass
         // only, so nothing to try.
+        // Each split in panels over groups of 8 MiB of output: 10,432 rows
+        // of 200 floats (6 groups on 20ng, 32 on the 100k corpus, 2 on
+        // R8), 104,832 rows of 20 (one group on 20ng).
         let now = Panels::current();
-        let sizes = |k, rows| candidates(k, None, rows, now).1.iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(sizes(200, 61_603), [6, 12, 24, 48]);
-        assert_eq!(sizes(200, 326_597), [12, 24, 48]);
-        assert_eq!(sizes(200, 15_362), [1, 2, 3, 6, 12]);
-        assert_eq!(sizes(20, 61_603), [1, 2, 3, 5]);
-        assert_eq!(sizes(200, 2_000), [1, 2]);
-        assert_eq!(sizes(200, 1_000), [1]);
-        assert_eq!(candidates(200, None, 61_603, now).0[0], now);
-        assert_eq!(candidates(200, None, 15_362, now).0[0], now);
+        let sizes = |k, rows| candidates(rows, k, None, rows, now).1.iter().map(|(split, groups)| (split.len(), *groups)).collect::<Vec<_>>();
+        assert_eq!(sizes(200, 61_603), [(6, 6), (12, 6), (24, 6), (48, 6)]);
+        assert_eq!(sizes(200, 326_597), [(12, 32), (24, 32), (48, 32)]);
+        assert_eq!(sizes(200, 15_362), [(1, 1), (2, 2), (3, 2), (6, 2), (12, 2)]);
+        assert_eq!(sizes(20, 61_603), [(1, 1), (2, 1), (3, 1), (5, 1)]);
+        assert_eq!(sizes(200, 2_000), [(1, 1), (2, 1)]);
+        assert_eq!(sizes(200, 1_000), [(1, 1)]);
+        assert_eq!(candidates(61_603, 200, None, 61_603, now).0[0], Panels { group: GROUP_BYTES, ..now });
+        assert_eq!(candidates(15_362, 200, None, 15_362, now).0[0], now);
+        assert_eq!(groups(61_603, 200, GROUP_BYTES).iter().map(|g| g.len()).collect::<Vec<_>>(), [10_432, 10_432, 10_432, 10_432, 10_432, 9_443]);
     }
 
     /// The panels cover the columns once, in order, each within the bytes
     /// (or of one column), the last one open-ended.
     #[test]
     fn panels_cover_the_columns_in_order() {
-        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, fixed: false };
+        let now = Panels { bytes: PANEL_BYTES, one_pass: ONE_PASS_BYTES, max: MAX_PANELS, group: usize::MAX, fixed: false };
         // 20ng's hidden products in 6 panels; its 20-wide ones, R8's,
         // ohsumed's and mr's in one pass.
         assert_eq!(panels(200, None, 61_603, now).len(), 6);
@@ -993,8 +1046,8 @@ mod tests {
 
     /// A product in panels of columns has the bits of the one-pass
     /// product, for every kernel, panel width and product width, with and
-    /// without a column bound; and so has the product that hands its
-    /// blocks on.
+    /// without a column bound, over all rows at once or in groups of
+    /// rows; and so has the product that hands its blocks on.
     #[test]
     fn panels_give_the_bits_of_one_pass() {
         // One block of rows, and several (each block keeps where each of
@@ -1012,23 +1065,24 @@ mod tests {
                 let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
                 let mut one = vec![0f32; n * k];
                 csr.product_in_panels(kernel, None, &x, k, &mut one, Panels::ONE_PASS);
-                for panel in [1, 2, 5, 36, 37, n] {
-                    let bytes = Panels::of(panel * k * 4);
+                for (panel, group) in [1, 2, 5, 36, 37, n].into_iter().flat_map(|p| [(p, usize::MAX), (p, ROWS * k * 4), (p, 2 * ROWS * k * 4 + 1)]) {
+                    let bytes = Panels { group, ..Panels::of(panel * k * 4) };
                     assert_eq!(panels(k, None, n, bytes).len(), n.div_ceil(panel.max(n.div_ceil(MAX_PANELS))));
+                    assert_eq!(groups(n, k, group).len(), if group == usize::MAX { 1 } else { n.div_ceil(group / (k * 4) / ROWS * ROWS) });
                     let mut out = vec![f32::NAN; n * k];
                     csr.product_in_panels(kernel, None, &x, k, &mut out, bytes);
-                    assert_eq!(bits(&out), bits(&one), "{kernel:?} k={k}, panels of {panel}");
+                    assert_eq!(bits(&out), bits(&one), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes");
                     let mut outs = [vec![f32::NAN; n * k], vec![0f32; n * k], vec![0f32; n * k]];
                     let [a, b, c] = &mut outs;
                     csr.mul_dense_then_in_panels(kernel, &x, k, [a, b, c], |g, [a, _, _]| a.copy_from_slice(g), bytes);
-                    assert_eq!(bits(&outs[0]), bits(&one), "{kernel:?} k={k}, panels of {panel}, handed on");
+                    assert_eq!(bits(&outs[0]), bits(&one), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes, handed on");
                     // Columns below a bound, from the bound's rows of x.
                     let bound = 11;
                     let mut below = vec![0f32; n * k];
                     csr.product_in_panels(kernel, Some(bound), &x[..bound * k], k, &mut below, Panels::ONE_PASS);
                     let mut out = vec![f32::NAN; n * k];
                     csr.product_in_panels(kernel, Some(bound), &x[..bound * k], k, &mut out, bytes);
-                    assert_eq!(bits(&out), bits(&below), "{kernel:?} k={k}, panels of {panel} below {bound}");
+                    assert_eq!(bits(&out), bits(&below), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes, below {bound}");
                 }
             }
         }

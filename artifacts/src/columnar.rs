@@ -38,11 +38,15 @@ pub struct MappedColumn<T: ArrowPrimitiveType> {
     values: ScalarBuffer<T::Native>,
     mapping: Range<usize>,
     meta: serde_json::Value,
+    /// Whether `mapping` is a read-only mapping of the object's file
+    /// ([`open_column`]), not bytes in memory ([`decode_column`]): only
+    /// then may [`MappedColumn::release`] drop its pages.
+    file: bool,
 }
 
 impl<T: ArrowPrimitiveType> Clone for MappedColumn<T> {
     fn clone(&self) -> Self {
-        MappedColumn { id: self.id.clone(), values: self.values.clone(), mapping: self.mapping.clone(), meta: self.meta.clone() }
+        MappedColumn { id: self.id.clone(), values: self.values.clone(), mapping: self.mapping.clone(), meta: self.meta.clone(), file: self.file }
     }
 }
 
@@ -65,6 +69,21 @@ impl<T: ArrowPrimitiveType> MappedColumn<T> {
         let p = self.values.as_ptr() as usize;
         let end = p + std::mem::size_of_val(self.values());
         self.mapping.start <= p && end <= self.mapping.end
+    }
+    /// Drops this process's resident pages of `values()[range]` (the
+    /// whole pages inside it): the process's resident set no longer counts
+    /// them, the page cache keeps them (they are the file's), and the next
+    /// read of them maps them again, the same bytes. For a reader that has
+    /// copied what it needs of the column (the trainer's `u32` columns of
+    /// `edge_index`). A hint: whether the kernel took it is returned; a
+    /// column decoded from bytes in memory keeps them (`false`).
+    pub fn release(&self, range: Range<usize>) -> bool {
+        if !self.file {
+            return false;
+        }
+        let values = &self.values()[range];
+        let start = values.as_ptr() as usize;
+        crate::mapped::release_pages(start..start + std::mem::size_of_val(values))
     }
     /// The JSON metadata stored with the column (kind, shape, ...).
     pub fn meta(&self) -> &serde_json::Value {
@@ -217,7 +236,8 @@ where
 /// Maps, verifies and decodes a column published by [`publish_column`].
 /// `kind` is checked against the stored metadata.
 pub fn open_column<T: ArrowPrimitiveType>(store: &Store, id: &ObjectId, kind: &'static str) -> Result<MappedColumn<T>> {
-    decode_column(bytes::Bytes::from_owner(store.map_verified(id)?), id, kind)
+    let column = decode_column(bytes::Bytes::from_owner(store.map_verified(id)?), id, kind)?;
+    Ok(MappedColumn { file: true, ..column })
 }
 
 /// Decodes the bytes of a columnar file (already verified) without copying
@@ -285,7 +305,7 @@ fn decode_ipc<T: ArrowPrimitiveType>(bytes: bytes::Bytes, mapping: Range<usize>,
         return Err(fmt("column has nulls".into()));
     }
     let arr = col.as_any().downcast_ref::<PrimitiveArray<T>>().ok_or_else(|| fmt("column has wrong type".into()))?;
-    let out = MappedColumn { id: id.clone(), values: arr.values().clone(), mapping, meta };
+    let out = MappedColumn { id: id.clone(), values: arr.values().clone(), mapping, meta, file: false };
     if !out.is_zero_copy() {
         return Err(fmt("decoded values do not point into the mapping".into()));
     }
@@ -476,6 +496,25 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(EdgeIndex::open(&store, &b).unwrap().cols(), &[0, 1, 0, 1]);
+    }
+
+    /// Releasing a mapped column's pages keeps its values (the next read
+    /// maps the file's pages again); a column decoded from bytes in memory
+    /// is never released.
+    #[test]
+    fn released_pages_read_back_the_same_values() {
+        let (_dir, store) = temp_store();
+        let values: Vec<i64> = (0..300_000i64).map(|k| k * 31 - 7).collect();
+        let id = publish_column::<Int64Type>(&store, "v", values.clone(), serde_json::json!({"kind": "t"})).unwrap();
+        let column = open_column::<Int64Type>(&store, &id, "t").unwrap();
+        assert_eq!(column.values(), &values[..]);
+        assert!(column.release(1000..250_000));
+        assert!(column.release(0..values.len()));
+        assert_eq!(column.values(), &values[..]);
+        let bytes = std::fs::read(store.object_path(&id)).unwrap();
+        let in_memory = decode_column::<Int64Type>(bytes::Bytes::from(bytes), &id, "t").unwrap();
+        assert!(!in_memory.release(0..values.len()));
+        assert_eq!(in_memory.values(), &values[..]);
     }
 
     #[test]

@@ -28,6 +28,26 @@ pub(crate) fn map_readonly(file: &File) -> io::Result<Mmap> {
     unsafe { Mmap::map(file) }
 }
 
+/// Drops this process's page-table entries for the whole pages inside
+/// `range`, a range of addresses within a live mapping made by
+/// [`map_readonly`] (`madvise(MADV_DONTNEED)`): its resident set no longer
+/// counts them, the page cache keeps them, and the next read maps them
+/// again. A hint: whether the kernel took it is returned, nothing else
+/// depends on it.
+pub(crate) fn release_pages(range: std::ops::Range<usize>) -> bool {
+    const PAGE: usize = 4096;
+    let (start, end) = (range.start.next_multiple_of(PAGE), range.end / PAGE * PAGE);
+    if start >= end {
+        return true;
+    }
+    // SAFETY: `start..end` lies inside a mapping of `map_readonly`: shared
+    // (`MAP_SHARED`), read-only (`PROT_READ`), of an immutable file (module
+    // invariants). Dropping such pages changes no byte any read returns: a
+    // later read faults the same file page back in. No private or
+    // anonymous page is in the range, so nothing is zeroed or lost.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) == 0 }
+}
+
 /// Kills the current process with SIGKILL (used by fail-points to simulate
 /// a crash at an exact step). Never returns.
 pub(crate) fn kill_self() -> ! {

@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let g = GraphData::from_objects(&store, &id("edge_index")?, &id("edge_attr")?, &id("row_ptr")?, Device::Cpu)?;
     let n = g.num_nodes as i64;
     let torch = match &g.adj {
-        Adj::Native { row_ptr, cols, vals } => Adj::Torch(Tensor::sparse_csr_tensor_crow_col_value_size(row_ptr.tensor(), cols.tensor(), vals.tensor(), [n, n], (Kind::Float, Device::Cpu))),
+        Adj::Native { .. } => Adj::Torch(g.mapped_csr_tensor()),
         Adj::Torch(t) => Adj::Torch(t.shallow_clone()),
         Adj::Host { .. } => unreachable!("a graph from objects is mapped, never held"),
     };

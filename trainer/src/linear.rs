@@ -47,7 +47,7 @@ use crate::lbfgs::{self, Stop};
 use crate::model::Hyper;
 use crate::predict::LinearHead;
 use crate::run::EpochLog;
-use crate::spmm::Csr;
+use crate::spmm::{Column, Csr};
 use crate::targets::Targets;
 
 /// A linear model's settings, from the `[train.<model>]` table.
@@ -184,13 +184,13 @@ impl Operator<'_> {
 }
 
 /// Where each row's document columns (`< docs`) end.
-fn doc_column_ends(a: Csr, docs: usize) -> Vec<usize> {
-    (0..a.rows()).into_par_iter().map(|i| a.row_ptr[i] as usize + a.cols[a.row_ptr[i] as usize..a.row_ptr[i + 1] as usize].partition_point(|&c| (c as usize) < docs)).collect()
+fn doc_column_ends<C: Column>(a: Csr<C>, docs: usize) -> Vec<usize> {
+    (0..a.rows()).into_par_iter().map(|i| a.row_ptr[i] as usize + a.cols[a.row_ptr[i] as usize..a.row_ptr[i + 1] as usize].partition_point(|&c| c.index() < docs)).collect()
 }
 
 /// `Â · G` for `g` holding `G`'s rows `0..D` (the rest zero): each row
 /// reads only its document columns, `cols[row_ptr[i]..ends[i]]`.
-fn doc_columns_product(a: Csr, ends: &[usize], g: &Tensor) -> Tensor {
+fn doc_columns_product<C: Column>(a: Csr<C>, ends: &[usize], g: &Tensor) -> Tensor {
     let (rp, cols, vals) = (a.row_ptr, a.cols, a.vals);
     let g = g.contiguous();
     let c = g.size()[1] as usize;
@@ -198,7 +198,7 @@ fn doc_columns_product(a: Csr, ends: &[usize], g: &Tensor) -> Tensor {
     let mut out = Tensor::zeros([ends.len() as i64, c as i64], (Kind::Float, Device::Cpu));
     crate::mapping::f32_slice_mut(&mut out).par_chunks_mut(c).enumerate().for_each(|(i, o)| {
         for k in rp[i] as usize..ends[i] {
-            let (v, x) = (vals[k], &gs[cols[k] as usize * c..][..c]);
+            let (v, x) = (vals[k], &gs[cols[k].index() * c..][..c]);
             o.iter_mut().zip(x).for_each(|(o, x)| *o += v * x);
         }
     });
@@ -695,7 +695,7 @@ mod tests {
         let train = Tensor::from_slice(&[0i64, 2, 3, 5, 6]);
         let labels = Tensor::from_slice(&[0i64, 1, 2, 1, 0, 2, 1]);
         let train_list: Vec<i64> = Vec::try_from(&train).unwrap();
-        let adj = Adj::Host { row_ptr: parts.0.clone(), cols: parts.1.clone(), vals: parts.2.clone() };
+        let adj = Adj::from_host(parts.0.clone(), parts.1.clone(), parts.2.clone(), n, Device::Cpu);
         let self_loops: Vec<f32> = Vec::try_from(a.diagonal(0, 0, 1)).unwrap();
         let cases: [(&str, Vec<f64>, FeatureScale, bool); 5] = [
             ("sgc k=2 min-max", vec![0.0, 0.0, 1.0], FeatureScale::MinMax, false),
@@ -708,7 +708,7 @@ mod tests {
             let (op, dense) = if coef.is_empty() {
                 let ((rp, cols, vals), (trp, tcols, tvals)) = tfidf_rows(csr(&parts), docs, &self_loops);
                 let rown = dw.square().sum_dim_intlist(1, true, Kind::Float).sqrt();
-                (Operator::Tfidf { x: Adj::Host { row_ptr: rp, cols, vals }, xt: Adj::Host { row_ptr: trp, cols: tcols, vals: tvals } }, &dw / rown)
+                (Operator::Tfidf { x: Adj::from_host(rp, cols, vals, words, Device::Cpu), xt: Adj::from_host(trp, tcols, tvals, docs, Device::Cpu) }, &dw / rown)
             } else {
                 // The document-column product in the backward pass, and
                 // (SSGC K=3) the plain one.

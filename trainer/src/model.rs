@@ -395,7 +395,8 @@ mod tests {
             }
             row_ptr.push(cols.len() as i64);
         }
-        let adj = Adj::Host { row_ptr, cols, vals };
+        let adj = Adj::from_host(row_ptr, cols, vals, n, Device::Cpu);
+        assert!(matches!(adj, Adj::Host { .. }));
         let labels = Tensor::from_slice(&(0..100).map(|i| i % 3).collect::<Vec<i64>>());
         let targets = Targets::Single(labels);
         let train = Tensor::from_slice(&(0..60).collect::<Vec<i64>>());

@@ -52,7 +52,7 @@ fn child_measures_training_steps() {
     let g = dense_graph(&store, n);
     assert!(g.is_zero_copy(), "graph tensors must point into the file mappings");
     assert!(matches!(g.adj, Adj::Native { .. }));
-    let graph_bytes = (n * n * (8 + 4)) as u64; // columns + values in use
+    let graph_bytes = (n * n * (4 + 4)) as u64; // u32 columns + values in use
     let h = Hyper { hidden: 16, dropout: 0.5, learning_rate: 0.01, weight_decay: 0.0, epochs: 3, early_stopping: 0, seed: 1, device: DeviceChoice::Cpu, ..Hyper::default() };
     tch::manual_seed(1);
     let mut m = Model::new(n, h.hidden, 4, Device::Cpu);
@@ -69,6 +69,11 @@ fn child_measures_training_steps() {
         assert!(grew < graph_bytes / 8, "a training step grew RSS by {grew} bytes; the graph is {graph_bytes} bytes");
     }
     assert!(g.is_zero_copy());
+    // The kernel reads a u32 copy of the columns: the mapped edge_index
+    // (50 MB) is not resident in this process, its values are.
+    let resident = |i: usize| metrics::mapped_rss(&g.mapped_paths[i..=i]);
+    assert!(resident(0) < 1 << 20, "edge_index: {} bytes resident", resident(0));
+    assert!(resident(1) >= (n * n * 4) as u64, "edge_attr: {} bytes resident", resident(1));
 }
 
 #[test]
@@ -76,8 +81,12 @@ fn native_and_libtorch_products_agree() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("s"), OpenMode::Write).unwrap();
     let g = dense_graph(&store, 300);
-    let Adj::Native { row_ptr, cols, vals } = &g.adj else { panic!("CPU graphs use the native kernel") };
-    let t = Tensor::sparse_csr_tensor_crow_col_value_size(row_ptr.tensor(), cols.tensor(), vals.tensor(), [300, 300], (Kind::Float, Device::Cpu));
+    let Adj::Native { cols, .. } = &g.adj else { panic!("CPU graphs use the native kernel") };
+    // Its u32 columns are the mapped i64 ones.
+    let mapped = g.host_csr().cols;
+    assert_eq!(cols.len(), mapped.len());
+    assert!(cols.iter().zip(mapped).all(|(&a, &b)| a as i64 == b));
+    let t = g.mapped_csr_tensor();
     let x = Tensor::randn([300, 37], (Kind::Float, Device::Cpu));
     assert!(g.adj.mm(&x).allclose(&t.mm(&x), 1e-5, 1e-5, false));
 }

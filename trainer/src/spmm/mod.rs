@@ -2,9 +2,11 @@
 //!
 //! libtorch's CPU CSR product (MKL) converts int64 indices to int32 on
 //! every call, allocating a buffer of the graph's size each time (measured:
-//! +108 MB per product on 20ng). This kernel reads the mapped `row_ptr`,
-//! column half of `edge_index` and `edge_attr` directly, allocates nothing
-//! but its output, parallelises over rows (each output row is computed by
+//! +108 MB per product on 20ng). This kernel reads the mapped `row_ptr`
+//! and `edge_attr` directly and the column half of `edge_index` as it is
+//! or as a `u32` copy made once ([`Column`]; the trainer's graph uses the
+//! copy: half the index bytes a product reads), allocates nothing but its
+//! output, parallelises over rows (each output row is computed by
 //! one thread in a fixed order, so results do not depend on the thread
 //! count), and uses AVX-512 or AVX2 with FMA when the CPU has them.
 //!
@@ -153,14 +155,35 @@ macro_rules! tiled {
     };
 }
 
+/// A column index of a CSR matrix: the `i64` of the artifacts (and of
+/// PyTorch), or a `u32` copy, half the bytes to read a product.
+pub trait Column: Copy + Send + Sync + 'static {
+    /// The column as an index.
+    fn index(self) -> usize;
+}
+
+impl Column for i64 {
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Column for u32 {
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A CSR matrix as borrowed slices (the mapped artifacts, or arrays in
 /// memory).
 #[derive(Clone, Copy)]
-pub struct Csr<'a> {
+pub struct Csr<'a, C = i64> {
     /// `N + 1` row offsets.
     pub row_ptr: &'a [i64],
     /// Column of each non-zero.
-    pub cols: &'a [i64],
+    pub cols: &'a [C],
     /// Value of each non-zero.
     pub vals: &'a [f32],
     /// Whether the arrays are mapped files, which the page cache holds
@@ -169,7 +192,7 @@ pub struct Csr<'a> {
     pub mapped: bool,
 }
 
-impl Csr<'_> {
+impl<C: Column> Csr<'_, C> {
     /// Rows.
     pub fn rows(&self) -> usize {
         self.row_ptr.len() - 1
@@ -188,6 +211,18 @@ impl Csr<'_> {
         prefetch(self.cols, i);
         prefetch(self.cols, i + 8);
         prefetch(self.vals, i);
+    }
+
+    /// The entries `(i, i)` of the rows `nodes` (`0` where a row has
+    /// none); columns are sorted within each row.
+    pub fn diagonal(&self, nodes: std::ops::Range<usize>) -> Vec<f32> {
+        nodes
+            .map(|i| {
+                let (a, b) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
+                let k = a + self.cols[a..b].partition_point(|&c| c.index() < i);
+                if k < b && self.cols[k].index() == i { self.vals[k] } else { 0.0 }
+            })
+            .collect()
     }
 
     /// The first `rows` rows (row offsets start at 0, so they are a prefix
@@ -333,8 +368,8 @@ impl Csr<'_> {
         for (r, bound) in bounds.iter_mut().take(rows).enumerate() {
             let (row_start, end) = (self.row_ptr[first + r] as usize, self.row_ptr[first + r + 1] as usize);
             let lo = start(first + r);
-            let hi = if columns.1 == usize::MAX { end } else { lo + self.cols[lo..end].iter().take_while(|&&c| (c as usize) < columns.1).count() };
-            debug_assert_eq!(lo, row_start + self.cols[row_start..end].partition_point(|&c| (c as usize) < columns.0));
+            let hi = if columns.1 == usize::MAX { end } else { lo + self.cols[lo..end].iter().take_while(|&&c| c.index() < columns.1).count() };
+            debug_assert_eq!(lo, row_start + self.cols[row_start..end].partition_point(|&c| c.index() < columns.0));
             if let Some(at) = at.get(first + r) {
                 at.store(u32::try_from(hi - row_start).expect("a row of fewer than 2^32 non-zeros"), Relaxed);
             }
@@ -469,7 +504,7 @@ impl Panels {
     /// [`crate::metrics::memory_room`] left for file pages, read at each
     /// such product: the trainer's own memory grows in its first step).
     /// See [`Panels::choose`].
-    fn for_csr(csr: &Csr, k: usize, col_end: Option<usize>, x_rows: usize) -> Panels {
+    fn for_csr<C: Column>(csr: &Csr<C>, k: usize, col_end: Option<usize>, x_rows: usize) -> Panels {
         let p = Panels::current();
         if !csr.mapped || p.fixed || candidates(csr.rows(), k, col_end, x_rows, p).1.iter().all(|(split, _)| split.len() < 2) {
             return p;
@@ -739,22 +774,22 @@ impl Kernel {
 
 /// A run of consecutive rows, processed by one thread.
 #[derive(Clone, Copy)]
-pub(crate) struct Block<'a> {
+pub(crate) struct Block<'a, C> {
     /// Each row's non-zeros to multiply, as a range of `cols` and `vals`:
     /// those of the pass's columns (see [`Csr::mul_dense_columns_below`]
     /// and the panels).
     bounds: &'a [(usize, usize)],
-    cols: &'a [i64],
+    cols: &'a [C],
     vals: &'a [f32],
     /// Whether the output rows hold partial sums to add to (the panels
     /// after the first), or are overwritten.
     accumulate: bool,
 }
 
-impl Block<'_> {
+impl<C: Column> Block<'_, C> {
     /// Row `r`'s columns and values (without the left-out columns).
     #[inline(always)]
-    fn row(&self, r: usize) -> (&[i64], &[f32]) {
+    fn row(&self, r: usize) -> (&[C], &[f32]) {
         let (lo, hi) = self.bounds[r];
         (&self.cols[lo..hi], &self.vals[lo..hi])
     }
@@ -778,7 +813,7 @@ impl Block<'_> {
         let (cols, vals) = self.row(r);
         // The non-zeros whose whole tile lies inside `x`: all of them when
         // the tile is the pass's width, else all but the last columns.
-        let whole = if T == w { cols.len() } else { cols.partition_point(|&c| c as usize * k + t + T <= x.len()) };
+        let whole = if T == w { cols.len() } else { cols.partition_point(|&c| c.index() * k + t + T <= x.len()) };
         let mut acc = [0f32; T];
         if self.accumulate {
             if cols.is_empty() {
@@ -788,19 +823,19 @@ impl Block<'_> {
         }
         for (e, (&c, &v)) in cols[..whole].iter().zip(&vals[..whole]).enumerate() {
             if let Some(&ahead) = cols.get(e + PREFETCH_AHEAD) {
-                let at = ahead as usize * k + t;
+                let at = ahead.index() * k + t;
                 for line in (0..T).step_by(16) {
                     prefetch(x, at + line);
                 }
                 prefetch(x, at + T - 1);
             }
-            let xs: &[f32; T] = x[c as usize * k + t..][..T].try_into().expect("a whole tile");
+            let xs: &[f32; T] = x[c.index() * k + t..][..T].try_into().expect("a whole tile");
             for j in 0..T {
                 acc[j] = v.mul_add(xs[j], acc[j]);
             }
         }
         for (&c, &v) in cols[whole..].iter().zip(&vals[whole..]) {
-            for (a, xv) in acc[..w].iter_mut().zip(&x[c as usize * k + t..][..w]) {
+            for (a, xv) in acc[..w].iter_mut().zip(&x[c.index() * k + t..][..w]) {
                 *a = v.mul_add(*xv, *a);
             }
         }
@@ -817,7 +852,7 @@ impl Block<'_> {
             }
             let (cols, vals) = self.row(r);
             for (&c, &v) in cols.iter().zip(vals) {
-                axpy(v, &x[c as usize * k..][..k], orow);
+                axpy(v, &x[c.index() * k..][..k], orow);
             }
         }
     }
@@ -896,6 +931,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The diagonal is each row's `(i, i)` entry, `0` where there is none,
+    /// the same with `u32` columns.
+    #[test]
+    fn diagonal_entries() {
+        let n = 23;
+        let (row_ptr, cols, vals) = matrix(n);
+        let csr = Csr { row_ptr: &row_ptr, cols: &cols, vals: &vals, mapped: false };
+        let want: Vec<f32> = (0..n)
+            .map(|i| (row_ptr[i] as usize..row_ptr[i + 1] as usize).find(|&e| cols[e] == i as i64).map_or(0.0, |e| vals[e]))
+            .collect();
+        assert!(want.contains(&0.0) && want.iter().any(|&v| v != 0.0), "the matrix has rows with and without a diagonal entry");
+        assert_eq!(csr.diagonal(0..n), want);
+        assert_eq!(csr.diagonal(5..9), want[5..9]);
+        let cols32: Vec<u32> = cols.iter().map(|&c| c as u32).collect();
+        assert_eq!(Csr { row_ptr: &row_ptr, cols: &cols32[..], vals: &vals, mapped: false }.diagonal(0..n), want);
     }
 
     /// The passes cover each float once, in order, as few as the largest
@@ -1047,7 +1099,8 @@ mod tests {
     /// A product in panels of columns has the bits of the one-pass
     /// product, for every kernel, panel width and product width, with and
     /// without a column bound, over all rows at once or in groups of
-    /// rows; and so has the product that hands its blocks on.
+    /// rows; and so has the product that hands its blocks on; and each
+    /// of them the same bits with `u32` columns as with `i64` ones.
     #[test]
     fn panels_give_the_bits_of_one_pass() {
         // One block of rows, and several (each block keeps where each of
@@ -1060,6 +1113,8 @@ mod tests {
     fn panels_of(n: usize) {
         let (row_ptr, cols, vals) = matrix(n);
         let csr = Csr { row_ptr: &row_ptr, cols: &cols, vals: &vals, mapped: false };
+        let cols32: Vec<u32> = cols.iter().map(|&c| u32::try_from(c).unwrap()).collect();
+        let narrow = Csr { row_ptr: &row_ptr, cols: &cols32[..], vals: &vals, mapped: false };
         for kernel in Kernel::available() {
             for k in [1, 8, 20, 45, 200, 209] {
                 let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8).collect();
@@ -1072,10 +1127,17 @@ mod tests {
                     let mut out = vec![f32::NAN; n * k];
                     csr.product_in_panels(kernel, None, &x, k, &mut out, bytes);
                     assert_eq!(bits(&out), bits(&one), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes");
+                    let mut out = vec![f32::NAN; n * k];
+                    narrow.product_in_panels(kernel, None, &x, k, &mut out, bytes);
+                    assert_eq!(bits(&out), bits(&one), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes, u32 columns");
                     let mut outs = [vec![f32::NAN; n * k], vec![0f32; n * k], vec![0f32; n * k]];
                     let [a, b, c] = &mut outs;
                     csr.mul_dense_then_in_panels(kernel, &x, k, [a, b, c], |g, [a, _, _]| a.copy_from_slice(g), bytes);
                     assert_eq!(bits(&outs[0]), bits(&one), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes, handed on");
+                    let mut outs = [vec![f32::NAN; n * k], vec![0f32; n * k], vec![0f32; n * k]];
+                    let [a, b, c] = &mut outs;
+                    narrow.mul_dense_then_in_panels(kernel, &x, k, [a, b, c], |g, [a, _, _]| a.copy_from_slice(g), bytes);
+                    assert_eq!(bits(&outs[0]), bits(&one), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes, handed on, u32 columns");
                     // Columns below a bound, from the bound's rows of x.
                     let bound = 11;
                     let mut below = vec![0f32; n * k];
@@ -1083,6 +1145,9 @@ mod tests {
                     let mut out = vec![f32::NAN; n * k];
                     csr.product_in_panels(kernel, Some(bound), &x[..bound * k], k, &mut out, bytes);
                     assert_eq!(bits(&out), bits(&below), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes, below {bound}");
+                    let mut out = vec![f32::NAN; n * k];
+                    narrow.product_in_panels(kernel, Some(bound), &x[..bound * k], k, &mut out, bytes);
+                    assert_eq!(bits(&out), bits(&below), "{kernel:?} k={k}, panels of {panel}, groups of {group} bytes, below {bound}, u32 columns");
                 }
             }
         }

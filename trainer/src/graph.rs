@@ -14,6 +14,7 @@ use textgcn_pipeline::stages::{self, Graph, Vocab};
 
 use crate::predict::{PipelineSource, VocabInfo};
 use crate::mapping::MappedTensor;
+use crate::spmm::Csr;
 use textgcn_pipeline::ingest::Documents;
 
 /// `Â` on one device, as whatever computes `Â · X` best there.
@@ -22,13 +23,17 @@ use textgcn_pipeline::ingest::Documents;
 #[allow(clippy::large_enum_variant)]
 pub enum Adj {
     /// CPU: the native kernel ([`crate::spmm`]) over the mapped row
-    /// offsets and values, and the columns as `u32`.
+    /// offsets and values, and the columns as `u32` where memory allows
+    /// (else the mapped `i64` ones).
     Native {
         /// Row offsets (mapped).
         row_ptr: MappedTensor<Int64Type>,
-        /// The column half of `edge_index` as `u32`: a copy of half its
-        /// size, which is what each product reads (see `narrow_columns`).
-        cols: Vec<u32>,
+        /// The column half of `edge_index` (mapped).
+        cols: MappedTensor<Int64Type>,
+        /// The same columns as `u32`, half the bytes, which the products
+        /// then read instead (see `narrow_columns`); `None` where the
+        /// copy would not fit the memory (see `narrow_fits`).
+        narrow: Option<Vec<u32>>,
         /// `edge_attr` (mapped).
         vals: MappedTensor<Float32Type>,
     },
@@ -61,7 +66,7 @@ impl Adj {
     /// The first `rows` rows of `Â · x` (on the CPU only those are
     /// computed; libtorch computes all and narrows).
     pub fn mm_rows(&self, x: &Tensor, rows: usize) -> Tensor {
-        let native = |csr: crate::spmm::Csr<u32>| {
+        let native = |csr: HostCsr| {
             let csr = csr.prefix(rows);
             let x = x.contiguous();
             let k = x.size()[1];
@@ -81,7 +86,7 @@ impl Adj {
     /// same bits as the whole product (columns are sorted within rows).
     pub fn mm_columns_below(&self, x: &Tensor, cols: usize) -> Tensor {
         assert_eq!(x.size()[0], cols as i64, "x has one row per kept column");
-        let native = |csr: crate::spmm::Csr<u32>| {
+        let native = |csr: HostCsr| {
             let x = x.contiguous();
             let k = x.size()[1];
             let mut out = Tensor::empty([csr.rows() as i64, k], (Kind::Float, Device::Cpu));
@@ -99,10 +104,13 @@ impl Adj {
     }
 
     /// The CSR arrays when they are on the host (the CPU variants).
-    pub fn host(&self) -> Option<crate::spmm::Csr<'_, u32>> {
+    pub fn host(&self) -> Option<HostCsr<'_>> {
         match self {
-            Adj::Native { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr: row_ptr.values(), cols, vals: vals.values(), mapped: true }),
-            Adj::Host { row_ptr, cols, vals } => Some(crate::spmm::Csr { row_ptr, cols, vals, mapped: false }),
+            Adj::Native { row_ptr, cols, narrow, vals } => Some(match narrow {
+                Some(narrow) => HostCsr::Narrow(Csr { row_ptr: row_ptr.values(), cols: narrow, vals: vals.values(), mapped: true }),
+                None => HostCsr::Wide(Csr { row_ptr: row_ptr.values(), cols: cols.values(), vals: vals.values(), mapped: true }),
+            }),
+            Adj::Host { row_ptr, cols, vals } => Some(HostCsr::Narrow(Csr { row_ptr, cols, vals, mapped: false })),
             Adj::Torch(_) => None,
         }
     }
@@ -127,6 +135,63 @@ impl Adj {
             Adj::Torch(t) => t.device(),
             Adj::Native { .. } | Adj::Host { .. } => Device::Cpu,
         }
+    }
+}
+
+/// The CSR arrays of a CPU [`Adj`]: columns as `u32` (a copy, or a
+/// matrix held in memory) or the mapped `i64`s.
+#[derive(Clone, Copy)]
+pub enum HostCsr<'a> {
+    /// `u32` columns.
+    Narrow(Csr<'a, u32>),
+    /// The mapped `i64` columns.
+    Wide(Csr<'a, i64>),
+}
+
+/// `$body` with `$c` bound to the [`Csr`] inside a [`HostCsr`], of either
+/// column type.
+macro_rules! with_csr {
+    ($host:expr, $c:ident => $body:expr) => {
+        match $host {
+            $crate::graph::HostCsr::Narrow($c) => $body,
+            $crate::graph::HostCsr::Wide($c) => $body,
+        }
+    };
+}
+pub(crate) use with_csr;
+
+impl HostCsr<'_> {
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        with_csr!(self, c => c.rows())
+    }
+
+    /// The first `rows` rows ([`Csr::prefix`]).
+    pub fn prefix(&self, rows: usize) -> Self {
+        match self {
+            HostCsr::Narrow(c) => HostCsr::Narrow(c.prefix(rows)),
+            HostCsr::Wide(c) => HostCsr::Wide(c.prefix(rows)),
+        }
+    }
+
+    /// [`Csr::mul_dense`].
+    pub fn mul_dense(&self, x: &[f32], k: usize, out: &mut [f32]) {
+        with_csr!(self, c => c.mul_dense(x, k, out))
+    }
+
+    /// [`Csr::mul_dense_columns_below`].
+    pub fn mul_dense_columns_below(&self, cols: usize, x: &[f32], k: usize, out: &mut [f32]) {
+        with_csr!(self, c => c.mul_dense_columns_below(cols, x, k, out))
+    }
+
+    /// [`Csr::mul_dense_then`].
+    pub fn mul_dense_then(&self, x: &[f32], k: usize, rows: [&mut [f32]; 3], then: impl Fn(&mut [f32], [&mut [f32]; 3]) + Sync) {
+        with_csr!(self, c => c.mul_dense_then(x, k, rows, then))
+    }
+
+    /// [`Csr::diagonal`].
+    pub fn diagonal(&self, nodes: std::ops::Range<usize>) -> Vec<f32> {
+        with_csr!(self, c => c.diagonal(nodes))
     }
 }
 
@@ -179,13 +244,13 @@ pub type ColumnRanges = std::sync::Arc<(Vec<f32>, Vec<f32>)>;
 
 impl GraphData {
     /// Whether the CPU products read the mapped files' memory (zero-copy):
-    /// the values and row offsets, and, for a libtorch CSR tensor, the
-    /// columns of `edge_index` too; the native kernel reads a `u32` copy
-    /// of those (see `narrow_columns`).
+    /// the values, row offsets and columns of `edge_index` (for the native
+    /// kernel, the columns unless it reads their `u32` copy: see
+    /// `narrow_columns`).
     pub fn is_zero_copy(&self) -> bool {
         let mapped = self.cols.is_zero_copy() && self.vals.is_zero_copy() && self.rowptr.is_zero_copy();
         match &self.adj {
-            Adj::Native { row_ptr, vals, .. } => mapped && row_ptr.is_zero_copy() && vals.is_zero_copy(),
+            Adj::Native { row_ptr, cols, vals, .. } => mapped && row_ptr.is_zero_copy() && cols.is_zero_copy() && vals.is_zero_copy(),
             Adj::Torch(t) if t.device() == Device::Cpu => {
                 mapped
                     && crate::mapping::inside(&t.col_indices(), self.cols.mapping_range())
@@ -226,19 +291,18 @@ impl GraphData {
         let torch_csr = || Tensor::sparse_csr_tensor_crow_col_value_size(rowptr.tensor(), cols.tensor(), vals.tensor(), [n as i64, n as i64], (Kind::Float, Device::Cpu));
         let adj = match device {
             Device::Cpu if std::env::var("TEXTGCN_SPMM").as_deref() == Ok("torch") => Adj::Torch(torch_csr()),
-            Device::Cpu => match narrow_columns(cols.values(), n) {
-                Some(narrow) => {
-                    // The product reads only the copy now: the mapped
-                    // columns leave this process's resident set (the page
-                    // cache keeps them for whoever reads them next).
+            Device::Cpu => {
+                let narrow = narrow_fits(e, crate::metrics::memory_room()).then(|| narrow_columns(cols.values(), n)).flatten();
+                if narrow.is_some() {
+                    // The products read only the copy: the mapped columns
+                    // leave this process's resident set (the page cache
+                    // keeps them for whoever reads them next).
                     ei.column().release(e..2 * e);
-                    Adj::Native { row_ptr: rowptr.clone(), cols: narrow, vals: vals.clone() }
+                } else {
+                    tracing::info!("the products read the graph's columns from the mapping: a u32 copy of its {e} edges would take more than a quarter of the memory left (or its {n} nodes more than a u32 indexes)");
                 }
-                None => {
-                    tracing::warn!("{n} nodes do not fit the native kernel's u32 columns: libtorch's CSR product instead");
-                    Adj::Torch(torch_csr())
-                }
-            },
+                Adj::Native { row_ptr: rowptr.clone(), cols: cols.clone(), narrow, vals: vals.clone() }
+            }
             // On a GPU the graph must live in device memory: one copy, made once.
             _ => Adj::Torch(torch_csr().to_device(device)),
         };
@@ -328,10 +392,23 @@ impl GraphData {
     }
 }
 
+/// Whether the trainer copies the columns of a graph of `e` edges to
+/// `u32` (see `narrow_columns`), given the `room` the memory has left
+/// ([`crate::metrics::memory_room`], before the model is made; `None`:
+/// unknown): where the copy takes at most a quarter of it. The copy is
+/// anonymous memory, which nothing can reclaim, in place of mapped pages
+/// that the page cache may evict; the rest of the room is the model's
+/// (weights, Adam's moments and the activations: 2.2 GB for the generated
+/// 100k-document corpus, 10-14 GB for the million, whose 1.7 G edges are
+/// then read from the mapping) and the page cache's.
+fn narrow_fits(e: usize, room: Option<u64>) -> bool {
+    room.is_none_or(|room| (e as u64).saturating_mul(4) <= room / 4)
+}
+
 /// The columns `cols` (each below `ncols`) as `u32`, or `None` where
 /// `ncols` exceeds what a `u32` indexes. The native kernel reads these:
 /// half the bytes of the `i64` columns a product, 108 MB of its reads on
-/// 20ng; a 20ng epoch took 3-5 % less (docs/benchmarks.md).
+/// 20ng; a 20ng epoch took 3-9 % less (docs/benchmarks.md).
 fn narrow_columns(cols: &[i64], ncols: usize) -> Option<Vec<u32>> {
     use rayon::prelude::*;
     if ncols > u32::MAX as usize + 1 {
@@ -389,4 +466,34 @@ fn load_checked(store_path: &Path, cfg: &LoadedConfig, device: Device) -> Result
     data.held_out = held_out;
     let s = g.splits;
     Ok(data.with_labels(g.labels, g.label_names, g.doc_names, [s.train, s.val, s.test]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{narrow_columns, narrow_fits};
+
+    /// The columns are copied where the copy takes at most a quarter of
+    /// the room left, and always where the room is unknown.
+    #[test]
+    fn columns_are_narrowed_where_the_copy_fits_a_quarter_of_the_room() {
+        // 20ng's 27 M edges: 108 MB of u32.
+        let e = 26_990_597usize;
+        assert!(narrow_fits(e, None));
+        assert!(narrow_fits(e, Some(4 * 4 * e as u64)));
+        assert!(!narrow_fits(e, Some(4 * 4 * e as u64 - 4)));
+        assert!(!narrow_fits(e, Some(0)));
+        // The generated million documents (1.7 G edges) on a 24 GB
+        // machine with 22 GB available: read from the mapping.
+        assert!(!narrow_fits(1_717_716_760, Some(22 << 30)));
+        assert!(narrow_fits(656_237_131, Some(22 << 30)));
+    }
+
+    /// Columns below 2^32 are copied exactly; more nodes than a `u32`
+    /// indexes give no copy.
+    #[test]
+    fn narrow_columns_are_the_columns() {
+        let cols = [0i64, 5, u32::MAX as i64, 7];
+        assert_eq!(narrow_columns(&cols, u32::MAX as usize + 1), Some(vec![0, 5, u32::MAX, 7]));
+        assert_eq!(narrow_columns(&cols[..2], u32::MAX as usize + 2), None);
+    }
 }

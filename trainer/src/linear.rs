@@ -162,7 +162,7 @@ impl Operator<'_> {
                 // The first product only meets the document columns: on the
                 // CPU it reads just those (a few percent of the graph).
                 let mut y = match (doc_ends, adj.host()) {
-                    (Some(ends), Some(a)) => doc_columns_product(a, ends, g),
+                    (Some(ends), Some(a)) => crate::graph::with_csr!(a, a => doc_columns_product(a, ends, g)),
                     _ => {
                         let full = Tensor::zeros([*nodes as i64, c], (Kind::Float, g.device()));
                         full.narrow(0, 0, d).copy_(g);
@@ -257,7 +257,7 @@ pub fn train(data: &GraphData, spec: &Spec, h: &Hyper, mut on_epoch: impl FnMut(
     let op = match spec.kind {
         ModelKind::TfidfLr => tfidf_operator(data, device),
         _ => {
-            let doc_ends = data.adj.host().map(|a| doc_column_ends(a, docs));
+            let doc_ends = data.adj.host().map(|a| crate::graph::with_csr!(a, a => doc_column_ends(a, docs)));
             Operator::Poly { adj: &data.adj, coef: spec.coef.clone(), nodes: data.num_nodes, doc_ends }
         }
     };

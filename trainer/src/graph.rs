@@ -239,14 +239,20 @@ pub struct GraphData {
     ranges: std::sync::Mutex<Option<(Vec<f64>, ColumnRanges)>>,
 }
 
+/// The `n × n` libtorch CPU CSR tensor viewing the mapped arrays (no copy).
+fn csr_tensor(rowptr: &MappedTensor<Int64Type>, cols: &MappedTensor<Int64Type>, vals: &MappedTensor<Float32Type>, n: usize) -> Tensor {
+    Tensor::sparse_csr_tensor_crow_col_value_size(rowptr.tensor(), cols.tensor(), vals.tensor(), [n as i64, n as i64], (Kind::Float, Device::Cpu))
+}
+
 /// Per-column minima and maxima over the training documents.
 pub type ColumnRanges = std::sync::Arc<(Vec<f32>, Vec<f32>)>;
 
 impl GraphData {
-    /// Whether the CPU products read the mapped files' memory (zero-copy):
-    /// the values, row offsets and columns of `edge_index` (for the native
-    /// kernel, the columns unless it reads their `u32` copy: see
-    /// `narrow_columns`).
+    /// Whether the graph's arrays are views of the mapped files (zero-copy):
+    /// the values, row offsets and columns of `edge_index` that the CPU
+    /// products are given. It checks the mapped views only: the native
+    /// kernel may read a `u32` copy of the columns instead (see
+    /// `narrow_columns`), which this does not count as a copy of the graph.
     pub fn is_zero_copy(&self) -> bool {
         let mapped = self.cols.is_zero_copy() && self.vals.is_zero_copy() && self.rowptr.is_zero_copy();
         match &self.adj {
@@ -270,8 +276,7 @@ impl GraphData {
     /// `Â` as a libtorch CPU CSR tensor viewing the mapped arrays (`i64`
     /// columns): what `TEXTGCN_SPMM=torch` multiplies with (comparisons).
     pub fn mapped_csr_tensor(&self) -> Tensor {
-        let n = self.num_nodes as i64;
-        Tensor::sparse_csr_tensor_crow_col_value_size(self.rowptr.tensor(), self.cols.tensor(), self.vals.tensor(), [n, n], (Kind::Float, Device::Cpu))
+        csr_tensor(&self.rowptr, &self.cols, &self.vals, self.num_nodes)
     }
 
     /// Opens and checks the graph objects directly (tests, benchmarks).
@@ -288,7 +293,7 @@ impl GraphData {
         let cols = MappedTensor::view(ei.column(), e, e, Kind::Int64);
         let vals = MappedTensor::view(ea.column(), 0, e, Kind::Float);
         let rowptr = MappedTensor::view(rp.column(), 0, n + 1, Kind::Int64);
-        let torch_csr = || Tensor::sparse_csr_tensor_crow_col_value_size(rowptr.tensor(), cols.tensor(), vals.tensor(), [n as i64, n as i64], (Kind::Float, Device::Cpu));
+        let torch_csr = || csr_tensor(&rowptr, &cols, &vals, n);
         let adj = match device {
             Device::Cpu if std::env::var("TEXTGCN_SPMM").as_deref() == Ok("torch") => Adj::Torch(torch_csr()),
             Device::Cpu => {
